@@ -1,0 +1,138 @@
+"""File handling shared by every script: globbing, atomic writes, sidecar records.
+
+Written once so that each script gets the same guarantees:
+  * comma-separated lists of glob patterns expand the way Google's scripts expand them
+    (`tf.io.gfile.glob` per pattern, in the order given);
+  * outputs are written under a temporary name and renamed on success, so a crash never leaves a
+    file under the final name that looks complete;
+  * a small JSON "sidecar" next to an output records how it was made.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+
+
+class InputError(ValueError):
+  """Bad user input (a flag, a file or its contents). The message is meant to be shown as is."""
+
+
+def split_comma_list(value):
+  """Splits a comma-separated flag value into stripped, non-empty items."""
+  if not value:
+    return []
+  return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def expand_file_patterns(patterns, flag_name="input_file"):
+  """Expands a comma list of glob patterns into files, keeping Google's order.
+
+  Google's scripts call `tf.gfile.Glob` on each pattern and extend the list, so the order of
+  files is the order of patterns, then the glob's order within a pattern. Local paths use Python's
+  `glob` (sorted), which is what `tf.io.gfile.glob` returns for local files, without importing TF.
+
+  Args:
+    patterns: a string (comma list) or a list of patterns.
+    flag_name: the flag the patterns came from, for the error message.
+
+  Returns:
+    A list of file paths.
+
+  Raises:
+    InputError: if a pattern matches no file.
+  """
+  import glob as _glob  # pylint: disable=g-import-not-at-top
+  if isinstance(patterns, str):
+    patterns = split_comma_list(patterns)
+  if not patterns:
+    raise InputError("--%s is empty: expected a file, a glob or a comma list of them" % flag_name)
+  files = []
+  for pattern in patterns:
+    if "://" in pattern:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      matches = tf.io.gfile.glob(pattern)
+    elif _glob.has_magic(pattern):
+      matches = sorted(_glob.glob(pattern))
+    else:
+      matches = [pattern] if os.path.exists(pattern) else []
+    if not matches:
+      raise InputError("--%s: no file matches %r" % (flag_name, pattern))
+    files.extend(matches)
+  return files
+
+
+def temporary_path_for(path):
+  """Returns the temporary name an output is written under before it is renamed to `path`."""
+  directory, name = os.path.split(os.path.abspath(path))
+  return os.path.join(directory, ".%s.tmp-%d" % (name, os.getpid()))
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+  """Yields a temporary path to write; renames it to `path` only if the block succeeds.
+
+  Usage:
+    with atomic_output(out) as tmp:
+      write_everything(tmp)
+
+  On an exception the temporary file is removed and `path` is left untouched.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  tmp = temporary_path_for(path)
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="w", encoding="utf-8", newline=None):
+  """Like `open(path, mode)` for writing, but the file appears under `path` only on success."""
+  with atomic_output(path) as tmp:
+    if "b" in mode:
+      f = open(tmp, mode)
+    else:
+      f = open(tmp, mode, encoding=encoding, newline=newline)
+    with f:
+      yield f
+
+
+def write_text_atomic(path, text):
+  """Writes `text` to `path` atomically (UTF-8)."""
+  with atomic_open(path) as f:
+    f.write(text)
+
+
+def write_json_atomic(path, obj):
+  """Writes `obj` as indented, key-sorted JSON to `path` atomically."""
+  write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def sidecar_path(output_path):
+  """The sidecar JSON that records how `output_path` was made."""
+  return output_path + ".json"
+
+
+def write_sidecar(output_path, record):
+  """Writes the sidecar record for `output_path` (atomically)."""
+  write_json_atomic(sidecar_path(output_path), record)
+
+
+def sha256_of_file(path, chunk_size=1 << 20):
+  """Hex SHA-256 of a file's bytes, read in chunks (bounded memory)."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(chunk_size), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def make_temp_dir(prefix="clinicalbert_tf-"):
+  """A fresh temporary directory (callers remove it)."""
+  return tempfile.mkdtemp(prefix=prefix)
