@@ -1,0 +1,35 @@
+# Two commands for users: `make demo` and `make test`. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+VENV := .venv
+# The stamp names a hash of everything that decides what is installed, so a second `make` finds it and
+# skips the install, and a changed pin installs again.
+VENV_INPUTS := requirements.txt requirements-test.txt tools/setup_venv.sh
+VENV_HASH := $(shell cat $(VENV_INPUTS) | sha256sum | cut -c1-16)
+VENV_STAMP := $(VENV)/.installed-$(VENV_HASH)
+
+.PHONY: venv bazel test demo clean
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP):
+	tools/setup_venv.sh $(VENV) $@
+
+# Debian's bazel-bootstrap (4.2.3) is the only Bazel reachable here; see ../shared/notes/bazel-offline.md.
+bazel:
+	@if ! command -v bazel >/dev/null; then \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "== installing Debian's bazel-bootstrap"; \
+	  $$sudo apt-get update && $$sudo apt-get install -y bazel-bootstrap; \
+	fi
+
+test: venv bazel
+	tools/run_tests.sh
+
+demo: venv
+	tools/demo.sh
+
+clean:
+	-command -v bazel >/dev/null && bazel clean --expunge
+	rm -rf demo_output

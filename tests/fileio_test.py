@@ -1,0 +1,141 @@
+"""Tests for clinicalbert_tf.fileio: atomic outputs, glob expansion, comma lists, hashing."""
+
+import hashlib
+import json
+import os
+import tempfile
+import unittest
+
+from clinicalbert_tf import fileio
+
+
+class SplitCommaListTest(unittest.TestCase):
+
+  def test_strips_and_drops_empty_items(self):
+    self.assertEqual(fileio.split_comma_list(" a.txt, b.txt ,,c.txt,"), ["a.txt", "b.txt", "c.txt"])
+
+  def test_empty_values(self):
+    self.assertEqual(fileio.split_comma_list(""), [])
+    self.assertEqual(fileio.split_comma_list(None), [])
+    self.assertEqual(fileio.split_comma_list(" , "), [])
+
+
+class ExpandFilePatternsTest(unittest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.dir = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+    for name in ["b1.txt", "a2.txt", "a1.txt", "c.txt"]:
+      with open(os.path.join(self.dir, name), "w") as f:
+        f.write(name)
+
+  def path(self, name):
+    return os.path.join(self.dir, name)
+
+  def test_order_is_pattern_order_then_sorted_glob(self):
+    # Google's scripts glob each pattern in turn: the b pattern's files come before the a pattern's.
+    patterns = ",".join([self.path("c.txt"), self.path("b*.txt"), self.path("a*.txt")])
+    self.assertEqual(
+        fileio.expand_file_patterns(patterns),
+        [self.path("c.txt"), self.path("b1.txt"), self.path("a1.txt"), self.path("a2.txt")])
+
+  def test_accepts_a_list(self):
+    self.assertEqual(
+        fileio.expand_file_patterns([self.path("a2.txt"), self.path("a1.txt")]),
+        [self.path("a2.txt"), self.path("a1.txt")])
+
+  def test_no_match_names_flag_and_pattern(self):
+    missing = self.path("nothing*.txt")
+    with self.assertRaises(fileio.InputError) as cm:
+      fileio.expand_file_patterns(self.path("a1.txt") + "," + missing, flag_name="train_file")
+    self.assertIn("--train_file", str(cm.exception))
+    self.assertIn(missing, str(cm.exception))
+
+  def test_missing_plain_path_is_an_error(self):
+    with self.assertRaises(fileio.InputError):
+      fileio.expand_file_patterns(self.path("absent.txt"))
+
+  def test_empty_value_is_an_error(self):
+    with self.assertRaises(fileio.InputError) as cm:
+      fileio.expand_file_patterns(" , ", flag_name="input_file")
+    self.assertIn("--input_file is empty", str(cm.exception))
+
+  def test_input_error_is_a_value_error(self):
+    self.assertTrue(issubclass(fileio.InputError, ValueError))
+
+
+class AtomicOutputTest(unittest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.dir = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+
+  def test_success_renames_to_final_name(self):
+    out = os.path.join(self.dir, "sub", "out.txt")  # the directory is created on demand
+    with fileio.atomic_output(out) as tmp:
+      self.assertNotEqual(tmp, out)
+      with open(tmp, "w") as f:
+        f.write("done")
+      self.assertFalse(os.path.exists(out))  # nothing under the final name before success
+    with open(out) as f:
+      self.assertEqual(f.read(), "done")
+    self.assertEqual(os.listdir(os.path.dirname(out)), ["out.txt"])
+
+  def test_exception_leaves_no_file(self):
+    out = os.path.join(self.dir, "out.txt")
+    with self.assertRaisesRegex(RuntimeError, "boom"):
+      with fileio.atomic_output(out) as tmp:
+        with open(tmp, "w") as f:
+          f.write("half")
+        raise RuntimeError("boom")
+    self.assertEqual(os.listdir(self.dir), [])
+
+  def test_exception_keeps_previous_file(self):
+    out = os.path.join(self.dir, "out.txt")
+    fileio.write_text_atomic(out, "old")
+    with self.assertRaises(KeyboardInterrupt):
+      with fileio.atomic_open(out) as f:
+        f.write("new")
+        raise KeyboardInterrupt()
+    with open(out) as f:
+      self.assertEqual(f.read(), "old")
+    self.assertEqual(os.listdir(self.dir), ["out.txt"])
+
+  def test_atomic_open_binary(self):
+    out = os.path.join(self.dir, "out.bin")
+    with fileio.atomic_open(out, "wb") as f:
+      f.write(b"\x00\xff")
+    with open(out, "rb") as f:
+      self.assertEqual(f.read(), b"\x00\xff")
+
+  def test_json_and_sidecar(self):
+    out = os.path.join(self.dir, "model.tfrecord")
+    fileio.write_sidecar(out, {"b": 1, "a": "é"})
+    self.assertEqual(fileio.sidecar_path(out), out + ".json")
+    with open(out + ".json", encoding="utf-8") as f:
+      text = f.read()
+    self.assertEqual(json.loads(text), {"a": "é", "b": 1})
+    self.assertLess(text.index('"a"'), text.index('"b"'))  # keys sorted
+    self.assertTrue(text.endswith("\n"))
+
+
+class Sha256Test(unittest.TestCase):
+
+  def test_matches_hashlib_across_chunks(self):
+    path = os.path.join(tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR")), "data.bin")
+    data = bytes(range(256)) * 1000
+    with open(path, "wb") as f:
+      f.write(data)
+    expected = hashlib.sha256(data).hexdigest()
+    self.assertEqual(fileio.sha256_of_file(path), expected)
+    self.assertEqual(fileio.sha256_of_file(path, chunk_size=7), expected)
+
+  def test_empty_file(self):
+    path = os.path.join(tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR")), "empty")
+    open(path, "wb").close()
+    self.assertEqual(fileio.sha256_of_file(path),
+                     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+
+
+if __name__ == "__main__":
+  unittest.main()
