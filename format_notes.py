@@ -1,0 +1,65 @@
+"""Formats MIMIC-III NOTEEVENTS into one-sentence-per-line pretraining text.
+
+Example:
+  python format_notes.py --input_file=NOTEEVENTS.csv.gz --output_dir=sentences \\
+      --all_notes_file=sentences/all_notes.txt --num_workers=2
+
+Writes `<output_dir>/<category>.txt` per category (`discharge_summary.txt`, `nursing_other.txt`, ...)
+with a `.json` sidecar each. The section and sentence rules are listed in
+`clinicalbert_tf/sections.py` and `clinicalbert_tf/notes.py`.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from clinicalbert_tf import fileio
+from clinicalbert_tf import notes
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("input_file", None,
+                    "MIMIC-III NOTEEVENTS.csv, or .csv.gz (detected from its bytes); upper- or "
+                    "lower-case header.")
+flags.DEFINE_string("output_dir", None,
+                    "Directory for one <category>.txt per category (ClinicalBERT names).")
+flags.DEFINE_list("categories", [],
+                  "CATEGORY values to keep, comma-separated (case-insensitive; file-name form such "
+                  "as discharge_summary also works). Empty: all categories.")
+flags.DEFINE_string("all_notes_file", None, "If set, also write all kept notes to this one file.")
+flags.DEFINE_bool("category_files", True, "Write the per-category files into --output_dir.")
+flags.DEFINE_string("spacy_model", notes.RULES_MODEL,
+                    "'rules': spaCy blank English + scispaCy's combined_rule_tokenizer + "
+                    "sentencizer (no download). Otherwise a spaCy model name or path, e.g. "
+                    "en_core_sci_md, loaded with the tagger and NER disabled.")
+flags.DEFINE_integer("num_workers", 1,
+                     "Processes formatting notes. The output bytes do not depend on it.")
+flags.DEFINE_integer("max_bad_rows", notes.DEFAULT_MAX_BAD_ROWS,
+                     "Stop with an error when more rows than this cannot be parsed; -1: no limit.")
+flags.DEFINE_float("progress_every_s", 30.0, "Seconds between progress log lines.")
+
+flags.mark_flag_as_required("input_file")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("Unexpected arguments: %s" % " ".join(argv[1:]))
+  try:
+    notes.format_notes_file(
+        input_file=FLAGS.input_file,
+        output_dir=FLAGS.output_dir,
+        categories=FLAGS.categories,
+        all_notes_file=FLAGS.all_notes_file,
+        category_files=FLAGS.category_files,
+        spacy_model=FLAGS.spacy_model,
+        num_workers=FLAGS.num_workers,
+        max_bad_rows=FLAGS.max_bad_rows,
+        progress_every_s=FLAGS.progress_every_s)
+  except fileio.InputError as e:
+    sys.stderr.write("format_notes.py: error: %s\n" % e)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)
