@@ -1,0 +1,217 @@
+"""Our BertModel against Google's (bert-tensorflow 1.0.4): names, shapes, outputs, checkpoints."""
+
+import json
+import math
+import os
+import tempfile
+import unittest
+
+import numpy as np
+
+from tests import oracle
+import tensorflow.compat.v1 as tf
+
+from clinicalbert_tf import modeling
+
+_BATCH, _SEQ = 3, 12
+
+
+def _tiny_config_dict(type_vocab_size, hidden_act):
+  return {
+      "vocab_size": 101,
+      "hidden_size": 64,
+      "num_hidden_layers": 2,
+      "num_attention_heads": 4,
+      "intermediate_size": 128,
+      "hidden_act": hidden_act,
+      "hidden_dropout_prob": 0.1,
+      "attention_probs_dropout_prob": 0.1,
+      "max_position_embeddings": 32,
+      "type_vocab_size": type_vocab_size,
+      # Large weights make pre-activations of several units, where the two GELU forms and any
+      # slip in the attention mask change the outputs by far more than the tolerance.
+      "initializer_range": 0.5,
+  }
+
+
+def _batch(type_vocab_size, seed=0):
+  rng = np.random.RandomState(seed)
+  input_ids = rng.randint(1, 101, size=(_BATCH, _SEQ)).astype(np.int32)
+  lengths = [_SEQ, 7, 3]  # Full, half and mostly padding.
+  input_mask = np.zeros((_BATCH, _SEQ), np.int32)
+  segment_ids = np.zeros((_BATCH, _SEQ), np.int32)
+  for i, n in enumerate(lengths):
+    input_mask[i, :n] = 1
+    input_ids[i, n:] = 0
+    segment_ids[i, n // 2:n] = 1 if type_vocab_size == 2 else (i + 1) % type_vocab_size
+  return input_ids, input_mask, segment_ids
+
+
+def _erf_gelu_for_google(x):
+  # Google's get_activation passes functions through, so this gives its model the exact GELU.
+  return x * 0.5 * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
+
+
+def _run_model(module, config, batch, checkpoint=None, save_to=None, is_training=False):
+  """Builds `module.BertModel` in a fresh graph and returns (outputs, {name: shape})."""
+  input_ids, input_mask, segment_ids = batch
+  graph = tf.Graph()
+  with graph.as_default():
+    tf.set_random_seed(42)
+    ids = tf.placeholder(tf.int32, [None, None])
+    mask = tf.placeholder(tf.int32, [None, None])
+    segs = tf.placeholder(tf.int32, [None, None])
+    model = module.BertModel(config=config, is_training=is_training, input_ids=ids,
+                             input_mask=mask, token_type_ids=segs)
+    shapes = {v.op.name: v.shape.as_list() for v in tf.global_variables()}
+    saver = tf.train.Saver()
+    with tf.Session() as sess:
+      if checkpoint:
+        saver.restore(sess, checkpoint)
+      else:
+        sess.run(tf.global_variables_initializer())
+      feed = {ids: input_ids, mask: input_mask, segs: segment_ids}
+      outputs = sess.run({
+          "sequence": model.get_sequence_output(),
+          "pooled": model.get_pooled_output(),
+          "all_layers": model.get_all_encoder_layers(),
+          "embedding": model.get_embedding_output(),
+          "table": model.get_embedding_table(),
+      }, feed)
+      if save_to:
+        saver.save(sess, save_to)
+  return outputs, shapes
+
+
+class ModelingOracleTest(unittest.TestCase):
+
+  def setUp(self):
+    self.tmp = tempfile.mkdtemp()
+
+  def _check_against_google(self, type_vocab_size, ours_act, google_act):
+    config_dict = _tiny_config_dict(type_vocab_size, ours_act)
+    ours_config = modeling.BertConfig.from_dict(config_dict)
+    google_config = oracle.modeling.BertConfig.from_dict(dict(config_dict, hidden_act=google_act))
+    batch = _batch(type_vocab_size)
+    ckpt = os.path.join(self.tmp, "google_%d_%s" % (type_vocab_size, ours_act))
+
+    google_out, google_shapes = _run_model(oracle.modeling, google_config, batch, save_to=ckpt)
+    ours_out, ours_shapes = _run_model(modeling, ours_config, batch, checkpoint=ckpt)
+
+    self.assertEqual(ours_shapes, google_shapes)
+    self.assertIn("bert/embeddings/LayerNorm/gamma", ours_shapes)
+    self.assertIn("bert/encoder/layer_1/attention/self/query/kernel", ours_shapes)
+    self.assertIn("bert/pooler/dense/kernel", ours_shapes)
+    for key in ("sequence", "pooled", "embedding", "table"):
+      np.testing.assert_allclose(ours_out[key], google_out[key], rtol=0, atol=1e-5, err_msg=key)
+    for ours_layer, google_layer in zip(ours_out["all_layers"], google_out["all_layers"]):
+      np.testing.assert_allclose(ours_layer, google_layer, rtol=0, atol=1e-5)
+    return ours_out
+
+  def test_outputs_equal_google_gelu_tanh_two_segments(self):
+    self._check_against_google(2, "gelu", "gelu")
+
+  def test_outputs_equal_google_gelu_tanh_sixteen_segments(self):
+    self._check_against_google(16, "gelu", "gelu")
+
+  def test_outputs_equal_google_gelu_exact(self):
+    self._check_against_google(2, "gelu_exact", _erf_gelu_for_google)
+    self._check_against_google(16, "gelu_exact", _erf_gelu_for_google)
+
+  def test_gelu_forms_differ(self):
+    # Guards the test above: the two forms really give different outputs on these weights.
+    config_dict = _tiny_config_dict(2, "gelu")
+    batch = _batch(2)
+    ckpt = os.path.join(self.tmp, "for_forms")
+    tanh_out, _ = _run_model(modeling, modeling.BertConfig.from_dict(config_dict), batch,
+                             save_to=ckpt)
+    exact_out, _ = _run_model(modeling, modeling.BertConfig.from_dict(
+        dict(config_dict, hidden_act="gelu_exact")), batch, checkpoint=ckpt)
+    self.assertGreater(np.abs(tanh_out["sequence"] - exact_out["sequence"]).max(), 1e-6)
+
+  def test_google_assignment_map_covers_our_checkpoint(self):
+    config = modeling.BertConfig.from_dict(_tiny_config_dict(2, "gelu"))
+    ckpt = os.path.join(self.tmp, "ours")
+    _run_model(modeling, config, _batch(2), save_to=ckpt)
+    saved = {name for name, _ in tf.train.list_variables(ckpt)}
+    for module in (oracle.modeling, modeling):
+      with tf.Graph().as_default():
+        oracle_model_config = oracle.modeling.BertConfig.from_dict(_tiny_config_dict(2, "gelu"))
+        oracle.modeling.BertModel(oracle_model_config, False,
+                                  tf.placeholder(tf.int32, [2, 8]))
+        tvars = tf.trainable_variables()
+        assignment_map, initialized = module.get_assignment_map_from_checkpoint(tvars, ckpt)
+        self.assertEqual(set(assignment_map), saved)
+        self.assertEqual({v.op.name for v in tvars}, saved)
+        for v in tvars:
+          self.assertIn(v.name, initialized)
+
+  def test_dropout_only_when_training(self):
+    config = modeling.BertConfig.from_dict(_tiny_config_dict(2, "gelu"))
+    batch = _batch(2)
+    ckpt = os.path.join(self.tmp, "dropout")
+    eval_a, _ = _run_model(modeling, config, batch, save_to=ckpt)
+    eval_b, _ = _run_model(modeling, config, batch, checkpoint=ckpt)
+    np.testing.assert_array_equal(eval_a["sequence"], eval_b["sequence"])
+    train, _ = _run_model(modeling, config, batch, checkpoint=ckpt, is_training=True)
+    self.assertGreater(np.abs(train["sequence"] - eval_a["sequence"]).max(), 1e-3)
+
+  def test_one_hot_embeddings_match_gather(self):
+    config = modeling.BertConfig.from_dict(_tiny_config_dict(2, "gelu"))
+    input_ids, _, _ = _batch(2)
+    with tf.Graph().as_default():
+      ids = tf.constant(input_ids)
+      with tf.variable_scope("a"):
+        out_gather, table = modeling.embedding_lookup(ids, 101, 16, use_one_hot_embeddings=False)
+      with tf.variable_scope("a", reuse=True):
+        out_one_hot, _ = modeling.embedding_lookup(ids, 101, 16, use_one_hot_embeddings=True)
+      with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        a, b = sess.run([out_gather, out_one_hot])
+    np.testing.assert_allclose(a, b, atol=1e-7)
+    self.assertEqual(a.shape, (_BATCH, _SEQ, 16))
+
+  def test_config_round_trip_keeps_unknown_keys(self):
+    path = os.path.join(self.tmp, "bert_config.json")
+    with open(path, "w") as f:
+      json.dump(dict(_tiny_config_dict(2, "gelu"), model_type="bert", extra=[1, 2]), f)
+    config = modeling.BertConfig.from_json_file(path)
+    self.assertEqual(config.extra, [1, 2])
+    self.assertEqual(config.hidden_size, 64)
+    again = json.loads(config.to_json_string())
+    self.assertEqual(again["model_type"], "bert")
+    google = oracle.modeling.BertConfig.from_json_file(path)
+    self.assertEqual(config.to_json_string(), google.to_json_string())
+    self.assertEqual(set(modeling.BertConfig(vocab_size=10).to_dict()),
+                     set(oracle.modeling.BertConfig(vocab_size=10).to_dict()))
+
+  def test_activations(self):
+    for name in ("gelu", "gelu_exact", "relu", "tanh"):
+      self.assertIsNotNone(modeling.get_activation(name))
+    self.assertIsNone(modeling.get_activation("linear"))
+    self.assertIsNone(modeling.get_activation(""))
+    with self.assertRaisesRegex(ValueError, "swish.*gelu_exact"):
+      modeling.get_activation("swish")
+    with tf.Graph().as_default(), tf.Session() as sess:
+      x = tf.constant(np.linspace(-5, 5, 101), tf.float32)
+      ours, google = sess.run([modeling.gelu(x), oracle.modeling.gelu(x)])
+      np.testing.assert_allclose(ours, google, atol=1e-7)
+      exact = sess.run(modeling.gelu_exact(x))
+      self.assertGreater(np.abs(exact - ours).max(), 1e-4)
+
+  def test_shape_errors_name_the_numbers(self):
+    config = modeling.BertConfig.from_dict(_tiny_config_dict(2, "gelu"))
+    with tf.Graph().as_default():
+      with self.assertRaisesRegex(ValueError, "40.*32"):
+        modeling.BertModel(config, False, tf.zeros([2, 40], tf.int32))
+    with tf.Graph().as_default():
+      bad = modeling.BertConfig.from_dict(dict(_tiny_config_dict(2, "gelu"), num_attention_heads=5))
+      with self.assertRaisesRegex(ValueError, r"\(64\).*\(5\)"):
+        modeling.BertModel(bad, False, tf.zeros([2, 8], tf.int32))
+    with tf.Graph().as_default():
+      with self.assertRaisesRegex(ValueError, "actual rank `3`"):
+        modeling.BertModel(config, False, tf.zeros([2, 8, 1], tf.int32))
+
+
+if __name__ == "__main__":
+  unittest.main()
