@@ -165,6 +165,10 @@ _ASCII_CLEAN_TABLE = {cp: None for cp in list(range(0, 32)) + [127]}
 _ASCII_CLEAN_TABLE.update({ord("\t"): " ", ord("\n"): " ", ord("\r"): " "})
 _ASCII_TOKEN_RE = re.compile(r"[A-Za-z0-9]+|[!-/:-@\[-`{-~]")
 
+# Distinct words (or non-ASCII pieces) remembered per tokenizer; a full cache is cleared, so memory
+# stays bounded.
+_CACHE_LIMIT = 500000
+
 
 class BasicTokenizer(object):
   """Runs basic tokenization (punctuation splitting, lower casing, etc.)."""
@@ -180,16 +184,41 @@ class BasicTokenizer(object):
     self.do_lower_case = do_lower_case
     self.vocab = vocab
     self.preserve_unused_tokens = preserve_unused_tokens
+    self._cache = {}
 
   def tokenize(self, text):
     """Tokenizes a piece of text into words and punctuation."""
     text = convert_to_unicode(text)
-    if text.isascii() and not self.preserve_unused_tokens:
-      text = text.translate(_ASCII_CLEAN_TABLE)
-      if self.do_lower_case:
-        text = text.lower()
-      return _ASCII_TOKEN_RE.findall(text)
+    if self.preserve_unused_tokens:
+      return self._tokenize_general(text)
+    if text.isascii():
+      return self._tokenize_ascii(text)
+    # Every rule acts on single characters or on whitespace-separated tokens, so text can be cut at
+    # plain spaces and each piece tokenized alone: ASCII pieces take the fast path and the others
+    # the general one (remembered, since the same few non-ASCII words tend to recur).
+    output = []
+    cache = self._cache
+    for chunk in text.split(" "):
+      if chunk.isascii():
+        output.extend(self._tokenize_ascii(chunk))
+        continue
+      tokens = cache.get(chunk)
+      if tokens is None:
+        tokens = self._tokenize_general(chunk)
+        if len(cache) >= _CACHE_LIMIT:
+          cache.clear()
+        cache[chunk] = tokens
+      output.extend(tokens)
+    return output
 
+  def _tokenize_ascii(self, text):
+    text = text.translate(_ASCII_CLEAN_TABLE)
+    if self.do_lower_case:
+      text = text.lower()
+    return _ASCII_TOKEN_RE.findall(text)
+
+  def _tokenize_general(self, text):
+    """Google's per-character path (any text)."""
     text = self._clean_text(text)
     # Surrounding CJK characters with spaces makes each one a word, as Google does for the
     # multilingual and Chinese models (and, harmlessly, for English ones).
@@ -256,9 +285,6 @@ class BasicTokenizer(object):
 class WordpieceTokenizer(object):
   """Greedy longest-match-first WordPiece tokenization."""
 
-  # Distinct words remembered per tokenizer; the cache is cleared when full so memory stays bounded.
-  _CACHE_LIMIT = 500000
-
   def __init__(self, vocab, unk_token="[UNK]", max_input_chars_per_word=200):
     self.vocab = vocab
     self.unk_token = unk_token
@@ -286,7 +312,7 @@ class WordpieceTokenizer(object):
     pieces = self._cache.get(word)
     if pieces is None:
       pieces = self._split_word(word)
-      if len(self._cache) >= self._CACHE_LIMIT:
+      if len(self._cache) >= _CACHE_LIMIT:
         self._cache.clear()
       self._cache[word] = pieces
     return pieces
