@@ -18,11 +18,13 @@ Sentence rules (applied to TEXT and ITEM segments; HEADER and FIXED segments are
   S3 Period + title case. A `.` token followed by a title-case token starts a sentence (the
      authors' `sbd_component`); so does a `.` glued to a title-case word (`stable.He`,
      `0.12.Cardiology`), unless the word before the `.` is a known abbreviation (`Dr.Smith`) or
-     has a `.` between letters (`p.o.Daily`).
+     has a `.` between letters (`U.S.Army`); and so does a title-case word after a lone capital
+     letter and `.`, which spaCy keeps as one token (`65 yo M. He ...`, `Vitamin D. Take ...`).
   S4 Abbreviations. A sentence that ends with `.`, `!` or `?` and then `,`, `;` or `:` (`q.d.,`) is
      joined with the next sentence of the same segment. With the rules model, so is a sentence
      that ends with an abbreviation (`p.o.`, `b.i.d.`, `Pt.`, `approx.`, `vs.`, any `x.y.` form,
-     ...) when the next one starts with a lower-case letter (`ASA 81 mg p.o. daily.`).
+     ...) when the next one starts with a lower-case letter or a digit (`ASA 81 mg p.o. daily.`,
+     `approx. 5 cm`).
   S5 List markers. A sentence that is only a list marker (`1.`, `2)`, `-`) is joined with the
      sentence after it (`1. Aspirin 81 mg daily.`).
   S6 Whitespace. Newlines inside a sentence become spaces; every run of whitespace becomes one
@@ -88,8 +90,10 @@ UNPARSEABLE = "(unparseable)"
 PLACEHOLDER_RE = re.compile(r"\[\*\*.*?\*\*\]")
 _STAND_IN_STEM = "qqphi"
 
-# S3: a `.` glued to a following title-case word, with the word before it.
+# S3: a `.` glued to a following title-case word, with the word before it; and a single capital
+# letter with a `.` (one token for spaCy, like `M.` in `65 yo M. He ...`) before a title-case word.
 _GLUED_PERIOD_RE = re.compile(r"(\S+)\.(?=[A-Z][a-z])")
+_LETTER_PERIOD_RE = re.compile(r"(?<![\w.])[A-Z]\.(?=\s+[A-Z][a-z])")
 # S4: abbreviations after which a lower-case word continues the sentence.
 _ABBREVIATIONS = frozenset("""
     dr mr mrs ms st pt pts approx appt vs no nos fig figs sig disp tab tabs cap caps inj susp soln
@@ -234,21 +238,24 @@ def _is_abbreviation(word):
   return stem.lower() in _ABBREVIATIONS or bool(_DOTTED_ABBREVIATION_RE.fullmatch(word))
 
 
-def _split_glued_periods(sentence):
-  """Rule S3 for `.` glued to a title-case word: `stable.He ...` -> [`stable.`, `He ...`]."""
-  pieces = []
-  start = 0
+def _split_after_periods(sentence):
+  """Rule S3 inside a sentence: `stable.He ...` or `65 yo M. He ...` -> [`... M.`, `He ...`]."""
+  cuts = set()
   for match in _GLUED_PERIOD_RE.finditer(sentence):
     word = match.group(1)
-    if word.lower() in _ABBREVIATIONS or _DOTTED_WORD_RE.search(word):
-      continue
-    end = match.end()  # just after the `.`
-    pieces.append(sentence[start:end])
-    start = end
-  if not pieces:
+    if word.lower() not in _ABBREVIATIONS and not _DOTTED_WORD_RE.search(word):
+      cuts.add(match.end())  # just after the `.`
+  for match in _LETTER_PERIOD_RE.finditer(sentence):
+    cuts.add(match.end())
+  if not cuts:
     return [sentence]
-  pieces.append(sentence[start:])
-  return pieces
+  pieces = []
+  start = 0
+  for cut in sorted(cuts):
+    pieces.append(sentence[start:cut].strip())
+    start = cut
+  pieces.append(sentence[start:].strip())
+  return [p for p in pieces if p]
 
 
 def postprocess_sentences(raw_sentences, abbreviations=True):
@@ -267,7 +274,7 @@ def postprocess_sentences(raw_sentences, abbreviations=True):
     text = " ".join(raw.split())  # S6
     if not text:  # S7
       continue
-    for piece in _split_glued_periods(text) if "." in text else (text,):
+    for piece in _split_after_periods(text) if "." in text else (text,):
       if marker is not None:  # S5
         piece = marker + " " + piece
         marker = None
@@ -275,7 +282,7 @@ def postprocess_sentences(raw_sentences, abbreviations=True):
         marker = piece
         continue
       if out and (_PUNCT_THEN_COMMA_RE.search(out[-1]) or (
-          abbreviations and piece[0].islower()
+          abbreviations and (piece[0].islower() or piece[0].isdigit())
           and _is_abbreviation(out[-1].rsplit(" ", 1)[-1]))):  # S4
         out[-1] = out[-1] + " " + piece
         continue
@@ -380,6 +387,7 @@ class NoteEventsReader(object):
 
   def __init__(self, path):
     self.path = path
+    self._saved_field_limit = None
     try:
       self._raw = open(path, "rb")
     except OSError as e:
@@ -392,7 +400,8 @@ class NoteEventsReader(object):
     # utf-8-sig drops a byte-order mark; undecodable bytes become U+FFFD rather than stopping a
     # multi-hour run at the last gigabyte.
     self._text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
-    csv.field_size_limit(MAX_FIELD_CHARS)
+    # The limit is process-wide: raised while this reader is open, restored by close().
+    self._saved_field_limit = csv.field_size_limit(MAX_FIELD_CHARS)
     self._reader = csv.reader(self._text)
     try:
       header = next(self._reader)
@@ -440,6 +449,9 @@ class NoteEventsReader(object):
     return self._raw.tell()
 
   def close(self):
+    if self._saved_field_limit is not None:
+      csv.field_size_limit(self._saved_field_limit)
+      self._saved_field_limit = None
     self._raw.close()
 
   def __enter__(self):

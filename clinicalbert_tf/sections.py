@@ -14,7 +14,7 @@ The rules are in the spirit of the heuristic the ClinicalBERT authors used (Will
   R5 Section headers. A line that starts with a title followed by `:` and then whitespace or the end
      of the line (`HISTORY OF PRESENT ILLNESS:`, `Discharge Medications:`, `Chief Complaint: ...`)
      starts a new section. A title is at most 8 words of at most 60 characters, starts with an
-     upper-case letter, and every word except `of on or and at to in for the with by a an` starts
+     upper-case letter or a number and a space (`24 Hour Events:`, not `1. CHF:`), and every word except `of on or and at to in for the with by a an` starts
      with an upper-case letter or a non-letter (words in parentheses are ignored, as in
      `BP (mm Hg):`). `Disp:`, `Sig:` and `Refills:` (parts of a medication entry) are not titles.
      A header alone on its line is one segment of kind HEADER (never split further); a header with
@@ -55,9 +55,10 @@ _FIXED_LINE_RES = (
     re.compile(r"Date of Birth:.*Sex:", re.IGNORECASE),
 )
 
-# R5: a title candidate at the start of a (stripped) line: up to 60 characters without a colon,
+# R5: a title candidate at the start of a (stripped) line: an upper-case letter or a number and a
+# space (`24 Hour Events:`; never a list item like `1. CHF:`), up to 60 characters without a colon,
 # then a colon followed by whitespace or the end of the line (so `10:30` is not a title).
-_HEADER_RE = re.compile(r"([A-Z][^:\n]{0,59}):(?=\s|$)")
+_HEADER_RE = re.compile(r"((?:[A-Z]|\d+ )[^:\n]{0,59}):(?=\s|$)")
 _PARENTHESIZED_RE = re.compile(r"\([^)]*\)")
 _TITLE_STOPWORDS = frozenset(["of", "on", "or", "and", "at", "to", "in", "for", "the", "with",
                               "by", "a", "an"])
