@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Extracts per-token contextual embeddings from a BERT checkpoint (Google's extract_features).
+
+  extract_features.py --input_file=input.txt --output_file=features.jsonl \
+    --bert_config_file=bert_config.json --init_checkpoint=model.ckpt-1000 --vocab_file=vocab.txt \
+    --layers=-1,-2,-3,-4 --max_seq_length=128 --do_lower_case=False
+
+One example per input line (`text_a ||| text_b` for a pair); one JSON line per example with, for
+each word piece, the values of the chosen encoder layers, in Google's format. See
+clinicalbert_tf/features.py.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow.compat.v1 as tf
+
+from clinicalbert_tf import features
+from clinicalbert_tf import fileio
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("input_file", None, "Text, one example per line (`a ||| b` for a pair).")
+flags.DEFINE_string("output_file", None, "JSON lines to write, one per input line.")
+flags.DEFINE_string("layers", "-1,-2,-3,-4", "Comma list of encoder layer indexes (-1 = last).")
+flags.DEFINE_string("bert_config_file", None, "The bert_config.json of the model.")
+flags.DEFINE_integer("max_seq_length", 128,
+                     "Word pieces per example including [CLS]/[SEP]; longer inputs are truncated.")
+flags.DEFINE_string("init_checkpoint", None, "Checkpoint prefix (or a directory: its latest).")
+flags.DEFINE_string("vocab_file", None, "The vocab.txt of the model.")
+flags.DEFINE_bool("do_lower_case", True,
+                  "Lower-case the input (Google's default; pass False for cased models such as "
+                  "the clinical ones).")
+flags.DEFINE_integer("batch_size", 32, "Batch size for predictions.")
+flags.DEFINE_bool("use_one_hot_embeddings", False, "One-hot embedding lookup (TPU only benefits).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
+  tf.disable_v2_behavior()
+  try:
+    for name in ("input_file", "output_file", "bert_config_file", "init_checkpoint", "vocab_file"):
+      if not FLAGS[name].value:
+        raise fileio.InputError("--%s is required" % name)
+    features.extract_features(
+        FLAGS.input_file, FLAGS.output_file, FLAGS.bert_config_file, FLAGS.init_checkpoint,
+        FLAGS.vocab_file, layers=FLAGS.layers, max_seq_length=FLAGS.max_seq_length,
+        do_lower_case=FLAGS.do_lower_case, batch_size=FLAGS.batch_size,
+        use_one_hot_embeddings=FLAGS.use_one_hot_embeddings)
+  except fileio.InputError as e:
+    logging.error("%s", e)
+    sys.exit("extract_features.py: error: %s" % e)
+
+
+if __name__ == "__main__":
+  app.run(main)
