@@ -1,0 +1,105 @@
+"""Fine-tunes BERT on i2b2 NER/de-identification (2006, 2010, 2012, 2014), CoNLL data or MedNLI.
+
+Flags follow Google's `run_classifier.py`. Examples:
+
+  # Train, evaluate on dev, predict test (native i2b2 2010 files under data_dir/train and test).
+  python run_finetune.py --task_name=i2b2_2010 --data_dir=$I2B2_2010 \
+      --bert_config_file=$BERT/bert_config.json --vocab_file=$BERT/vocab.txt \
+      --init_checkpoint=$BERT/model.ckpt-150000 --output_dir=out/i2b2_2010 \
+      --do_train --do_eval --do_predict
+
+  # Write the IOB train/dev/test files the ClinicalBERT authors used, and nothing else.
+  python run_finetune.py --task_name=i2b2_2010 --data_dir=$I2B2_2010 --iob_output_dir=out/iob_2010
+
+  # The paper's grid (lr x batch x epochs), picked on dev, test reported for the pick.
+  python run_finetune.py --task_name=mednli --data_dir=$MEDNLI ... --grid
+
+See README.md ("run_finetune.py") for the data layouts and outputs.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow.compat.v1 as tf
+
+from clinicalbert_tf import fileio
+from clinicalbert_tf import finetuning
+from clinicalbert_tf import tasks
+
+flags.DEFINE_string("task_name", None, "One of: %s." % ", ".join(tasks.TASK_NAMES))
+flags.DEFINE_string("data_dir", None,
+                    "The task's data in its native layout (see README): e.g. train/ and test/ "
+                    "folders of i2b2 files, the MedNLI jsonl files, or train/dev/test .tsv files.")
+flags.DEFINE_string("bert_config_file", None, "The model's bert_config.json.")
+flags.DEFINE_string("vocab_file", None, "The model's vocab.txt.")
+flags.DEFINE_string("init_checkpoint", None,
+                    "Checkpoint (prefix or directory) to start from, usually a pretrained model.")
+flags.DEFINE_string("output_dir", None, "Checkpoints, results and predictions go here.")
+flags.DEFINE_bool("do_lower_case", False,
+                  "Lower-case the input. False by default: the clinical models are cased.")
+flags.DEFINE_integer("max_seq_length", 150,
+                     "Word pieces per input, [CLS] and [SEP] included (the paper's 150). Longer NER "
+                     "sentences are split into windows; longer NLI pairs are truncated.")
+flags.DEFINE_bool("do_train", False, "Train on the train split.")
+flags.DEFINE_bool("do_eval", False, "Evaluate on the dev split (eval_results.txt/.json).")
+flags.DEFINE_bool("do_predict", False, "Predict and score the test split (test_results.txt/.json).")
+flags.DEFINE_integer("train_batch_size", 32, "Training batch size.")
+flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size.")
+flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.")
+flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate for Adam.")
+flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs.")
+flags.DEFINE_float("warmup_proportion", 0.1, "Share of training with linear learning-rate warmup.")
+flags.DEFINE_integer("save_checkpoints_steps", 1000, "Checkpoint every this many steps.")
+flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints kept (0: all).")
+flags.DEFINE_integer("iterations_per_loop", 1000, "TPU steps per host loop.")
+flags.DEFINE_integer("log_every_n_steps", 100, "Progress (steps/s, ETA) every this many steps.")
+flags.DEFINE_integer("seed", 42, "Random seed (graph and input shuffling): same seed, same results.")
+flags.DEFINE_bool("use_tpu", False, "Run on a TPU.")
+flags.DEFINE_string("tpu_name", None, "Cloud TPU name or grpc address.")
+flags.DEFINE_string("tpu_zone", None, "Cloud TPU zone.")
+flags.DEFINE_string("gcp_project", None, "Cloud project of the TPU.")
+flags.DEFINE_string("master", None, "TensorFlow master URL.")
+flags.DEFINE_integer("num_tpu_cores", 8, "TPU cores (with --use_tpu).")
+flags.DEFINE_bool("check_entity_text", True,
+                  "Stop when an annotation's own text differs from the text at its offsets "
+                  "(False: count and warn).")
+flags.DEFINE_bool("include_timex3", False, "i2b2_2012: tag TIMEX3 expressions as well as EVENTs.")
+flags.DEFINE_string("iob_output_dir", None,
+                    "Write the IOB train.tsv/dev.tsv/test.tsv the ClinicalBERT authors used (NER "
+                    "tasks). Without --do_train/--do_eval/--do_predict/--grid, only convert.")
+flags.DEFINE_bool("grid", False,
+                  "Run the paper's grid (train each setting, pick by dev F1/accuracy, report test).")
+flags.DEFINE_string("grid_learning_rates", None, "Grid learning rates (default 2e-5,3e-5,5e-5).")
+flags.DEFINE_string("grid_batch_sizes", None, "Grid batch sizes (default 16,32).")
+flags.DEFINE_string("grid_num_train_epochs", None,
+                    "Grid epochs (default 2,3,4 for NER tasks, 3,4 for MedNLI).")
+flags.DEFINE_bool("grid_keep_checkpoints", False,
+                  "Keep every grid setting's checkpoints (default: only the best one's).")
+
+FLAGS = flags.FLAGS
+
+flags.mark_flag_as_required("task_name")
+flags.mark_flag_as_required("data_dir")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("Unexpected arguments: %s" % " ".join(argv[1:]))
+  tf.disable_v2_behavior()
+  tf.logging.set_verbosity(tf.logging.INFO)
+  logging.set_verbosity(logging.INFO)
+  try:
+    config = finetuning.config_from_flags(FLAGS)
+    if (config.do_train or config.do_eval or config.do_predict or config.grid) and \
+        not config.output_dir:
+      raise fileio.InputError("--output_dir is required to train or evaluate")
+    finetuning.run(config)
+  except fileio.InputError as e:
+    sys.stderr.write("run_finetune.py: error: %s\n" % e)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)

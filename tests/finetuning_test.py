@@ -1,0 +1,370 @@
+"""Tests for clinicalbert_tf/finetuning.py: windows, loss mask, heads, metrics, tiny end-to-end runs."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from clinicalbert_tf import finetuning
+from clinicalbert_tf import modeling
+from clinicalbert_tf import tasks
+from clinicalbert_tf import tokenization
+
+tf.disable_v2_behavior()
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+FILLER = ["the", "patient", "was", "seen", "today", "and", "reports", "feeling", "well", "with",
+          "a", "history", "of", "on", "for", "since", "yesterday", "."]
+TREATMENTS = ["aspirin", "heparin", "insulin", "warfarin"]
+PROBLEMS = ["cough", "fever", "rash", "nausea"]
+TESTS = ["ecg", "mri", "biopsy"]
+NLI_WORDS = {"entailment": "indeed", "contradiction": "never", "neutral": "perhaps"}
+
+
+def write_vocab(path, words):
+  with open(path, "w") as f:
+    f.write("\n".join(SPECIAL + sorted(set(words))) + "\n")
+
+
+def write_bert_config(path, vocab_size, max_position_embeddings=64, dropout=0.1):
+  config = modeling.BertConfig(
+      vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+      intermediate_size=64, hidden_act="gelu", hidden_dropout_prob=dropout,
+      attention_probs_dropout_prob=dropout, max_position_embeddings=max_position_embeddings,
+      type_vocab_size=2, initializer_range=0.02)
+  with open(path, "w") as f:
+    f.write(config.to_json_string())
+
+
+def invented_ner_sentence(rng, min_words=4, max_words=12):
+  """Filler words with 1-2 entities: `<treatment> drip` (2 words), a problem, or `<test> scan`."""
+  words = [rng.choice(FILLER) for _ in range(rng.randint(min_words, max_words))]
+  labels = ["O"] * len(words)
+  for _ in range(rng.randint(1, 2)):
+    kind = rng.choice(["treatment", "problem", "test"])
+    if kind == "treatment":
+      entity = [rng.choice(TREATMENTS)] + (["drip"] if rng.random() < 0.5 else [])
+    elif kind == "problem":
+      entity = [rng.choice(PROBLEMS)]
+    else:
+      entity = [rng.choice(TESTS), "scan"]
+    at = rng.randint(0, len(words))
+    words[at:at] = entity
+    labels[at:at] = ["B-" + kind] + ["I-" + kind] * (len(entity) - 1)
+  return words, labels
+
+
+def write_conll_split(path, sentences):
+  with open(path, "w") as f:
+    for words, labels in sentences:
+      f.write("".join("%s %s\n" % wl for wl in zip(words, labels)) + "\n")
+
+
+def make_ner_task(folder, seed=1, sizes=(240, 40, 40)):
+  """A learnable invented CoNLL task in `folder` (a few long sentences need windows)."""
+  rng = random.Random(seed)
+  for split, size in zip(tasks.SPLITS, sizes):
+    sentences = [invented_ner_sentence(rng) for _ in range(size)]
+    sentences += [invented_ner_sentence(rng, 30, 40) for _ in range(3)]  # > max_seq_length pieces
+    write_conll_split(os.path.join(folder, split + ".tsv"), sentences)
+  return FILLER + TREATMENTS + PROBLEMS + TESTS + ["drip", "scan"]
+
+
+def make_nli_task(folder, seed=2, sizes=(240, 45, 45)):
+  """A learnable invented MedNLI-format task: the hypothesis' cue word (twice) decides the label."""
+  rng = random.Random(seed)
+  for split, size in zip(tasks.SPLITS, sizes):
+    with open(os.path.join(folder, "mli_%s_v1.jsonl" % split), "w") as f:
+      for i in range(size):
+        label = ["entailment", "contradiction", "neutral"][i % 3]
+        premise = " ".join(rng.choice(FILLER) for _ in range(rng.randint(3, 8)))
+        hypothesis = [rng.choice(FILLER) for _ in range(rng.randint(2, 5))]
+        for _ in range(2):
+          hypothesis.insert(rng.randint(0, len(hypothesis)), NLI_WORDS[label])
+        f.write(json.dumps({"sentence1": premise, "sentence2": " ".join(hypothesis),
+                            "gold_label": label, "pairID": "%s-%d" % (split, i)}) + "\n")
+  return FILLER + list(NLI_WORDS.values())
+
+
+class FakeTokenizer(object):
+  """Splits words of more than 4 characters into 4-character pieces (to make words multi-piece)."""
+
+  def tokenize(self, text):
+    pieces = []
+    for word in text.split():
+      chunks = [word[i:i + 4] for i in range(0, len(word), 4)]
+      pieces.extend([chunks[0]] + ["##" + c for c in chunks[1:]])
+    return pieces
+
+  def convert_tokens_to_ids(self, tokens):
+    return [len(t) for t in tokens]
+
+
+class WindowTest(tf.test.TestCase):
+
+  def test_plan_windows_partitions_words(self):
+    rng = random.Random(0)
+    for _ in range(300):
+      max_pieces = rng.randint(1, 20)
+      counts = [rng.randint(1, max_pieces) for _ in range(rng.randint(1, 60))]
+      windows = finetuning.plan_windows(counts, max_pieces)
+      cores = [w for s, e, cs, ce in windows for w in range(cs, ce)]
+      self.assertEqual(cores, list(range(len(counts))))
+      for start, end, core_start, core_end in windows:
+        self.assertLessEqual(start, core_start)
+        self.assertLess(core_start, core_end)
+        self.assertLessEqual(core_end, end)
+        self.assertLessEqual(sum(counts[start:end]), max_pieces)
+
+  def test_long_sentence_gets_one_prediction_per_word(self):
+    max_seq_length = 16
+    rng = random.Random(5)
+    words = [rng.choice(["a", "bb", "ccccc", "dddddddddd"]) for _ in range(3 * max_seq_length)]
+    labels = [rng.choice(["O", "B-x"]) for _ in words]
+    example = tasks.TaggedSentence("s", words, labels)
+    label_list = ["O", "B-x", "I-x"]
+    features, cut = finetuning.convert_tagged_sentence(
+        0, example, {l: i for i, l in enumerate(label_list)}, max_seq_length, FakeTokenizer())
+    self.assertEqual(cut, 0)
+    self.assertGreater(len(features), 3)  # 3x max_seq_length words, several pieces each
+    predicted_words = []
+    for f in features:
+      self.assertLen(f.input_ids, max_seq_length)
+      self.assertEqual(sum(f.input_mask), sum(1 for i in f.input_ids if i))
+      positions = [i for i, m in enumerate(f.label_mask) if m]
+      self.assertLen(positions, len(f.word_indexes))
+      for word, position in zip(f.word_indexes, positions):
+        self.assertEqual(f.label_ids[position], label_list.index(labels[word]))
+      predicted_words.extend(f.word_indexes)
+    self.assertEqual(predicted_words, list(range(len(words))))
+    # Reassembly: "predict" each window's gold label ids; every word gets exactly its label.
+    predicted = finetuning.assemble_ner_predictions(
+        [example], features, [f.label_ids for f in features], label_list)
+    self.assertEqual(predicted, [labels])
+
+  def test_label_on_first_piece_only(self):
+    example = tasks.TaggedSentence("s", ["abcdefghij", "ab"], ["B-x", "O"])
+    features, _ = finetuning.convert_tagged_sentence(0, example, {"O": 0, "B-x": 1}, 10,
+                                                     FakeTokenizer())
+    self.assertLen(features, 1)
+    # [CLS] abcd ##efgh ##ij ab [SEP]
+    self.assertEqual(features[0].label_mask[:6], [0, 1, 0, 0, 1, 0])
+    self.assertEqual(features[0].label_ids[:6], [0, 1, 0, 0, 0, 0])
+    self.assertEqual(features[0].input_mask, [1] * 6 + [0] * 4)
+
+  def test_pair_conversion_and_truncation(self):
+    pair = tasks.SentencePair("p", "aaaa bbbb cccc dddd eeee", "ffff", "neutral")
+    feature, truncated = finetuning.convert_sentence_pair(0, pair, {"neutral": 2}, 7,
+                                                          FakeTokenizer())
+    self.assertTrue(truncated)  # [CLS] aaaa bbbb cccc [SEP] ffff [SEP]
+    self.assertEqual(feature.segment_ids, [0, 0, 0, 0, 0, 1, 1])
+    self.assertEqual(feature.label_ids, 2)
+
+
+class LossAndHeadTest(tf.test.TestCase):
+
+  def test_loss_is_the_mean_over_labelled_positions_only(self):
+    rng = np.random.RandomState(0)
+    logits = rng.randn(2, 5, 3).astype(np.float32)
+    label_ids = rng.randint(0, 3, size=[2, 5]).astype(np.int32)
+    mask = np.array([[0, 1, 0, 1, 0], [0, 1, 1, 0, 0]], dtype=np.int32)
+    with self.session(graph=tf.Graph()) as sess:
+      loss, per_token = finetuning.masked_token_loss(tf.constant(logits), tf.constant(label_ids),
+                                                     tf.constant(mask))
+      other_labels = np.where(mask == 1, label_ids, (label_ids + 1) % 3)
+      loss2, _ = finetuning.masked_token_loss(tf.constant(logits), tf.constant(other_labels),
+                                              tf.constant(mask))
+      empty, _ = finetuning.masked_token_loss(tf.constant(logits), tf.constant(label_ids),
+                                              tf.constant(np.zeros_like(mask)))
+      loss_v, per_token_v, loss2_v, empty_v = sess.run([loss, per_token, loss2, empty])
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(log_probs, label_ids[..., None], -1)[..., 0]
+    self.assertAllClose(loss_v, (nll * mask).sum() / mask.sum(), rtol=1e-5)
+    self.assertAllClose(per_token_v, nll * mask, rtol=1e-5)
+    self.assertAllClose(loss2_v, loss_v)  # labels at unlabelled positions do not matter
+    self.assertEqual(empty_v, 0.0)  # no labelled position: 0, not NaN
+
+  def _config(self):
+    return modeling.BertConfig(vocab_size=20, hidden_size=16, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=32,
+                               max_position_embeddings=16)
+
+  def test_heads_have_googles_variable_names(self):
+    with tf.Graph().as_default():
+      ids = tf.zeros([2, 8], tf.int32)
+      finetuning.create_ner_model(self._config(), True, ids, tf.ones_like(ids), ids, ids, ids, 5,
+                                  False)
+      shapes = {v.name: v.shape.as_list() for v in tf.global_variables()}
+      self.assertEqual(shapes["output_weights:0"], [5, 16])
+      self.assertEqual(shapes["output_bias:0"], [5])
+      self.assertIn("bert/encoder/layer_0/output/LayerNorm/gamma:0", shapes)
+    with tf.Graph().as_default():
+      ids = tf.zeros([2, 8], tf.int32)
+      loss, per_example, logits, probabilities = finetuning.create_classification_model(
+          self._config(), False, ids, tf.ones_like(ids), ids, tf.zeros([2], tf.int32), 3, False)
+      shapes = {v.name: v.shape.as_list() for v in tf.global_variables()}
+      self.assertEqual(shapes["output_weights:0"], [3, 16])
+      self.assertEqual(shapes["output_bias:0"], [3])
+      self.assertEqual(probabilities.shape.as_list(), [2, 3])
+      self.assertEqual(per_example.shape.as_list(), [2])
+
+
+class MetricsTest(tf.test.TestCase):
+
+  def test_strict_span_metrics(self):
+    gold = [["B-a", "I-a", "O", "B-b"], ["O", "B-a"]]
+    predicted = [["B-a", "I-a", "O", "I-b"], ["O", "B-a"]]  # I-b without B-b: no entity (strict)
+    m = finetuning.ner_metrics(gold, predicted)
+    self.assertAlmostEqual(m["precision"], 1.0)
+    self.assertAlmostEqual(m["recall"], 2 / 3)
+    self.assertAlmostEqual(m["f1"], 0.8)
+    self.assertEqual(m["per_type"]["a"], {"precision": 1.0, "recall": 1.0, "f1": 1.0,
+                                          "support": 2})
+    self.assertEqual(m["per_type"]["b"]["recall"], 0.0)
+    partial = finetuning.ner_metrics([["B-a", "I-a"]], [["B-a", "O"]])
+    self.assertEqual(partial["f1"], 0.0)  # exact spans only
+
+  def test_classification_metrics_and_result_lines(self):
+    m = finetuning.classification_metrics(["x", "y", "y"], ["x", "x", "y"], ["x", "y"])
+    self.assertAlmostEqual(m["accuracy"], 2 / 3)
+    self.assertEqual(m["confusion_matrix"]["rows_gold_columns_predicted"], [[1, 0], [1, 1]])
+    text = finetuning.format_results(dict(m, global_step=7))
+    self.assertIn("accuracy = 0.6666", text)
+    self.assertIn("confusion_y_as_x = 1\n", text)
+    self.assertIn("global_step = 7\n", text)
+    lines = finetuning.format_results({"f1": 0.5, "per_type": {"a": {"f1": 0.25}}})
+    self.assertEqual(lines, "a_f1 = 0.25\nf1 = 0.5\n")
+
+
+class EndToEndTest(tf.test.TestCase):
+  """Tiny models (2 layers, hidden 32, random init) on learnable invented tasks."""
+
+  def _setup(self, make_task, dropout=0.1):
+    root = self.create_tempdir().full_path
+    data = os.path.join(root, "data")
+    os.makedirs(data)
+    words = make_task(data)
+    vocab = os.path.join(root, "vocab.txt")
+    write_vocab(vocab, words)
+    config = os.path.join(root, "bert_config.json")
+    write_bert_config(config, len(SPECIAL) + len(set(words)), dropout=dropout)
+    return root, data, vocab, config
+
+  def _config(self, task_name, root, data, vocab, bert_config, output="out", **kwargs):
+    values = dict(task_name=task_name, data_dir=data, output_dir=os.path.join(root, output),
+                  bert_config_file=bert_config, vocab_file=vocab, max_seq_length=24,
+                  train_batch_size=16, eval_batch_size=32, predict_batch_size=32,
+                  learning_rate=3e-3, num_train_epochs=5, warmup_proportion=0.1,
+                  save_checkpoints_steps=10000, log_every_n_steps=20, seed=7)
+    values.update(kwargs)
+    return finetuning.FinetuneConfig(**values)
+
+  def test_ner_learns_an_invented_task(self):
+    root, data, vocab, bert_config = self._setup(make_ner_task)
+    config = self._config("conll", root, data, vocab, bert_config, do_train=True, do_eval=True,
+                          do_predict=True)
+    outcome = finetuning.run(config)
+    task = tasks.get_task("conll")
+    baseline = finetuning.majority_baseline("ner", task.get_examples(data, "train"),
+                                            task.get_examples(data, "test"))
+    self.assertEqual(baseline, 0.0)  # the majority label is O: no entity found
+    self.assertGreater(outcome["eval"]["f1"], 0.8)
+    self.assertGreater(outcome["test"]["f1"], 0.8)
+    self.assertEqual(set(outcome["test"]["per_type"]), {"problem", "treatment", "test"})
+    out = config.output_dir
+    with open(os.path.join(out, "test_results.txt")) as f:
+      lines = f.read().splitlines()
+    self.assertTrue(all(" = " in line for line in lines))
+    self.assertIn("f1 = %s" % outcome["test"]["f1"], lines)
+    with open(os.path.join(out, "test_results.json")) as f:
+      self.assertEqual(set(json.load(f)) >= {"precision", "recall", "f1", "per_type"}, True)
+    # Predictions: one `word gold predicted` line per word, sentences as in the test file.
+    test = task.get_examples(data, "test")
+    with open(os.path.join(out, "test_predictions.txt")) as f:
+      blocks = [b for b in f.read().split("\n\n") if b.strip()]
+    self.assertLen(blocks, len(test))
+    for block, sentence in zip(blocks, test):
+      rows = [line.split(" ") for line in block.splitlines()]
+      self.assertEqual([r[0] for r in rows], sentence.words)
+      self.assertEqual([r[1] for r in rows], sentence.labels)
+
+  def test_nli_learns_an_invented_task_and_is_deterministic(self):
+    # Without dropout the tiny pooled-[CLS] model finds the cue word reliably within 120 steps.
+    root, data, vocab, bert_config = self._setup(make_nli_task, dropout=0.0)
+    config = self._config("mednli", root, data, vocab, bert_config, do_train=True, do_eval=True,
+                          num_train_epochs=8, learning_rate=2e-3)
+    outcome = finetuning.run(config)
+    task = tasks.get_task("mednli")
+    baseline = finetuning.majority_baseline("nli", task.get_examples(data, "train"),
+                                            task.get_examples(data, "dev"))
+    self.assertLess(baseline, 0.4)
+    self.assertGreater(outcome["eval"]["accuracy"], 0.8)
+    self.assertEqual(sum(map(sum, outcome["eval"]["confusion_matrix"][
+        "rows_gold_columns_predicted"])), 45)
+    with open(os.path.join(config.output_dir, "eval_predictions.tsv")) as f:
+      self.assertLen(f.read().splitlines(), 46)
+    # Same seed, same results.
+    again = finetuning.run(self._config("mednli", root, data, vocab, bert_config,
+                                        output="again", do_train=True, do_eval=True,
+                                        num_train_epochs=8, learning_rate=2e-3))
+    self.assertEqual(again["eval"]["loss"], outcome["eval"]["loss"])
+
+  def test_grid_on_a_tiny_run(self):
+    root, data, vocab, bert_config = self._setup(
+        lambda folder: make_ner_task(folder, sizes=(64, 20, 20)))
+    config = self._config("conll", root, data, vocab, bert_config, grid=True,
+                          grid_learning_rates=[1e-4, 3e-3], grid_batch_sizes=[16],
+                          grid_num_train_epochs=[2])
+    summary = finetuning.run(config)["grid"]
+    self.assertEqual([p["setting"] for p in summary["points"]],
+                     ["lr0.0001_bs16_ep2", "lr0.003_bs16_ep2"])
+    best = max(summary["points"], key=lambda p: p["dev_f1"])
+    self.assertEqual(summary["best"]["setting"], best["setting"])
+    self.assertEqual(summary["best"]["setting"], "lr0.003_bs16_ep2")  # 1e-4 barely moves
+    out = config.output_dir
+    for name in ("grid_summary.md", "grid_summary.json", "test_results.txt", "test_results.json",
+                 "test_predictions.txt"):
+      self.assertTrue(os.path.exists(os.path.join(out, name)), name)
+    with open(os.path.join(out, "grid_summary.md")) as f:
+      markdown = f.read()
+    self.assertIn("| lr0.003_bs16_ep2 | 0.003 | 16 | 2 |", markdown)
+    self.assertIn("**selected**", markdown)
+    # Only the selected setting keeps its checkpoint.
+    self.assertIsNotNone(tf.train.latest_checkpoint(os.path.join(out, "grid", "lr0.003_bs16_ep2")))
+    self.assertIsNone(tf.train.latest_checkpoint(os.path.join(out, "grid", "lr0.0001_bs16_ep2")))
+    for setting in ("lr0.003_bs16_ep2", "lr0.0001_bs16_ep2"):
+      self.assertTrue(os.path.exists(os.path.join(out, "grid", setting, "eval_results.txt")))
+
+
+class ScriptTest(tf.test.TestCase):
+
+  def _run(self, *args):
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=here, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, os.path.join(here, "run_finetune.py")] + list(args),
+                          capture_output=True, text=True, env=env, cwd=here, check=False)
+
+  def test_convert_only_and_errors(self):
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = self.create_tempdir().full_path
+    result = self._run("--task_name=i2b2_2010",
+                       "--data_dir=" + os.path.join(here, "testdata", "i2b2_2010"),
+                       "--iob_output_dir=" + out)
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    self.assertEqual(sorted(os.listdir(out)), ["dev.tsv", "dev.tsv.json", "test.tsv",
+                                               "test.tsv.json", "train.tsv", "train.tsv.json"])
+    result = self._run("--task_name=mednli", "--data_dir=" + out, "--iob_output_dir=" + out)
+    self.assertEqual(result.returncode, 1)
+    self.assertIn("run_finetune.py: error: --iob_output_dir: task mednli is not a tagging task",
+                  result.stderr)
+    result = self._run("--task_name=i2b2_2011", "--data_dir=" + out)
+    self.assertEqual(result.returncode, 1)
+    self.assertIn("is not a known task", result.stderr)
+
+
+if __name__ == "__main__":
+  tf.test.main()
