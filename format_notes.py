@@ -45,6 +45,11 @@ flags.mark_flag_as_required("input_file")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Unexpected arguments: %s" % " ".join(argv[1:]))
+  if FLAGS.spacy_model == notes.RULES_MODEL and "torch" not in sys.modules:
+    # spaCy's thinc imports torch whenever it is installed (the test oracles put it in .venv): about
+    # 200 MB per process, and seconds of start-up, for a pipeline that never uses it. Pool workers
+    # inherit this. A model named by --spacy_model may need torch, so it is left alone then.
+    sys.modules["torch"] = None
   try:
     notes.format_notes_file(
         input_file=FLAGS.input_file,
