@@ -12,7 +12,8 @@ and instance-building rules:
     non-breaking space, characters missing from the vocabulary ([UNK]);
   * MIMIC-style de-identification placeholders such as `[**2101-10-20**]` and `[**Hospital1 18**]`;
   * CRLF line endings and a stray carriage return inside a line (TF's reader drops every `\\r`);
-  * words the vocabulary only covers as several word pieces (so whole-word masking has work to do).
+  * words the vocabulary only covers as several word pieces (so whole-word masking has work to do);
+  * `[unusedN]` tokens, some in the vocabulary (for --preserve_unused_tokens).
 """
 
 import random
@@ -39,6 +40,9 @@ _UNICODE = ["café", "naïve", "Ångström", "résumé", "µg", "°C", "β-block
 _PLACEHOLDERS = ["[**2101-10-20**]", "[**Hospital1 18**]", "[**Known lastname 123**]",
                  "[**First Name8 (NamePattern2) 1234**]", "[**Telephone/Fax (1) 5678**]",
                  "[**2-14**]", "[**Location (un) 86**]"]
+
+# Google's tokenizer keeps `[unusedN]` whole with --preserve_unused_tokens when the vocabulary has it.
+_UNUSED = ["[unused1]", "[unused3]", "[unused9]"]
 
 _PUNCT = [",", ".", ";", ":", "/", "(", ")", "-", "%", "+", "=", "#", "&"]
 
@@ -86,6 +90,8 @@ def _word(rng):
     return rng.choice(_PLACEHOLDERS)
   if r < 0.14:
     return str(rng.randint(0, 400))
+  if r < 0.145:
+    return rng.choice(_UNUSED)
   if r < 0.20:
     return rng.choice(_PUNCT)
   word = rng.choice(_WORDS)
