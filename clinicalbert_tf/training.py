@@ -190,6 +190,8 @@ class _GuardedTPUEstimator(tf.estimator.tpu.TPUEstimator):
   def __init__(self, *args, **kwargs):
     self._examples_per_step = kwargs.pop("examples_per_step")
     self._guard_hooks = not kwargs.get("use_tpu")
+    # TPUEstimator clears config.log_step_count_steps (it adds its own logging hooks).
+    self._progress_every_n = kwargs["config"].log_step_count_steps
     super(_GuardedTPUEstimator, self).__init__(*args, **kwargs)
 
   def _assert_members_are_not_overridden(self):
@@ -202,7 +204,7 @@ class _GuardedTPUEstimator(tf.estimator.tpu.TPUEstimator):
       return super(_GuardedTPUEstimator, self).train(input_fn, hooks, steps, max_steps,
                                                      saving_listeners)
     hooks = _add_default_hooks(hooks, max_steps, self._examples_per_step,
-                               self.config.log_step_count_steps)
+                               self._progress_every_n)
     return super(_GuardedTPUEstimator, self).train(input_fn, hooks, steps, max_steps,
                                                    saving_listeners)
 
@@ -268,6 +270,18 @@ class _DistributedEstimator(tf.estimator.Estimator):
     """`Estimator.train` with the NaN guard and the progress log."""
     hooks = _add_default_hooks(hooks, max_steps, self._examples_per_step,
                                self.config.log_step_count_steps)
+    if getattr(self.config, "_distribute_coordinator_mode", None):
+      # Multi-worker (TF_CONFIG): `Estimator.train` refuses the coordinator's independent-worker
+      # mode; `train_and_evaluate` runs it (each worker trains; evaluation would need an
+      # "evaluator" task, which this cluster has none of). Its worker calls this `train` again
+      # on a copy with the coordinator mode cleared.
+      if steps is not None or max_steps is None:
+        raise ValueError("multi-worker training needs max_steps (not steps)")
+      tf.estimator.train_and_evaluate(
+          self,
+          tf.estimator.TrainSpec(input_fn=input_fn, max_steps=max_steps, hooks=hooks),
+          tf.estimator.EvalSpec(input_fn=input_fn, steps=1))
+      return self
     return super(_DistributedEstimator, self).train(
         self._wrap_input_fn(input_fn, tf.estimator.ModeKeys.TRAIN), hooks=hooks, steps=steps,
         max_steps=max_steps, saving_listeners=saving_listeners)
@@ -393,6 +407,8 @@ class ProgressHook(tf.train.SessionRunHook):
     self._last_time = None
     self._last_step = None
     self._next_log = None
+    self._first_time = None
+    self._first_step = None
     self.last_rates = None  # (steps_per_sec, examples_per_sec, eta_seconds) of the last log line
 
   def begin(self):
@@ -402,12 +418,19 @@ class ProgressHook(tf.train.SessionRunHook):
     return tf.train.SessionRunArgs(self._step_tensor)
 
   def after_run(self, run_context, run_values):
+    # The step fetched with the training op may be read before or after its increment; near a log
+    # point read it again, after the run, to be exact.
     step = int(run_values.results)
     now = time.time()
     if self._last_time is None:
+      step = int(run_context.session.run(self._step_tensor))
       self._last_time, self._last_step = now, step
+      self._first_time, self._first_step = now, step
       self._next_log = (step // self._every_n + 1) * self._every_n
       return
+    if step + 1 < self._next_log:
+      return
+    step = int(run_context.session.run(self._step_tensor))
     if step < self._next_log:
       return
     elapsed = now - self._last_time
@@ -427,6 +450,18 @@ class ProgressHook(tf.train.SessionRunHook):
     self.last_rates = (steps_per_sec, examples_per_sec, eta)
     self._last_time, self._last_step = now, step
     self._next_log = (step // self._every_n + 1) * self._every_n
+
+  def end(self, session):
+    if self._last_time is None:
+      return
+    step = int(session.run(self._step_tensor))
+    elapsed = time.time() - self._first_time
+    steps = step - self._first_step
+    if elapsed > 0 and steps > 0:
+      tf.logging.info("trained %d steps in %s (not counting the first): %.3g steps/s, "
+                      "%.4g examples/s",
+                      steps, format_duration(elapsed), steps / elapsed,
+                      steps / elapsed * self._batch_size)
 
 
 class NanLossHook(tf.train.SessionRunHook):

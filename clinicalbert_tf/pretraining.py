@@ -1,0 +1,597 @@
+"""Masked-LM and next-sentence pretraining (the computation of Google's `run_pretraining.py`).
+
+The model, the input pipeline and the metrics are Google's, so a checkpoint written here continues
+in Google's script and the other way round, and `--do_eval` reports the same numbers:
+
+  * heads: `cls/predictions/transform/dense` (the config's activation) and
+    `cls/predictions/transform/LayerNorm`, a decoder tied to `bert/embeddings/word_embeddings` with its
+    own `cls/predictions/output_bias`; `cls/seq_relationship/output_weights` [2, H] and
+    `output_bias` [2]. Masked-LM loss = sum(w * nll) / (sum(w) + 1e-5); total loss = masked LM + next
+    sentence; the optimizer is `optimization.create_optimizer` (through `training.create_train_op`).
+  * input: the seven features `create_pretraining_data.py` writes. Training repeats the files,
+    shuffles them, reads up to 4 at a time (sloppy interleave) and shuffles records in a buffer of 100;
+    evaluation reads the files in order, repeated, for `max_eval_steps` batches.
+  * evaluation: `masked_lm_accuracy`, `masked_lm_loss`, `next_sentence_accuracy`,
+    `next_sentence_loss` (weighted as Google's `metric_fn`), `loss`, `global_step`, written to
+    `<output_dir>/eval_results.txt` as `key = value` lines in sorted order.
+
+What is different from Google's script (same results, see README "Differences"): records are parsed a
+batch at a time; the training loss uses a fused sparse cross-entropy (equal to Google's one-hot form up
+to float rounding); bad inputs are reported before the graph is built; and the flags
+`keep_checkpoint_max`, `use_xla`, `use_amp`, `num_accumulation_steps`, `distribution_strategy`,
+`log_every_n_steps` exist.
+"""
+
+import json
+import os
+
+import tensorflow.compat.v1 as tf
+
+from clinicalbert_tf import fileio
+from clinicalbert_tf import modeling
+from clinicalbert_tf import optimization
+from clinicalbert_tf import training
+
+EVAL_RESULTS_FILE = "eval_results.txt"
+# Google's record shuffle buffer (training input).
+SHUFFLE_BUFFER_SIZE = 100
+
+
+def feature_spec(max_seq_length, max_predictions_per_seq):
+  """The `tf.io.parse_example` spec of a pretraining record (Google's names, shapes and types)."""
+  return {
+      "input_ids": tf.FixedLenFeature([max_seq_length], tf.int64),
+      "input_mask": tf.FixedLenFeature([max_seq_length], tf.int64),
+      "segment_ids": tf.FixedLenFeature([max_seq_length], tf.int64),
+      "masked_lm_positions": tf.FixedLenFeature([max_predictions_per_seq], tf.int64),
+      "masked_lm_ids": tf.FixedLenFeature([max_predictions_per_seq], tf.int64),
+      "masked_lm_weights": tf.FixedLenFeature([max_predictions_per_seq], tf.float32),
+      "next_sentence_labels": tf.FixedLenFeature([1], tf.int64),
+  }
+
+
+# ------------------------------------------------------------------------------------------------
+# Model
+# ------------------------------------------------------------------------------------------------
+
+
+def gather_indexes(sequence_tensor, positions):
+  """Gathers the vectors at `positions` [batch, n] of `sequence_tensor` [batch, seq, width].
+
+  Returns:
+    [batch * n, width].
+  """
+  sequence_shape = modeling.get_shape_list(sequence_tensor, expected_rank=3)
+  batch_size = sequence_shape[0]
+  seq_length = sequence_shape[1]
+  width = sequence_shape[2]
+
+  # Offsets turn per-sequence positions into rows of the flattened [batch * seq, width] tensor.
+  flat_offsets = tf.reshape(tf.range(0, batch_size, dtype=tf.int32) * seq_length, [-1, 1])
+  flat_positions = tf.reshape(positions + flat_offsets, [-1])
+  flat_sequence_tensor = tf.reshape(sequence_tensor, [batch_size * seq_length, width])
+  return tf.gather(flat_sequence_tensor, flat_positions)
+
+
+def get_masked_lm_output(bert_config, input_tensor, output_weights, positions, label_ids,
+                         label_weights, is_training=False):
+  """The masked-LM head and loss.
+
+  Args:
+    bert_config: `modeling.BertConfig`.
+    input_tensor: [batch, seq, hidden] sequence output.
+    output_weights: [vocab, hidden] word embedding table (the tied decoder).
+    positions, label_ids: [batch, max_predictions] int32.
+    label_weights: [batch, max_predictions] float32, 1.0 for real predictions, 0.0 for padding.
+    is_training: when True the per-prediction loss comes from the fused sparse cross-entropy (same
+      value, cheaper gradient); otherwise from the log-probabilities as in Google's code.
+
+  Returns:
+    (loss, per_example_loss [batch * max_predictions], log_probs [batch * max_predictions, vocab]).
+  """
+  input_tensor = gather_indexes(input_tensor, positions)
+
+  with tf.variable_scope("cls/predictions"):
+    # One more non-linear transformation before the output layer (used only in pretraining).
+    with tf.variable_scope("transform"):
+      input_tensor = modeling.dense(
+          input_tensor,
+          bert_config.hidden_size,
+          activation=modeling.get_activation(bert_config.hidden_act),
+          name="dense",
+          kernel_initializer=modeling.create_initializer(bert_config.initializer_range))
+      input_tensor = modeling.layer_norm(input_tensor)
+
+    # The decoder is the input embedding matrix; only the bias is the head's own.
+    output_bias = tf.get_variable(
+        "output_bias", shape=[bert_config.vocab_size], initializer=tf.zeros_initializer())
+    # [batch * max_predictions, vocab]
+    logits = tf.matmul(input_tensor, output_weights, transpose_b=True)
+    logits = tf.nn.bias_add(logits, output_bias)
+    log_probs = tf.nn.log_softmax(logits, axis=-1)
+
+    label_ids = tf.reshape(label_ids, [-1])
+    label_weights = tf.reshape(label_weights, [-1])
+
+    if is_training:
+      per_example_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+          labels=label_ids, logits=logits)
+    else:
+      # -log p(label): the one element Google's `-sum(log_probs * one_hot)` keeps.
+      per_example_loss = -tf.gather(log_probs, label_ids[:, None], batch_dims=1)[:, 0]
+
+    # Positions are zero-padded when a sequence has fewer than max_predictions masks; their weight
+    # is 0, and 1e-5 keeps an all-padding batch finite.
+    numerator = tf.reduce_sum(label_weights * per_example_loss)
+    denominator = tf.reduce_sum(label_weights) + 1e-5
+    loss = numerator / denominator
+
+  return (loss, per_example_loss, log_probs)
+
+
+def get_next_sentence_output(bert_config, input_tensor, labels):
+  """The next-sentence head: 0 = "is next", 1 = "random sentence".
+
+  Returns:
+    (loss, per_example_loss [batch], log_probs [batch, 2]).
+  """
+  with tf.variable_scope("cls/seq_relationship"):
+    output_weights = tf.get_variable(
+        "output_weights",
+        shape=[2, bert_config.hidden_size],
+        initializer=modeling.create_initializer(bert_config.initializer_range))
+    output_bias = tf.get_variable("output_bias", shape=[2], initializer=tf.zeros_initializer())
+
+    logits = tf.matmul(input_tensor, output_weights, transpose_b=True)
+    logits = tf.nn.bias_add(logits, output_bias)
+    log_probs = tf.nn.log_softmax(logits, axis=-1)
+    labels = tf.reshape(labels, [-1])
+    one_hot_labels = tf.one_hot(labels, depth=2, dtype=tf.float32)
+    per_example_loss = -tf.reduce_sum(one_hot_labels * log_probs, axis=-1)
+    loss = tf.reduce_mean(per_example_loss)
+    return (loss, per_example_loss, log_probs)
+
+
+def metric_fn(masked_lm_example_loss, masked_lm_log_probs, masked_lm_ids, masked_lm_weights,
+              next_sentence_example_loss, next_sentence_log_probs, next_sentence_labels):
+  """Google's evaluation metrics (streaming, weighted by `masked_lm_weights`)."""
+  masked_lm_log_probs = tf.reshape(masked_lm_log_probs, [-1, masked_lm_log_probs.shape[-1]])
+  masked_lm_predictions = tf.argmax(masked_lm_log_probs, axis=-1, output_type=tf.int32)
+  masked_lm_example_loss = tf.reshape(masked_lm_example_loss, [-1])
+  masked_lm_ids = tf.reshape(masked_lm_ids, [-1])
+  masked_lm_weights = tf.reshape(masked_lm_weights, [-1])
+  masked_lm_accuracy = tf.metrics.accuracy(
+      labels=masked_lm_ids, predictions=masked_lm_predictions, weights=masked_lm_weights)
+  masked_lm_mean_loss = tf.metrics.mean(values=masked_lm_example_loss, weights=masked_lm_weights)
+
+  next_sentence_log_probs = tf.reshape(next_sentence_log_probs,
+                                       [-1, next_sentence_log_probs.shape[-1]])
+  next_sentence_predictions = tf.argmax(next_sentence_log_probs, axis=-1, output_type=tf.int32)
+  next_sentence_labels = tf.reshape(next_sentence_labels, [-1])
+  next_sentence_accuracy = tf.metrics.accuracy(
+      labels=next_sentence_labels, predictions=next_sentence_predictions)
+  next_sentence_mean_loss = tf.metrics.mean(values=next_sentence_example_loss)
+
+  return {
+      "masked_lm_accuracy": masked_lm_accuracy,
+      "masked_lm_loss": masked_lm_mean_loss,
+      "next_sentence_accuracy": next_sentence_accuracy,
+      "next_sentence_loss": next_sentence_mean_loss,
+  }
+
+
+def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_steps,
+                     num_warmup_steps, use_tpu, use_one_hot_embeddings, num_accumulation_steps=1,
+                     use_amp=False):
+  """Returns the `model_fn` closure for `training.build_estimator` (Google's signature + extras)."""
+
+  def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
+    """The `model_fn` for TPUEstimator / Estimator."""
+    tf.logging.info("*** Features ***")
+    for name in sorted(features.keys()):
+      tf.logging.info("  name = %s, shape = %s", name, features[name].shape)
+
+    input_ids = features["input_ids"]
+    input_mask = features["input_mask"]
+    segment_ids = features["segment_ids"]
+    masked_lm_positions = features["masked_lm_positions"]
+    masked_lm_ids = features["masked_lm_ids"]
+    masked_lm_weights = features["masked_lm_weights"]
+    next_sentence_labels = features["next_sentence_labels"]
+
+    is_training = (mode == tf.estimator.ModeKeys.TRAIN)
+
+    model = modeling.BertModel(
+        config=bert_config,
+        is_training=is_training,
+        input_ids=input_ids,
+        input_mask=input_mask,
+        token_type_ids=segment_ids,
+        use_one_hot_embeddings=use_one_hot_embeddings)
+
+    (masked_lm_loss, masked_lm_example_loss, masked_lm_log_probs) = get_masked_lm_output(
+        bert_config, model.get_sequence_output(), model.get_embedding_table(),
+        masked_lm_positions, masked_lm_ids, masked_lm_weights, is_training=is_training)
+
+    (next_sentence_loss, next_sentence_example_loss, next_sentence_log_probs) = (
+        get_next_sentence_output(bert_config, model.get_pooled_output(), next_sentence_labels))
+
+    total_loss = masked_lm_loss + next_sentence_loss
+
+    tvars = tf.trainable_variables()
+    scaffold_fn = None
+    if init_checkpoint:
+      if use_tpu:
+        # On TPU the assignment must happen in the scaffold (Google's pattern).
+        def tpu_scaffold():
+          training.init_from_checkpoint(init_checkpoint, tvars)
+          return tf.train.Scaffold()
+
+        scaffold_fn = tpu_scaffold
+      else:
+        training.init_from_checkpoint(init_checkpoint, tvars)
+
+    if mode == tf.estimator.ModeKeys.TRAIN:
+      train_op = training.create_train_op(
+          total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
+          num_accumulation_steps=num_accumulation_steps, use_amp=use_amp, tvars=tvars)
+      if not use_tpu:
+        # TensorBoard: the Estimator adds `loss`; these are the batch's values.
+        weights = tf.reshape(masked_lm_weights, [-1])
+        predictions = tf.argmax(masked_lm_log_probs, axis=-1, output_type=tf.int32)
+        correct = tf.cast(tf.equal(predictions, tf.reshape(masked_lm_ids, [-1])), tf.float32)
+        tf.summary.scalar("masked_lm_accuracy",
+                          tf.reduce_sum(correct * weights) / (tf.reduce_sum(weights) + 1e-5))
+        tf.summary.scalar("masked_lm_loss", masked_lm_loss)
+        tf.summary.scalar("next_sentence_loss", next_sentence_loss)
+        tf.summary.scalar("learning_rate", optimization.learning_rate_schedule(
+            learning_rate, num_train_steps, num_warmup_steps))
+      return tf.estimator.tpu.TPUEstimatorSpec(
+          mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
+
+    if mode == tf.estimator.ModeKeys.EVAL:
+      eval_metrics = (metric_fn, [
+          masked_lm_example_loss, masked_lm_log_probs, masked_lm_ids, masked_lm_weights,
+          next_sentence_example_loss, next_sentence_log_probs, next_sentence_labels
+      ])
+      return tf.estimator.tpu.TPUEstimatorSpec(
+          mode=mode, loss=total_loss, eval_metrics=eval_metrics, scaffold_fn=scaffold_fn)
+
+    raise ValueError("Only TRAIN and EVAL modes are supported: %s" % mode)
+
+  return model_fn
+
+
+# ------------------------------------------------------------------------------------------------
+# Input
+# ------------------------------------------------------------------------------------------------
+
+
+def _decode_batch(records, name_to_features):
+  """Parses a batch of serialized examples; int64 -> int32 (what the model and TPUs take)."""
+  example = tf.io.parse_example(records, name_to_features)
+  for name in list(example.keys()):
+    t = example[name]
+    if t.dtype == tf.int64:
+      t = tf.cast(t, tf.int32)
+    example[name] = t
+  return example
+
+
+def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_training,
+                     num_cpu_threads=4, shuffle_buffer_size=SHUFFLE_BUFFER_SIZE):
+  """Creates the `input_fn(params)` closure (Google's pipeline; `params["batch_size"]`).
+
+  Args:
+    input_files: list of TFRecord files.
+    max_seq_length, max_predictions_per_seq: the record shapes.
+    is_training: training order (repeat, shuffled files, interleave, record shuffle) or evaluation
+      order (files in order, repeated).
+    num_cpu_threads: at most this many files are read at once in training.
+    shuffle_buffer_size: record shuffle buffer in training (Google: 100); 0 or 1 turns record
+      shuffling off (used by tests to fix the batch order).
+
+  Returns:
+    `input_fn(params)` returning a dataset of feature dicts, `params["batch_size"]` per batch.
+    Under a multi-worker strategy `params["input_context"]` shards the input between workers.
+  """
+  name_to_features = feature_spec(max_seq_length, max_predictions_per_seq)
+  input_files = list(input_files)
+
+  def input_fn(params):
+    """The actual input function."""
+    batch_size = params["batch_size"]
+    input_context = params.get("input_context")
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+
+    if is_training:
+      d = tf.data.Dataset.from_tensor_slices(tf.constant(input_files))
+      shard_records = False
+      if pipelines > 1:
+        if len(input_files) >= pipelines:
+          d = d.shard(pipelines, pipeline_id)
+        else:
+          shard_records = True
+      d = d.repeat()
+      d = d.shuffle(buffer_size=len(input_files))
+      # `cycle_length` files are read in parallel; non-deterministic order adds randomness (as
+      # Google's `sloppy=True`).
+      cycle_length = min(num_cpu_threads, len(input_files))
+      d = d.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length,
+                       num_parallel_calls=cycle_length, deterministic=False)
+      if shard_records:
+        d = d.shard(pipelines, pipeline_id)
+      if shuffle_buffer_size and shuffle_buffer_size > 1:
+        d = d.shuffle(buffer_size=shuffle_buffer_size)
+    else:
+      d = tf.data.TFRecordDataset(input_files)
+      if pipelines > 1:
+        d = d.shard(pipelines, pipeline_id)
+      # A fixed number of evaluation steps must not run out of data.
+      d = d.repeat()
+
+    # Fixed batch shapes (Google drops the remainder too); parse a whole batch at once.
+    d = d.batch(batch_size, drop_remainder=True)
+    d = d.map(lambda records: _decode_batch(records, name_to_features),
+              num_parallel_calls=tf.data.experimental.AUTOTUNE)
+    d = d.prefetch(tf.data.experimental.AUTOTUNE)
+    return d
+
+  return input_fn
+
+
+def check_records(input_files, max_seq_length, max_predictions_per_seq):
+  """Checks the first record of each file against the flags, before any graph is built.
+
+  Raises:
+    InputError: a file is empty, is not a TFRecord file of tf.train.Examples, lacks a feature, or
+      has a sequence length / number of predictions other than the flags' (naming both values).
+  """
+  from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
+  expected = {
+      "input_ids": ("max_seq_length", max_seq_length),
+      "input_mask": ("max_seq_length", max_seq_length),
+      "segment_ids": ("max_seq_length", max_seq_length),
+      "masked_lm_positions": ("max_predictions_per_seq", max_predictions_per_seq),
+      "masked_lm_ids": ("max_predictions_per_seq", max_predictions_per_seq),
+      "masked_lm_weights": ("max_predictions_per_seq", max_predictions_per_seq),
+      "next_sentence_labels": (None, 1),
+  }
+  for path in input_files:
+    try:
+      first = next(iter(tf.io.tf_record_iterator(path)), None)
+    except (tf.errors.OpError, IOError) as e:
+      raise fileio.InputError("--input_file: %s is not a readable TFRecord file (%s)" %
+                              (path, getattr(e, "message", e))) from e
+    if first is None:
+      raise fileio.InputError("--input_file: %s holds no records" % path)
+    try:
+      example = example_pb2.Example.FromString(first)
+    except Exception as e:  # pylint: disable=broad-except
+      raise fileio.InputError("--input_file: the first record of %s is not a tf.train.Example (%s)"
+                              % (path, e)) from e
+    features = example.features.feature
+    missing = [name for name in expected if name not in features]
+    if missing:
+      raise fileio.InputError(
+          "--input_file: %s is not a pretraining record file (create_pretraining_data.py): "
+          "missing feature(s) %s" % (path, ", ".join(missing)))
+    for name, (flag, want) in expected.items():
+      feature = features[name]
+      have = len(feature.float_list.value) if name == "masked_lm_weights" else len(
+          feature.int64_list.value)
+      if have != want:
+        if flag is None:
+          raise fileio.InputError("--input_file: %s: feature %s has %d values, expected %d" %
+                                  (path, name, have, want))
+        raise fileio.InputError(
+            "--input_file: %s was written with %s=%d but --%s=%d (feature %s has %d values); "
+            "pass --%s=%d or regenerate the records" %
+            (path, flag, have, flag, want, name, have, flag, have))
+
+
+# ------------------------------------------------------------------------------------------------
+# Driver
+# ------------------------------------------------------------------------------------------------
+
+
+def load_bert_config(bert_config_file):
+  """Reads the model config, as an InputError naming the file when it is missing or malformed."""
+  if not bert_config_file:
+    raise fileio.InputError("--bert_config_file is required (the model's bert_config.json)")
+  if not tf.io.gfile.exists(bert_config_file):
+    raise fileio.InputError("--bert_config_file=%s: no such file" % bert_config_file)
+  try:
+    config = modeling.BertConfig.from_json_file(bert_config_file)
+  except ValueError as e:
+    raise fileio.InputError("--bert_config_file=%s: %s" % (bert_config_file, e)) from e
+  for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+              "intermediate_size"):
+    if not isinstance(getattr(config, key, None), int):
+      raise fileio.InputError("--bert_config_file=%s: %r must be an integer" %
+                              (bert_config_file, key))
+  return config
+
+
+def write_eval_results(output_dir, result):
+  """Writes `eval_results.txt` as Google does (`key = value`, sorted keys); returns its path."""
+  path = os.path.join(output_dir, EVAL_RESULTS_FILE)
+  lines = []
+  tf.logging.info("***** Eval results *****")
+  for key in sorted(result.keys()):
+    tf.logging.info("  %s = %s", key, str(result[key]))
+    lines.append("%s = %s\n" % (key, str(result[key])))
+  if "://" in output_dir:
+    with tf.io.gfile.GFile(path, "w") as writer:
+      writer.write("".join(lines))
+  else:
+    fileio.write_text_atomic(path, "".join(lines))
+  return path
+
+
+def read_eval_results(path):
+  """Parses an `eval_results.txt` (ours or Google's) into {key: float}."""
+  out = {}
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if " = " in line:
+        key, value = line.rstrip("\n").split(" = ", 1)
+        out[key] = float(value)
+  return out
+
+
+def _is_chief():
+  """Whether this process is the chief of a TF_CONFIG cluster (True without one)."""
+  tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+  task = tf_config.get("task", {})
+  cluster = tf_config.get("cluster", {})
+  if not task:
+    return True
+  if task.get("type") == "chief":
+    return True
+  return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in cluster
+
+
+def run_pretraining(bert_config_file,
+                    input_file,
+                    output_dir,
+                    init_checkpoint=None,
+                    max_seq_length=128,
+                    max_predictions_per_seq=20,
+                    do_train=False,
+                    do_eval=False,
+                    train_batch_size=32,
+                    eval_batch_size=8,
+                    learning_rate=5e-5,
+                    num_train_steps=100000,
+                    num_warmup_steps=10000,
+                    save_checkpoints_steps=1000,
+                    iterations_per_loop=1000,
+                    max_eval_steps=100,
+                    use_tpu=False,
+                    tpu_name=None,
+                    tpu_zone=None,
+                    gcp_project=None,
+                    master=None,
+                    num_tpu_cores=8,
+                    keep_checkpoint_max=5,
+                    use_xla=False,
+                    use_amp=False,
+                    num_accumulation_steps=1,
+                    distribution_strategy="none",
+                    log_every_n_steps=100,
+                    shuffle_buffer_size=SHUFFLE_BUFFER_SIZE,
+                    seed=None):
+  """Runs pretraining and/or evaluation as Google's `run_pretraining.py` main does.
+
+  Arguments are the script's flags (see `run_pretraining.py`); `shuffle_buffer_size` and `seed` are
+  for tests and benchmarks.
+
+  Returns:
+    The evaluation result dict when `do_eval`, else None.
+
+  Raises:
+    InputError: a bad flag or input, before anything is built; or an init_checkpoint whose shapes
+      differ from the model's.
+    training.NanLossError: the loss became NaN or infinite.
+  """
+  if not do_train and not do_eval:
+    raise fileio.InputError("at least one of --do_train or --do_eval must be set")
+  if not output_dir:
+    raise fileio.InputError("--output_dir is required")
+  bert_config = load_bert_config(bert_config_file)
+  if not input_file:
+    raise fileio.InputError("--input_file is required (TFRecord files from "
+                            "create_pretraining_data.py; a glob or a comma list)")
+  input_files = fileio.expand_file_patterns(input_file, "input_file")
+  for name, value in (("max_seq_length", max_seq_length),
+                      ("max_predictions_per_seq", max_predictions_per_seq),
+                      ("train_batch_size", train_batch_size), ("eval_batch_size", eval_batch_size),
+                      ("num_accumulation_steps", num_accumulation_steps),
+                      ("save_checkpoints_steps", save_checkpoints_steps)):
+    if value is None or value < 1:
+      raise fileio.InputError("--%s=%s: expected a positive integer" % (name, value))
+  if do_train and (num_train_steps is None or num_train_steps < 1):
+    raise fileio.InputError("--num_train_steps=%s: expected a positive integer" % num_train_steps)
+  if max_seq_length > bert_config.max_position_embeddings:
+    raise fileio.InputError(
+        "--max_seq_length=%d is longer than the model's max_position_embeddings=%d (%s)" %
+        (max_seq_length, bert_config.max_position_embeddings, bert_config_file))
+  if max_predictions_per_seq > max_seq_length:
+    raise fileio.InputError("--max_predictions_per_seq=%d exceeds --max_seq_length=%d" %
+                            (max_predictions_per_seq, max_seq_length))
+  if init_checkpoint:
+    training.resolve_checkpoint(init_checkpoint)
+  check_records(input_files, max_seq_length, max_predictions_per_seq)
+
+  tf.io.gfile.makedirs(output_dir)
+  tf.logging.info("*** Input Files ***")
+  for path in input_files:
+    tf.logging.info("  %s", path)
+
+  run_config = training.make_run_config(
+      output_dir,
+      save_checkpoints_steps=save_checkpoints_steps,
+      keep_checkpoint_max=keep_checkpoint_max,
+      iterations_per_loop=iterations_per_loop,
+      use_tpu=use_tpu,
+      tpu_name=tpu_name,
+      tpu_zone=tpu_zone,
+      gcp_project=gcp_project,
+      master=master,
+      num_tpu_cores=num_tpu_cores,
+      distribution_strategy=distribution_strategy,
+      use_xla=use_xla,
+      log_every_n_steps=log_every_n_steps,
+      seed=seed,
+      use_amp=use_amp)
+
+  model_fn = model_fn_builder(
+      bert_config=bert_config,
+      init_checkpoint=init_checkpoint,
+      learning_rate=learning_rate,
+      num_train_steps=num_train_steps,
+      num_warmup_steps=num_warmup_steps,
+      use_tpu=use_tpu,
+      use_one_hot_embeddings=use_tpu,
+      num_accumulation_steps=num_accumulation_steps,
+      use_amp=use_amp)
+
+  estimator = training.build_estimator(
+      model_fn,
+      run_config,
+      train_batch_size=train_batch_size,
+      eval_batch_size=eval_batch_size,
+      use_tpu=use_tpu,
+      distribution_strategy=distribution_strategy,
+      num_accumulation_steps=num_accumulation_steps)
+
+  if do_train:
+    tf.logging.info("***** Running training *****")
+    tf.logging.info("  Batch size = %d (x %d accumulation steps)", train_batch_size,
+                    num_accumulation_steps)
+    train_input_fn = input_fn_builder(
+        input_files=input_files,
+        max_seq_length=max_seq_length,
+        max_predictions_per_seq=max_predictions_per_seq,
+        is_training=True,
+        shuffle_buffer_size=shuffle_buffer_size)
+    # With accumulation each global step takes N input batches; Estimator counts global steps.
+    estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
+
+  result = None
+  if do_eval:
+    if distribution_strategy == "multi_worker_mirrored" and not _is_chief():
+      tf.logging.info("Evaluation runs on the chief only; this worker is done.")
+      return None
+    tf.logging.info("***** Running evaluation *****")
+    tf.logging.info("  Batch size = %d", eval_batch_size)
+    eval_input_fn = input_fn_builder(
+        input_files=input_files,
+        max_seq_length=max_seq_length,
+        max_predictions_per_seq=max_predictions_per_seq,
+        is_training=False)
+    result = estimator.evaluate(input_fn=eval_input_fn, steps=max_eval_steps)
+    write_eval_results(output_dir, result)
+  return result

@@ -1,0 +1,165 @@
+"""Masked-LM / next-sentence pretraining of BERT (continues BERT-Base, BioBERT, ClinicalBERT).
+
+Google's `run_pretraining.py` command line works unchanged, e.g. ClinicalBERT's:
+
+  python run_pretraining.py --output_dir=out --input_file='records/*.tfrecord' \\
+      --do_train=True --do_eval=True --bert_config_file=biobert/bert_config.json \\
+      --init_checkpoint=biobert/model.ckpt --train_batch_size=32 --max_seq_length=128 \\
+      --max_predictions_per_seq=20 --num_train_steps=150000 --num_warmup_steps=10000 \\
+      --learning_rate=5e-5 --save_checkpoints_steps=1000 --keep_checkpoint_max=5
+
+Extra flags: --keep_checkpoint_max, --use_xla, --use_amp, --num_accumulation_steps,
+--distribution_strategy (none | mirrored | multi_worker_mirrored with TF_CONFIG), --log_every_n_steps.
+Restarting with the same --output_dir resumes from its latest checkpoint. The work is done by
+`clinicalbert_tf.pretraining.run_pretraining`.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+import tensorflow.compat.v1 as tf
+
+from clinicalbert_tf import fileio
+from clinicalbert_tf import pretraining
+from clinicalbert_tf import training
+
+FLAGS = flags.FLAGS
+
+## Required parameters
+flags.DEFINE_string(
+    "bert_config_file", None,
+    "The config json file corresponding to the pre-trained BERT model. "
+    "This specifies the model architecture.")
+
+flags.DEFINE_string("input_file", None,
+                    "Input TF example files (can be a glob or comma separated).")
+
+flags.DEFINE_string("output_dir", None,
+                    "The output directory where the model checkpoints will be written.")
+
+## Other parameters
+flags.DEFINE_string("init_checkpoint", None,
+                    "Initial checkpoint (usually from a pre-trained BERT model).")
+
+flags.DEFINE_integer(
+    "max_seq_length", 128,
+    "The maximum total input sequence length after WordPiece tokenization. "
+    "Sequences longer than this will be truncated, and sequences shorter "
+    "than this will be padded. Must match data generation.")
+
+flags.DEFINE_integer("max_predictions_per_seq", 20,
+                     "Maximum number of masked LM predictions per sequence. "
+                     "Must match data generation.")
+
+flags.DEFINE_bool("do_train", False, "Whether to run training.")
+
+flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.")
+
+flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
+
+flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
+
+flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.")
+
+flags.DEFINE_integer("num_train_steps", 100000, "Number of training steps.")
+
+flags.DEFINE_integer("num_warmup_steps", 10000, "Number of warmup steps.")
+
+flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model checkpoint.")
+
+flags.DEFINE_integer("iterations_per_loop", 1000, "How many steps to make in each estimator call.")
+
+flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
+
+flags.DEFINE_bool("use_tpu", False, "Whether to use TPU or GPU/CPU.")
+
+flags.DEFINE_string(
+    "tpu_name", None,
+    "The Cloud TPU to use for training. This should be either the name "
+    "used when creating the Cloud TPU, or a grpc://ip.address.of.tpu:8470 url.")
+
+flags.DEFINE_string(
+    "tpu_zone", None,
+    "[Optional] GCE zone where the Cloud TPU is located in. If not "
+    "specified, we will attempt to automatically detect the GCE project from metadata.")
+
+flags.DEFINE_string(
+    "gcp_project", None,
+    "[Optional] Project name for the Cloud TPU-enabled project. If not "
+    "specified, we will attempt to automatically detect the GCE project from metadata.")
+
+flags.DEFINE_string("master", None, "[Optional] TensorFlow master URL.")
+
+flags.DEFINE_integer("num_tpu_cores", 8,
+                     "Only used if `use_tpu` is True. Total number of TPU cores to use.")
+
+## Additions (not in Google's script)
+flags.DEFINE_integer("keep_checkpoint_max", 5,
+                     "How many recent checkpoints to keep in output_dir (0: all). Google's script "
+                     "accepted no such flag; ClinicalBERT's command line passes it.")
+
+flags.DEFINE_bool("use_xla", False, "Compile the graph with XLA (auto-clustering).")
+
+flags.DEFINE_bool("use_amp", False,
+                  "float16 automatic mixed precision with dynamic loss scaling (GPU).")
+
+flags.DEFINE_integer("num_accumulation_steps", 1,
+                     "Accumulate gradients over this many batches per optimizer step; the "
+                     "effective batch is train_batch_size * num_accumulation_steps and "
+                     "num_train_steps counts optimizer steps.")
+
+flags.DEFINE_enum("distribution_strategy", "none", list(training.DISTRIBUTION_STRATEGIES),
+                  "none: Google's TPUEstimator (CPU/one GPU); mirrored: all local GPUs; "
+                  "multi_worker_mirrored: several machines described by TF_CONFIG. "
+                  "train_batch_size is the global batch.")
+
+flags.DEFINE_integer("log_every_n_steps", 100,
+                     "Log loss, steps/s, examples/s and ETA, and write summaries, every N steps.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("Unexpected arguments: %s" % " ".join(argv[1:]))
+  tf.logging.set_verbosity(tf.logging.INFO)
+  try:
+    pretraining.run_pretraining(
+        bert_config_file=FLAGS.bert_config_file,
+        input_file=FLAGS.input_file,
+        output_dir=FLAGS.output_dir,
+        init_checkpoint=FLAGS.init_checkpoint,
+        max_seq_length=FLAGS.max_seq_length,
+        max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+        do_train=FLAGS.do_train,
+        do_eval=FLAGS.do_eval,
+        train_batch_size=FLAGS.train_batch_size,
+        eval_batch_size=FLAGS.eval_batch_size,
+        learning_rate=FLAGS.learning_rate,
+        num_train_steps=FLAGS.num_train_steps,
+        num_warmup_steps=FLAGS.num_warmup_steps,
+        save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+        iterations_per_loop=FLAGS.iterations_per_loop,
+        max_eval_steps=FLAGS.max_eval_steps,
+        use_tpu=FLAGS.use_tpu,
+        tpu_name=FLAGS.tpu_name,
+        tpu_zone=FLAGS.tpu_zone,
+        gcp_project=FLAGS.gcp_project,
+        master=FLAGS.master,
+        num_tpu_cores=FLAGS.num_tpu_cores,
+        keep_checkpoint_max=FLAGS.keep_checkpoint_max,
+        use_xla=FLAGS.use_xla,
+        use_amp=FLAGS.use_amp,
+        num_accumulation_steps=FLAGS.num_accumulation_steps,
+        distribution_strategy=FLAGS.distribution_strategy,
+        log_every_n_steps=FLAGS.log_every_n_steps)
+  except fileio.InputError as e:
+    sys.stderr.write("run_pretraining.py: error: %s\n" % e)
+    sys.exit(1)
+  except training.NanLossError as e:
+    sys.stderr.write("run_pretraining.py: error: %s\n" % e)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  tf.disable_v2_behavior()
+  app.run(main)
