@@ -34,7 +34,8 @@ def vocab_tokens():
   tokens += letters + [l.upper() for l in letters] + ["##" + l for l in letters]
   tokens += ["##" + str(d) for d in range(10)]
   tokens += WORDS + [w.capitalize() for w in WORDS[:10]] + ["##s", "##ed", "##ing", "##al"]
-  return tokens
+  seen = set()
+  return [t for t in tokens if not (t in seen or seen.add(t))]  # unique, first kept
 
 
 def write_vocab(directory, name="vocab.txt"):

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Imports a local HuggingFace BERT directory as a Google-format checkpoint (no torch needed).
+
+  import_hf.py --hf_dir=Bio_ClinicalBERT --output_dir=clinicalbert_google
+
+Reads config.json, model.safetensors (or a sharded index) and vocab.txt; writes bert_model.ckpt,
+bert_config.json and vocab.txt (plus finetune_head.json for a classifier head), ready for
+--init_checkpoint=<output_dir>/bert_model.ckpt. Prints the do_lower_case the model expects (from
+tokenizer_config.json). See clinicalbert_tf/hf.py.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from clinicalbert_tf import fileio
+from clinicalbert_tf import hf
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("hf_dir", None,
+                    "A local HuggingFace BERT model directory (config.json, model.safetensors, "
+                    "vocab.txt). Nothing is downloaded.")
+flags.DEFINE_string("output_dir", None,
+                    "Where to write bert_model.ckpt, bert_config.json and vocab.txt.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
+  try:
+    for name in ("hf_dir", "output_dir"):
+      if not FLAGS[name].value:
+        raise fileio.InputError("--%s is required" % name)
+    summary = hf.import_hf_dir(FLAGS.hf_dir, FLAGS.output_dir)
+  except fileio.InputError as e:
+    logging.error("%s", e)
+    sys.exit("import_hf.py: error: %s" % e)
+  print("wrote %s (%s, %d variables); use --do_lower_case=%s with it" % (
+      summary["checkpoint"], summary["architecture"], summary["num_variables"],
+      summary["do_lower_case"]))
+
+
+if __name__ == "__main__":
+  app.run(main)
