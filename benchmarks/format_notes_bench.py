@@ -124,10 +124,15 @@ def _tree_rss(root_pid):
 
 
 def run_once(input_file, out_dir, workers):
-  """Runs format_notes.py; returns (wall seconds, summary dict, peak tree RSS, max single RSS)."""
+  """Runs format_notes.py.
+
+  Returns:
+    (wall seconds, summary dict, peak tree RSS, max single-process RSS, CPU seconds of the run).
+  """
   env = dict(os.environ)
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-  before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+  usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+  before = usage_before.ru_maxrss
   start = time.time()
   proc = subprocess.Popen(
       [sys.executable, SCRIPT, "--input_file=" + input_file, "--output_dir=" + out_dir,
@@ -156,11 +161,14 @@ def run_once(input_file, out_dir, workers):
   for line in stderr.splitlines():
     if "notes/s" in line or "Done in" in line:
       print("    log: " + line.split("] ", 1)[-1])
-  after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+  usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+  after = usage_after.ru_maxrss
+  cpu = (usage_after.ru_utime + usage_after.ru_stime) - (usage_before.ru_utime +
+                                                         usage_before.ru_stime)
   with open(os.path.join(out_dir, "nursing_other.txt.json")) as f:
     summary = json.load(f)
   # ru_maxrss is in kilobytes on Linux; it only grows, so an unchanged value means "no larger".
-  return wall, summary, peak[0], max(after, before) * 1024
+  return wall, summary, peak[0], max(after, before) * 1024, cpu
 
 
 def digest_dir(directory):
@@ -192,20 +200,26 @@ def main(argv):
       out_dir = os.path.join(work, "out_%d" % workers)
       shutil.rmtree(out_dir, ignore_errors=True)
       print("workers=%d (load average %.2f):" % (workers, os.getloadavg()[0]))
-      wall, summary, tree_peak, single_peak = run_once(input_file, out_dir, workers)
+      wall, summary, tree_peak, single_peak, cpu = run_once(input_file, out_dir, workers)
       read = summary["totals"]["read"]
-      results.append((workers, read, wall, summary["elapsed_s"], tree_peak, single_peak,
+      results.append((workers, read, wall, summary["elapsed_s"], tree_peak, single_peak, cpu,
                       digest_dir(out_dir)))
+    megabytes = os.path.getsize(input_file) / 1e6
     print()
-    print("%-8s %8s %10s %12s %12s %16s %16s" % ("workers", "notes", "wall_s", "notes/s wall",
-                                                 "notes/s fmt", "peak RSS tree", "peak RSS 1 proc"))
-    for workers, read, wall, elapsed, tree_peak, single_peak, _ in results:
-      print("%-8d %8d %10.1f %12.1f %12.1f %13.0f MB %13.0f MB" % (
-          workers, read, wall, read / wall, read / elapsed, tree_peak / 1e6, single_peak / 1e6))
+    print("%-8s %7s %8s %12s %12s %9s %8s %15s %15s" % (
+        "workers", "notes", "wall_s", "notes/s wall", "notes/s fmt", "MB/s", "cpu_s",
+        "peak RSS tree", "peak RSS 1 proc"))
+    for workers, read, wall, elapsed, tree_peak, single_peak, cpu, _ in results:
+      print("%-8d %7d %8.1f %12.1f %12.1f %9.2f %8.1f %12.0f MB %12.0f MB" % (
+          workers, read, wall, read / wall, read / elapsed, megabytes / wall, cpu,
+          tree_peak / 1e6, single_peak / 1e6))
     base = results[0]
-    for workers, read, wall, elapsed, _, _, _ in results[1:]:
-      print("ratio workers=%d / workers=%d: %.2fx notes/s (wall), %.2fx (formatting only)" % (
-          workers, base[0], base[2] / wall, base[3] / elapsed))
+    for workers, read, wall, elapsed, _, _, cpu, _ in results[1:]:
+      print("ratio workers=%d / workers=%d: %.2fx notes/s (wall), %.2fx (formatting only); "
+            "CPU seconds %.2fx (the parallel overhead: with idle cores the wall ratio would be "
+            "about workers / this)" % (workers, base[0], base[2] / wall, base[3] / elapsed,
+                                       cpu / base[6]))
+    print("load average after the runs: %.2f %.2f %.2f" % os.getloadavg())
     same = len(set(r[-1] for r in results)) == 1
     print("outputs identical across worker counts: %s" % ("yes" if same else "NO"))
     print("peak RSS under 1 GB: %s" % ("yes" if max(r[4] for r in results) < 1e9 else "NO"))

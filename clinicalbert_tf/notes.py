@@ -34,8 +34,9 @@ Sentence rules (applied to TEXT and ITEM segments; HEADER and FIXED segments are
 Rows: a row with `ISERROR` = 1 is skipped and counted; a row whose TEXT is empty is skipped and
 counted; a row that cannot be parsed (wrong number of columns, non-integer ROW_ID, empty CATEGORY,
 ISERROR neither empty, 0 nor 1, a CSV error) is reported by ROW_ID (or line number) in the log, never
-with its text, counted, and skipped. More than `max_bad_rows` of them stop the run with an error and
-no output. Note text is never logged.
+with its text, counted, and skipped; so is a note whose formatting raises (by ROW_ID and the
+exception's type, whose message could quote the note). More than `max_bad_rows` of them stop the run
+with an error and no output. Note text is never logged.
 
 Parallelism: with `num_workers` > 1 notes are sent in chunks to a process pool; results come back in
 submission order and at most a few chunks per worker are in flight, so memory stays bounded and the
@@ -84,6 +85,9 @@ IN_FLIGHT_PER_WORKER = 3
 MAX_VOCAB_LEXEMES = 300000
 # Bad rows listed in the summary (all are counted and logged).
 MAX_LISTED_BAD_ROWS = 1000
+# MIMIC-III has 15 categories; far more means the file is not NOTEEVENTS (and would need one open
+# output file each).
+MAX_CATEGORIES = 500
 
 UNPARSEABLE = "(unparseable)"
 
@@ -368,7 +372,23 @@ def render_note(sentences):
 
 
 def _format_chunk(splitter, texts):
-  return [render_note(sentences) for sentences in splitter.format_notes(texts)]
+  """Output bytes per note; for a note that cannot be formatted, a str naming the error instead.
+
+  Notes are formatted together (one `nlp.pipe` over all their segments); if that fails, each note
+  is formatted alone so that only the note at fault is reported (by its ROW_ID, by the caller).
+  """
+  try:
+    return [render_note(sentences) for sentences in splitter.format_notes(texts)]
+  except Exception:  # pylint: disable=broad-except
+    pass
+  rendered = []
+  for text in texts:
+    try:
+      rendered.append(render_note(splitter.format_note(text)))
+    except Exception as e:  # pylint: disable=broad-except
+      # The type only: an exception's message could quote the note.
+      rendered.append("could not be formatted (%s)" % type(e).__name__)
+  return rendered
 
 
 # ---------------------------------------------------------------------------------------------
@@ -668,9 +688,13 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
   notes_written = 0
   outputs = collections.OrderedDict()  # path -> _Output
 
-  def counts_for(category):
+  def counts_for(category, ref):
     counts = category_counts.get(category)
     if counts is None:
+      if len(category_counts) >= MAX_CATEGORIES:
+        raise fileio.InputError(
+            "--input_file %s: more than %d different CATEGORY values (the latest at %s); MIMIC-III "
+            "NOTEEVENTS has 15" % (input_file, MAX_CATEGORIES, ref))
       counts = category_counts[category] = _new_category_counts(
           category_file_name(category) + ".txt" if category != UNPARSEABLE else None)
     return counts
@@ -698,10 +722,26 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
           out = outputs[path] = _Output(path, stack)
         return out
 
+      def record_bad_row(ref, line, reason, category):
+        nonlocal num_bad_rows
+        num_bad_rows += 1
+        category_counts[category]["skipped_bad_row"] += 1
+        logging.warning("Bad row at %s (line %d): %s; skipped", ref, line, reason)
+        if len(bad_rows) < MAX_LISTED_BAD_ROWS:
+          bad_rows.append({"ref": ref, "line": line, "reason": reason})
+        if 0 <= max_bad_rows < num_bad_rows:
+          raise fileio.InputError(
+              "--input_file %s: %d rows could not be parsed, more than --max_bad_rows=%d "
+              "(latest: %s, line %d: %s); stopped without writing output"
+              % (input_file, num_bad_rows, max_bad_rows, ref, line, reason))
+
       def write_results(meta, rendered):
         nonlocal notes_written
-        for (category, _), data in zip(meta, rendered):
+        for (category, row_id, line), data in zip(meta, rendered):
           counts = category_counts[category]
+          if isinstance(data, str):
+            record_bad_row("ROW_ID %d" % row_id, line, data, category)
+            continue
           if not data:
             counts["skipped_empty"] += 1
             continue
@@ -719,22 +759,16 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
       last_log = time.time()
       for item in reader:
         rows_read += 1
+        now = time.time()
+        if now - last_log >= progress_every_s:
+          last_log = now
+          _log_progress(reader, rows_read, notes_written, now - start)
         if isinstance(item, BadRow):
-          num_bad_rows += 1
-          counts = counts_for(item.category or UNPARSEABLE)
-          counts["read"] += 1
-          counts["skipped_bad_row"] += 1
-          logging.warning("Bad row at %s (line %d): %s; skipped", item.ref, item.line,
-                          item.reason)
-          if len(bad_rows) < MAX_LISTED_BAD_ROWS:
-            bad_rows.append({"ref": item.ref, "line": item.line, "reason": item.reason})
-          if 0 <= max_bad_rows < num_bad_rows:
-            raise fileio.InputError(
-                "--input_file %s: %d rows could not be parsed, more than --max_bad_rows=%d "
-                "(latest: %s, line %d: %s); stopped without writing output"
-                % (input_file, num_bad_rows, max_bad_rows, item.ref, item.line, item.reason))
+          category = item.category or UNPARSEABLE
+          counts_for(category, item.ref)["read"] += 1
+          record_bad_row(item.ref, item.line, item.reason, category)
           continue
-        counts = counts_for(item.category)
+        counts = counts_for(item.category, "ROW_ID %d" % item.row_id)
         counts["read"] += 1
         if wanted and (item.category.lower() not in wanted
                        and category_file_name(item.category) not in wanted):
@@ -747,16 +781,12 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
           counts["skipped_empty"] += 1
           continue
         chunk.append(item.text)
-        meta.append((item.category, item.row_id))
+        meta.append((item.category, item.row_id, item.line))
         chunk_chars += len(item.text)
         if len(chunk) >= CHUNK_NOTES or chunk_chars >= CHUNK_CHARS:
           for done_meta, rendered in runner.submit(chunk, meta):
             write_results(done_meta, rendered)
           chunk, meta, chunk_chars = [], [], 0
-        now = time.time()
-        if now - last_log >= progress_every_s:
-          last_log = now
-          _log_progress(reader, rows_read, notes_written, now - start)
       if chunk:
         for done_meta, rendered in runner.submit(chunk, meta):
           write_results(done_meta, rendered)

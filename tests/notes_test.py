@@ -71,6 +71,11 @@ def read_outputs(directory):
   return out
 
 
+def listing(directory):
+  """The names in `directory` ([] if it does not exist)."""
+  return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
 def script_env():
   env = dict(os.environ)
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -349,7 +354,7 @@ class FormatFileTest(absltest.TestCase):
                                   r"\(latest: ROW_ID 36, line 37"):
         self.run_format(path, out_name="stopped", max_bad_rows=1)
     # Notes had been written to temporary files before the stop; none survives.
-    self.assertEqual(os.listdir(os.path.join(self.tmp, "stopped")), [])
+    self.assertEqual(listing(os.path.join(self.tmp, "stopped")), [])
     _, summary = self.run_format(path, out_name="two", max_bad_rows=2)
     self.assertEqual(summary["totals"]["written"], 37)
     _, summary = self.run_format(path, out_name="unlimited", max_bad_rows=-1)
@@ -366,6 +371,15 @@ class FormatFileTest(absltest.TestCase):
     self.assertEqual(summary["categories"]["Radiology"]["not_selected"], 5)
     self.assertEqual(summary["categories"]["Nursing/other"]["written"], 5)
     self.assertEqual(summary["totals"]["written"], 11)
+
+  def test_too_many_categories(self):
+    rows = [note_row(i, "Category %d" % i, "Note.") for i in range(1, 8)]
+    path = write_csv(os.path.join(self.tmp, "cats.csv"), rows)
+    with mock.patch.object(notes, "MAX_CATEGORIES", 5):
+      with self.assertRaisesRegex(fileio.InputError,
+                                  "more than 5 different CATEGORY values .the latest at ROW_ID 6"):
+        self.run_format(path, out_name="cats")
+    self.assertEqual(listing(os.path.join(self.tmp, "cats")), [])
 
   def test_all_notes_only(self):
     all_notes = os.path.join(self.tmp, "sub", "all.txt")
@@ -402,8 +416,7 @@ class FormatFileTest(absltest.TestCase):
       f.write(data[:len(data) // 2])
     with self.assertRaisesRegex(fileio.InputError, "cannot read past line"):
       self.run_format(path, out_name="cut")
-    self.assertFalse(os.path.exists(os.path.join(self.tmp, "cut")) and
-                     os.listdir(os.path.join(self.tmp, "cut")))
+    self.assertEqual(listing(os.path.join(self.tmp, "cut")), [])
 
   def test_missing_model_is_a_clear_error(self):
     with self.assertRaises(fileio.InputError) as raised:
@@ -466,24 +479,49 @@ class WorkersAndAtomicityTest(absltest.TestCase):
     self.assertGreater(build.call_count, 5)
     self.assertEqual(read_outputs(out_a), read_outputs(out_b))
 
+  def test_note_that_cannot_be_formatted_is_a_bad_row(self):
+    rows = [note_row(i, "Nursing", "Note %d is fine." % i) for i in range(1, 12)]
+    rows[6][10] = "Note 7 has a BOOM in it."
+    path = write_csv(os.path.join(self.tmp, "boom.csv"), rows)
+    original = notes.sections.split_sections
+
+    def split_sections(text):
+      if "BOOM" in text:
+        raise ValueError("BOOM")
+      return original(text)
+
+    out = os.path.join(self.tmp, "out")
+    with mock.patch.object(notes, "CHUNK_NOTES", 4), \
+         mock.patch.object(notes.sections, "split_sections", split_sections):
+      with self.assertLogs(logger="absl", level="WARNING") as logs:
+        summary = notes.format_notes_file(path, output_dir=out, progress_every_s=3600)
+    self.assertEqual(summary["bad_rows"], [
+        {"ref": "ROW_ID 7", "line": 8, "reason": "could not be formatted (ValueError)"}])
+    self.assertNotIn("BOOM", "\n".join(logs.output))
+    self.assertEqual(summary["categories"]["Nursing"]["written"], 10)
+    self.assertEqual(summary["categories"]["Nursing"]["skipped_bad_row"], 1)
+    with open(os.path.join(out, "nursing.txt")) as f:
+      self.assertEqual(f.read(), "".join("Note %d is fine.\n\n" % i for i in range(1, 12)
+                                         if i != 7))
+
   def test_exception_midway_leaves_no_output(self):
     path = self.many_notes_file(copies=2)
     out = os.path.join(self.tmp, "out")
     os.makedirs(out)
     with open(os.path.join(out, "ecg.txt"), "w") as f:
       f.write("from an earlier run\n")
-    original = notes.SentenceSplitter.format_notes
+    original = notes._Output.write
     calls = []
 
-    def failing(self, texts):
-      calls.append(len(texts))
-      if len(calls) == 4:
-        raise RuntimeError("disk on fire")
-      return original(self, texts)
+    def failing(self, data, num_sentences):
+      calls.append(1)
+      if len(calls) == 40:
+        raise OSError("disk on fire")
+      return original(self, data, num_sentences)
 
     with mock.patch.object(notes, "CHUNK_NOTES", 5), \
-         mock.patch.object(notes.SentenceSplitter, "format_notes", failing):
-      with self.assertRaisesRegex(RuntimeError, "disk on fire"):
+         mock.patch.object(notes._Output, "write", failing):
+      with self.assertRaisesRegex(OSError, "disk on fire"):
         notes.format_notes_file(path, output_dir=out, all_notes_file=os.path.join(out, "all.txt"),
                                 progress_every_s=3600)
     # The earlier file is untouched, nothing new appeared, no temporary file is left.
