@@ -228,9 +228,10 @@ def build_pipeline(spacy_model=RULES_MODEL):
   elif "senter" in nlp.pipe_names:
     nlp.add_pipe(_COMPONENT_NAME, before="senter")
   else:
-    nlp.add_pipe(_COMPONENT_NAME)
+    # No parser: a sentencizer decides (it sets every token's start), then S3 adds starts.
     if "sentencizer" not in nlp.pipe_names:
       nlp.add_pipe("sentencizer")
+    nlp.add_pipe(_COMPONENT_NAME, last=True)
   return nlp
 
 

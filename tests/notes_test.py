@@ -418,6 +418,22 @@ class FormatFileTest(absltest.TestCase):
       self.run_format(path, out_name="cut")
     self.assertEqual(listing(os.path.join(self.tmp, "cut")), [])
 
+  def test_a_model_directory_is_loaded_with_spacy_load(self):
+    import spacy  # pylint: disable=g-import-not-at-top
+    model_dir = os.path.join(self.tmp, "tiny_model")
+    spacy.blank("en").to_disk(model_dir)
+    model_splitter = notes.SentenceSplitter(spacy_model=model_dir)
+    self.assertEqual(model_splitter._nlp.pipe_names,  # pylint: disable=protected-access
+                     ["sentencizer", "clinicalbert_period_titlecase"])
+    # spaCy's own English tokenizer, and no abbreviation rule (S4) outside the rules model.
+    self.assertEqual(
+        model_splitter.format_note("Seen at [**Hospital1 18**]. Pt. denies pain.\nHPI:\n"
+                                   "1. CHF. Stable"),
+        ["Seen at [**Hospital1 18**].", "Pt.", "denies pain.", "HPI:", "1. CHF.", "Stable"])
+    out, summary = self.run_format(SAMPLE, spacy_model=model_dir, categories=["ECG"])
+    self.assertEqual(summary["spacy_model"], model_dir)
+    self.assertEqual(summary["totals"]["written"], 3)
+
   def test_missing_model_is_a_clear_error(self):
     with self.assertRaises(fileio.InputError) as raised:
       self.run_format(SAMPLE, spacy_model="no_such_model_xyz")
