@@ -193,6 +193,11 @@ class _GuardedTPUEstimator(tf.estimator.tpu.TPUEstimator):
     # TPUEstimator clears config.log_step_count_steps (it adds its own logging hooks).
     self._progress_every_n = kwargs["config"].log_step_count_steps
     super(_GuardedTPUEstimator, self).__init__(*args, **kwargs)
+    if self._guard_hooks and self._progress_every_n:
+      # Off TPU, TPUEstimator divides the interval of its global_step/sec + examples/sec log by
+      # iterations_per_loop (one session.run is a whole loop on TPU), which makes Google's CPU runs
+      # log every step; restore the asked-for interval.
+      self._log_every_n_steps = self._progress_every_n
 
   def _assert_members_are_not_overridden(self):
     # Estimator forbids overriding `train` unless this is overridden (TPUEstimator does the same).
@@ -390,19 +395,22 @@ def format_duration(seconds):
 
 
 class ProgressHook(tf.train.SessionRunHook):
-  """Logs steps/s, examples/s and the ETA every `every_n_steps` global steps.
+  """Logs the loss, steps/s, examples/s and the ETA every `every_n_steps` global steps.
 
-  Rates are measured over the last interval (the first interval starts at the first step, so graph
-  building and checkpoint restoring are not counted). Also writes `progress/examples_per_sec` to
-  the TensorBoard summaries of the current model directory when an Estimator runs it.
+  Also logs where training starts ("training from global step S to T", so a resumed run says
+  where it resumed) and, at the end, the mean rate over the run. Rates are measured from the end of
+  the first step, so graph building, checkpoint restoring and the first step's warm-up are not
+  counted.
   """
 
-  def __init__(self, total_steps, batch_size, every_n_steps=100):
+  def __init__(self, total_steps, batch_size, every_n_steps=100, loss=None):
     """Args: total_steps: the global step training ends at (None: no ETA); batch_size: examples
-    per global step; every_n_steps: log interval in global steps."""
+    per global step; every_n_steps: log interval in global steps; loss: the loss tensor to show
+    (None: the loss the Estimator registers in `tf.GraphKeys.LOSSES`, if any)."""
     self._total_steps = total_steps
     self._batch_size = batch_size
     self._every_n = max(1, int(every_n_steps or 100))
+    self._loss = loss
     self._step_tensor = None
     self._last_time = None
     self._last_step = None
@@ -413,14 +421,25 @@ class ProgressHook(tf.train.SessionRunHook):
 
   def begin(self):
     self._step_tensor = _global_step_read_tensor()
+    if self._loss is None:
+      losses = tf.get_collection(tf.GraphKeys.LOSSES)
+      self._loss = losses[-1] if losses else tf.constant(float("nan"))
+
+  def after_create_session(self, session, coord):
+    start = int(session.run(self._step_tensor))
+    if self._total_steps:
+      tf.logging.info("training from global step %d to %d", start, self._total_steps)
+    else:
+      tf.logging.info("training from global step %d", start)
 
   def before_run(self, run_context):
-    return tf.train.SessionRunArgs(self._step_tensor)
+    return tf.train.SessionRunArgs([self._step_tensor, self._loss])
 
   def after_run(self, run_context, run_values):
     # The step fetched with the training op may be read before or after its increment; near a log
     # point read it again, after the run, to be exact.
-    step = int(run_values.results)
+    step, loss = run_values.results
+    step = int(step)
     now = time.time()
     if self._last_time is None:
       step = int(run_context.session.run(self._step_tensor))
@@ -445,8 +464,8 @@ class ProgressHook(tf.train.SessionRunHook):
       done = "step %d/%d (%.1f%%)" % (step, self._total_steps, 100.0 * step / self._total_steps)
     else:
       done = "step %d" % step
-    tf.logging.info("%s: %.3g steps/s, %.4g examples/s, ETA %s", done, steps_per_sec,
-                    examples_per_sec, format_duration(eta))
+    tf.logging.info("%s: loss %.4g, %.3g steps/s, %.4g examples/s, ETA %s", done, float(loss),
+                    steps_per_sec, examples_per_sec, format_duration(eta))
     self.last_rates = (steps_per_sec, examples_per_sec, eta)
     self._last_time, self._last_step = now, step
     self._next_log = (step // self._every_n + 1) * self._every_n
@@ -458,9 +477,8 @@ class ProgressHook(tf.train.SessionRunHook):
     elapsed = time.time() - self._first_time
     steps = step - self._first_step
     if elapsed > 0 and steps > 0:
-      tf.logging.info("trained %d steps in %s (not counting the first): %.3g steps/s, "
-                      "%.4g examples/s",
-                      steps, format_duration(elapsed), steps / elapsed,
+      tf.logging.info("trained to global step %d; %d steps after the first in %s: %.3g steps/s, "
+                      "%.4g examples/s", step, steps, format_duration(elapsed), steps / elapsed,
                       steps / elapsed * self._batch_size)
 
 

@@ -174,7 +174,7 @@ class PretrainingTest(unittest.TestCase):
       pretraining.run_pretraining(do_train=True, **flags)
     progress = [l for l in logs.output if "steps/s" in l]
     self.assertTrue(progress, "no progress line")
-    self.assertRegex("\n".join(progress), r"step 6/6 \(100.0%\): [\d.e+]+ steps/s, [\d.e+]+ examples/s, "
+    self.assertRegex("\n".join(progress), r"step 6/6 \(100.0%\): loss [\d.e+]+, [\d.e+]+ steps/s, [\d.e+]+ examples/s, "
                      r"ETA 0m00s")
     out = flags["output_dir"]
     indexes = sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "model.ckpt-*.index")))
