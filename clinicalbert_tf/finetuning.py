@@ -323,7 +323,7 @@ def input_fn_builder(input_file, kind, seq_length, is_training, drop_remainder, 
     if is_training:
       d = d.repeat()
       d = d.shuffle(buffer_size=max(1, min(num_examples or 100, 10000)), seed=seed)
-    d = d.map(decode)
+    d = d.map(decode, num_parallel_calls=tf.data.experimental.AUTOTUNE)  # keeps the order
     d = d.batch(batch_size, drop_remainder=drop_remainder)
     return d.prefetch(2)
 
