@@ -21,7 +21,7 @@ bazel:
 	@if ! command -v bazel >/dev/null; then \
 	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  echo "== installing Debian's bazel-bootstrap"; \
-	  $$sudo apt-get update && $$sudo apt-get install -y bazel-bootstrap; \
+	  $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y bazel-bootstrap; \
 	fi
 
 test: venv bazel
