@@ -677,6 +677,9 @@ class Runner(object):
     """
     c = self.config
     output_dir = output_dir or model_dir
+    if not tf.train.latest_checkpoint(model_dir):
+      raise fileio.InputError("no checkpoint in %s to evaluate: train first (--do_train)" %
+                              model_dir)
     split = self.split(split_name)
     estimator, _ = self.estimator(model_dir, 0.0, c.train_batch_size, None, None)
     input_fn = input_fn_builder(split.record_file, self.kind, c.max_seq_length, is_training=False,

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from clinicalbert_tf import fileio
 from clinicalbert_tf import finetuning
 from clinicalbert_tf import modeling
 from clinicalbert_tf import tasks
@@ -312,6 +313,18 @@ class EndToEndTest(tf.test.TestCase):
                                         output="again", do_train=True, do_eval=True,
                                         num_train_epochs=8, learning_rate=2e-3))
     self.assertEqual(again["eval"]["loss"], outcome["eval"]["loss"])
+
+  def test_evaluating_without_a_checkpoint_is_an_input_error(self):
+    root, data, vocab, bert_config = self._setup(
+        lambda folder: make_ner_task(folder, sizes=(4, 4, 4)))
+    config = self._config("conll", root, data, vocab, bert_config, do_eval=True)
+    with self.assertRaisesRegex(fileio.InputError, "no checkpoint in .*out to evaluate"):
+      finetuning.run(config)
+    config = self._config("conll", root, data, vocab, bert_config, do_train=True,
+                          max_seq_length=200)
+    with self.assertRaisesRegex(fileio.InputError, "max_seq_length=200 is longer than the "
+                                "model's max_position_embeddings \\(64\\)"):
+      finetuning.run(config)
 
   def test_grid_on_a_tiny_run(self):
     root, data, vocab, bert_config = self._setup(

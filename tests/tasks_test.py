@@ -263,6 +263,8 @@ class I2b2_2010Test(TempDataTest):  # pylint: disable=invalid-name
       self.assertEqual([(s.words, s.labels) for s in back], [(s.words, s.labels) for s in native])
       self.assertTrue(os.path.exists(paths[split] + ".json"))
     self.assertEqual(reader.get_labels(out), self.task.get_labels(data))
+    self.assert_input_error(r"has no train/ folder.*read those with --task_name=conll",
+                            tasks.get_task("i2b2_2010").get_examples, out, "train")
 
 
 class I2b2_2012Test(TempDataTest):  # pylint: disable=invalid-name
@@ -431,7 +433,7 @@ class ConllTest(TempDataTest):
     shutil.copy(dev, os.path.join(data, "dev.txt"))
     self.assert_input_error(r"both dev.tsv and dev.txt", task.get_examples, data, "dev")
     os.remove(os.path.join(data, "train.tsv"))
-    self.assert_input_error(r"no train.tsv or train.txt", tasks.get_task("conll").get_labels, data)
+    self.assert_input_error(r"no train.tsv, train.txt or train.conll", tasks.get_task("conll").get_labels, data)
 
 
 if __name__ == "__main__":

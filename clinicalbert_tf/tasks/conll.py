@@ -1,6 +1,7 @@
 """Plain CoNLL/TSV tagging data: bring any IOB data set.
 
-Files `train`, `dev` and `test` in `data_dir`, each named `.tsv` (as ClinicalBERT's) or `.txt`: one
+Files `train`, `dev` and `test` in `data_dir`, each named `.tsv` (as ClinicalBERT's), `.txt` or
+`.conll` (as the authors' 2006 files): one
 word per line as `word label` (space or tab; with more columns the first is the word and the last the
 label, as in CoNLL-2003), a blank line between sentences, `-DOCSTART-` lines ignored. The label set is read
 from the training file; a label in dev/test that training lacks is an error naming file and line.
@@ -15,16 +16,16 @@ from clinicalbert_tf import fileio
 from clinicalbert_tf import tasks
 from clinicalbert_tf.tasks import documents
 
-SUFFIXES = (".tsv", ".txt")
+SUFFIXES = (".tsv", ".txt", ".conll")
 
 
 def find_split_file(data_dir, split):
-  """`<data_dir>/<split>.tsv` or `.txt`. Raises InputError if neither (or both) exists."""
+  """`<data_dir>/<split>.tsv`, `.txt` or `.conll`. Raises InputError if none (or several) exists."""
   found = [os.path.join(data_dir, split + s) for s in SUFFIXES
            if os.path.isfile(os.path.join(data_dir, split + s))]
   if not found:
-    raise fileio.InputError("--data_dir=%s: no %s.tsv or %s.txt (expected `word label` lines)" %
-                            (data_dir, split, split))
+    raise fileio.InputError("--data_dir=%s: no %s.tsv, %s.txt or %s.conll (expected `word label` "
+                            "lines)" % (data_dir, split, split, split))
   if len(found) > 1:
     raise fileio.InputError("--data_dir=%s: both %s and %s exist; keep one" %
                             (data_dir, os.path.basename(found[0]), os.path.basename(found[1])))

@@ -262,8 +262,11 @@ def find_files(data_dir, split, suffix, what):
   """
   folder = os.path.join(data_dir, split)
   if not os.path.isdir(folder):
-    raise fileio.InputError("--data_dir=%s has no %s/ folder: expected the %s %s files under %s" %
-                            (data_dir, split, what, split, folder))
+    hint = ""
+    if any(os.path.isfile(os.path.join(data_dir, "train" + s)) for s in (".tsv", ".txt", ".conll")):
+      hint = " (it holds IOB files: read those with --task_name=conll)"
+    raise fileio.InputError("--data_dir=%s has no %s/ folder: expected the %s %s files under %s%s" %
+                            (data_dir, split, what, split, folder, hint))
   files = sorted(p for p in glob.glob(os.path.join(folder, "**", "*" + suffix), recursive=True)
                  if os.path.isfile(p))
   if not files:
