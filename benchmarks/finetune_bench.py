@@ -6,7 +6,8 @@ padding), with Adam + weight decay and gradient clipping. Ours runs the full fin
 TFRecord input, `finetuning.model_fn_builder` (NER head, masked loss, `create_optimizer`) and the
 shared Estimator from `training.py`. Transformers runs `BertForTokenClassification` with `AdamW` and
 labels -100 where ours masks. Steady-state examples/s are measured after warm-up steps, excluding graph
-building and checkpoint saving.
+building and checkpoint saving, in rounds that alternate the two implementations (median reported), so
+that a change in the load of a shared machine hits both alike.
 
   PYTHONSAFEPATH=1 PYTHONPATH=. .venv/bin/python benchmarks/finetune_bench.py [--threads=0]
 
@@ -32,7 +33,11 @@ flags.DEFINE_integer("num_labels", 7, "Labels (e.g. i2b2 2010: O + B/I of 3 type
 flags.DEFINE_integer("seq_length", 128, "Sequence length.")
 flags.DEFINE_integer("batch_size", 16, "Training batch size.")
 flags.DEFINE_integer("warmup_steps", 5, "Steps not timed (first runs, allocation).")
-flags.DEFINE_integer("steps", 30, "Timed steps.")
+flags.DEFINE_integer("steps", 10, "Timed steps per round.")
+flags.DEFINE_integer("rounds", 3,
+                     "Rounds, alternating the two implementations; the median rate of each is "
+                     "reported (the machine may be shared, so load changes during a run).")
+flags.DEFINE_bool("use_xla", False, "Ours with XLA auto-clustering.")
 flags.DEFINE_integer("threads", 1,
                      "CPU threads for both frameworks (0: all cores). 1 by default: on a shared "
                      "machine, PyTorch's OpenMP threads spin-wait and slow down many-fold when "
@@ -54,8 +59,8 @@ def make_batches(num_examples, seed=0):
   return input_ids, input_mask, label_ids, label_mask
 
 
-def bench_ours(data, workdir):
-  """Examples/s of our fine-tuning training loop."""
+def ours_rounds(data, workdir):
+  """Yields examples/s of our fine-tuning training loop, one value per round."""
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   tf.disable_v2_behavior()
   tf.logging.set_verbosity(tf.logging.ERROR)
@@ -63,9 +68,6 @@ def bench_ours(data, workdir):
   from clinicalbert_tf import modeling  # pylint: disable=g-import-not-at-top
   from clinicalbert_tf import training  # pylint: disable=g-import-not-at-top
 
-  if FLAGS.threads:
-    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
   input_ids, input_mask, label_ids, label_mask = data
   features = [finetuning.InputFeatures(
       input_ids=list(input_ids[i]), input_mask=list(input_mask[i]),
@@ -76,17 +78,20 @@ def bench_ours(data, workdir):
   config = modeling.BertConfig(
       vocab_size=FLAGS.vocab_size, hidden_size=FLAGS.hidden_size,
       num_hidden_layers=FLAGS.num_layers, num_attention_heads=FLAGS.num_heads,
-      intermediate_size=FLAGS.intermediate_size, max_position_embeddings=max(512,
-                                                                             FLAGS.seq_length))
-  total = FLAGS.warmup_steps + FLAGS.steps
+      intermediate_size=FLAGS.intermediate_size,
+      max_position_embeddings=max(512, FLAGS.seq_length))
+  per_round = FLAGS.warmup_steps + FLAGS.steps
+  total = per_round * FLAGS.rounds
   model_fn = finetuning.model_fn_builder(config, "ner", FLAGS.num_labels, None, 5e-5, total,
                                          max(1, total // 10), False, False)
   run_config = training.make_run_config(os.path.join(workdir, "model"),
                                         save_checkpoints_steps=10**9, log_every_n_steps=10**6,
-                                        seed=1)
+                                        seed=1, use_xla=FLAGS.use_xla)
   if FLAGS.threads:
-    run_config = run_config.replace(session_config=tf.ConfigProto(
-        intra_op_parallelism_threads=FLAGS.threads, inter_op_parallelism_threads=FLAGS.threads))
+    session_config = run_config.session_config or tf.ConfigProto()
+    session_config.intra_op_parallelism_threads = FLAGS.threads
+    session_config.inter_op_parallelism_threads = FLAGS.threads
+    run_config = run_config.replace(session_config=session_config)
   estimator = training.build_estimator(model_fn, run_config, FLAGS.batch_size, FLAGS.batch_size)
   input_fn = finetuning.input_fn_builder(record, "ner", FLAGS.seq_length, is_training=True,
                                          drop_remainder=True, num_examples=len(features), seed=1)
@@ -99,14 +104,16 @@ def bench_ours(data, workdir):
     def after_run(self, run_context, run_values):
       self.times.append(time.perf_counter())
 
-  timer = StepTimes()
-  estimator.train(input_fn, max_steps=total, hooks=[timer])
-  timed = timer.times[FLAGS.warmup_steps - 1:]
-  return (len(timed) - 1) * FLAGS.batch_size / (timed[-1] - timed[0])
+  for r in range(FLAGS.rounds):
+    # Each round continues from the last checkpoint; graph building and restoring are not timed.
+    timer = StepTimes()
+    estimator.train(input_fn, max_steps=per_round * (r + 1), hooks=[timer])
+    timed = timer.times[FLAGS.warmup_steps - 1:]
+    yield (len(timed) - 1) * FLAGS.batch_size / (timed[-1] - timed[0])
 
 
-def bench_transformers(data):
-  """Examples/s of BertForTokenClassification training (PyTorch, CPU)."""
+def transformers_rounds(data):
+  """Yields examples/s of BertForTokenClassification training (PyTorch, CPU), one per round."""
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
 
@@ -131,39 +138,48 @@ def bench_transformers(data):
   input_ids, input_mask, label_ids, label_mask = [torch.tensor(x) for x in data]
   labels = torch.where(label_mask > 0, label_ids, torch.full_like(label_ids, -100))
   n = len(input_ids)
-  times = []
-  for step in range(FLAGS.warmup_steps + FLAGS.steps):
-    i = (step * FLAGS.batch_size) % (n - FLAGS.batch_size + 1)
-    batch = slice(i, i + FLAGS.batch_size)
-    out = model(input_ids=input_ids[batch], attention_mask=input_mask[batch],
-                token_type_ids=torch.zeros_like(input_ids[batch]), labels=labels[batch])
-    out.loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    times.append(time.perf_counter())
-  timed = times[FLAGS.warmup_steps - 1:]
-  return (len(timed) - 1) * FLAGS.batch_size / (timed[-1] - timed[0])
+  step = 0
+  for _ in range(FLAGS.rounds):
+    times = []
+    for _ in range(FLAGS.warmup_steps + FLAGS.steps):
+      i = (step * FLAGS.batch_size) % (n - FLAGS.batch_size + 1)
+      batch = slice(i, i + FLAGS.batch_size)
+      out = model(input_ids=input_ids[batch], attention_mask=input_mask[batch],
+                  token_type_ids=torch.zeros_like(input_ids[batch]), labels=labels[batch])
+      out.loss.backward()
+      torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+      optimizer.step()
+      optimizer.zero_grad(set_to_none=True)
+      times.append(time.perf_counter())
+      step += 1
+    timed = times[FLAGS.warmup_steps - 1:]
+    yield (len(timed) - 1) * FLAGS.batch_size / (timed[-1] - timed[0])
 
 
 def main(argv):
   del argv
   data = make_batches(FLAGS.batch_size * 8)
   print("config: %d layers, hidden %d, heads %d, intermediate %d, vocab %d, seq %d, batch %d, "
-        "%d labels; %d timed steps after %d warm-up; threads %s; %d CPUs" % (
+        "%d labels; %d rounds of %d timed steps after %d warm-up; threads %s; %d CPUs; xla %s" % (
             FLAGS.num_layers, FLAGS.hidden_size, FLAGS.num_heads, FLAGS.intermediate_size,
-            FLAGS.vocab_size, FLAGS.seq_length, FLAGS.batch_size, FLAGS.num_labels, FLAGS.steps,
-            FLAGS.warmup_steps, FLAGS.threads or "all", os.cpu_count()))
+            FLAGS.vocab_size, FLAGS.seq_length, FLAGS.batch_size, FLAGS.num_labels, FLAGS.rounds,
+            FLAGS.steps, FLAGS.warmup_steps, FLAGS.threads or "all", os.cpu_count(),
+            FLAGS.use_xla))
   sys.stdout.flush()
   workdir = tempfile.mkdtemp(prefix="finetune_bench-")
+  rates = {"ours": [], "transformers": []}
   try:
-    theirs = bench_transformers(data)
-    print("transformers BertForTokenClassification (torch CPU): %.1f examples/s" % theirs)
-    sys.stdout.flush()
-    ours = bench_ours(data, workdir)
-    print("ours (finetuning.model_fn_builder + training Estimator): %.1f examples/s" % ours)
+    runs = {"transformers": transformers_rounds(data), "ours": ours_rounds(data, workdir)}
+    for r in range(FLAGS.rounds):
+      for name in ("transformers", "ours"):
+        rates[name].append(next(runs[name]))
+        print("round %d %-12s %.1f examples/s" % (r + 1, name, rates[name][-1]))
+        sys.stdout.flush()
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
+  theirs, ours = np.median(rates["transformers"]), np.median(rates["ours"])
+  print("transformers BertForTokenClassification (torch CPU): %.1f examples/s (median)" % theirs)
+  print("ours (finetuning.model_fn_builder + training Estimator): %.1f examples/s (median)" % ours)
   print("ratio ours / transformers: %.2f (target >= 1.0)" % (ours / theirs))
 
 
