@@ -1,10 +1,226 @@
 #!/usr/bin/env bash
-# `make demo`: a short end-to-end smoke of what the project can do so far. It grows with later issues.
+# `make demo`: the whole ClinicalBERT pipeline on the bundled invented data, into demo_output/.
+#
+#   format_notes.py        testdata/NOTEEVENTS_sample.csv -> one sentence per line, per category + all notes
+#   build_vocab.py         all notes -> a cased WordPiece vocab.txt (tensorflow-text's learner)
+#   create_pretraining_data.py  -> masked-LM / next-sentence TFRecords (dupe_factor 5, as the paper)
+#   run_pretraining.py     a tiny BERT from scratch for a few hundred steps (model.ckpt-0 is kept too)
+#   run_finetune.py        i2b2 2006 / 2010 / 2012 / 2014 and MedNLI samples (train, dev, test)
+#   tools/demo_summary.py  a Table-2-style summary (task, metric, dev, test): printed + summary.md
+#   nearest_neighbors.py   Table-3-style neighbours of a few words: untrained vs pretrained, side by side
+#   export_hf.py           the pretrained model as a HuggingFace directory (safetensors, no torch)
+#   extract_features.py    per-token embeddings of a few sentences (Google's JSON lines)
+#
+# Every command is printed as it runs, with its progress lines; full logs are in demo_output/logs/.
+# A second run starts from an empty demo_output/. A step whose script is missing from this checkout
+# is skipped with a message (and so are the steps that need its output).
+#
+#   tools/demo.sh            (what `make demo` runs after setting up .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -f clinicalbert_tf/demo.py ]; then
-  exec .venv/bin/python -m clinicalbert_tf.demo "$@"
+PY=${PYTHON:-.venv/bin/python}
+OUT=demo_output
+TOTAL=10
+# Steps and sizes: small enough for ~5 minutes on 2 cores.
+PRETRAIN_STEPS=${DEMO_PRETRAIN_STEPS:-500}
+SEQ=64
+FINETUNE_EPOCHS=${DEMO_FINETUNE_EPOCHS:-10}
+QUERY_WORDS="pain,CHF,home,Discharge"
+
+export TF_CPP_MIN_LOG_LEVEL=2      # TensorFlow's C++ start-up chatter stays out of the logs
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+
+# Log lines worth showing while a step runs (the rest is in the step's log file).
+PROGRESS='^wrote |\] (step [0-9]+/[0-9]+|trained to global step|training from global step|training: |  (f1|precision|recall|accuracy|masked_lm_accuracy|next_sentence_accuracy) = |made [0-9]+ instances|Wrote [0-9]+ total|wrote |counted [0-9]+|notes: |imported|nearest neighbours done)'
+
+step_no=0
+demo_start=$SECONDS
+skipped=()
+
+banner() {
+  step_no=$((step_no + 1))
+  printf '\n[%d/%d] %s\n' "$step_no" "$TOTAL" "$1"
+}
+
+skip() {
+  echo "    SKIPPED: $1"
+  skipped+=("$step_no: $1")
+}
+
+# run LOGNAME SCRIPT ARGS...: prints the command, streams its progress lines, keeps the full log,
+# and stops the demo (showing the log's tail) if the command fails.
+run() {
+  local name=$1
+  shift
+  local log="$OUT/logs/$(printf '%02d' "$step_no")_$name.log"
+  local arg line='    $ python'
+  for arg in "$@"; do
+    # Quote only what a shell would need quoted (no backslashes before commas, as %q would add).
+    if [[ $arg =~ ^[][A-Za-z0-9_./=,:+@%-]+$ ]]; then line+=" $arg"; else line+=" '$arg'"; fi
+  done
+  echo "$line"
+  local t0=$SECONDS
+  : >"$log"  # exists before `tail` looks for it
+  "$PY" "$@" >>"$log" 2>&1 &
+  local pid=$!
+  # Follow the log while the command runs; show progress lines without the absl prefix. (Showing
+  # progress must never stop the demo, hence the `|| true`.)
+  { tail -n +1 -s 0.5 -f --pid="$pid" "$log" 2>/dev/null \
+    | { grep --line-buffered -E "$PROGRESS" || true; } \
+    | { grep --line-buffered -v '^INFO:tensorflow' || true; } \
+    | sed -u -E 's/^[IWE][0-9]{4} [0-9:.]+ +[0-9]+ [^]]+\] +//; s/^/      /'; } || true
+  local rc=0
+  wait "$pid" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "    FAILED (exit $rc) after $((SECONDS - t0)) s; the end of $log:"
+    tail -n 25 "$log" | sed 's/^/      /'
+    exit "$rc"
+  fi
+  echo "    done in $((SECONDS - t0)) s"
+}
+
+have() {  # have SCRIPT: true when the script is in this checkout
+  [ -f "$1" ]
+}
+
+echo "clinicalbert_tf demo: the ClinicalBERT pipeline on invented data, into $OUT/"
+rm -rf "$OUT"
+mkdir -p "$OUT/logs"
+
+# 1. Notes -> sentences --------------------------------------------------------------------------
+banner "format_notes.py: NOTEEVENTS sample -> sections and sentences (one per line)"
+CORPUS=$OUT/sentences/all_notes.txt
+if have format_notes.py; then
+  run format_notes format_notes.py --input_file=testdata/NOTEEVENTS_sample.csv \
+    --output_dir="$OUT/sentences" --all_notes_file="$CORPUS"
+  echo "    $(grep -c . "$CORPUS") sentences in $CORPUS; per category: $(ls "$OUT"/sentences/*.txt | wc -l) files"
+else
+  skip "format_notes.py is not in this checkout (issue 4); nothing downstream can run"
+  CORPUS=
 fi
-echo "clinicalbert_tf $(.venv/bin/python -c 'import clinicalbert_tf; print(clinicalbert_tf.__version__)'):" \
-     "no demo yet; it grows with later issues (see README.md)."
+
+# 2. Vocabulary ----------------------------------------------------------------------------------
+banner "build_vocab.py: a cased WordPiece vocabulary learnt from the notes"
+VOCAB=$OUT/vocab.txt
+if [ -n "$CORPUS" ] && have build_vocab.py; then
+  run build_vocab build_vocab.py --input_file="$CORPUS" --output_file="$VOCAB" \
+    --vocab_size=1000 --lower_thresh=2
+  echo "    $(wc -l <"$VOCAB") tokens; first: $(head -n 5 "$VOCAB" | tr '\n' ' ')"
+else
+  skip "needs format_notes.py output and build_vocab.py"
+  VOCAB=
+fi
+
+# A tiny BERT for the vocabulary just built (BERT-Base is 12 x 768; this runs on 2 CPU cores).
+CONFIG=$OUT/bert_config.json
+if [ -n "$VOCAB" ]; then
+  cat >"$CONFIG" <<EOF
+{
+  "vocab_size": $(wc -l <"$VOCAB"),
+  "hidden_size": 64,
+  "num_hidden_layers": 2,
+  "num_attention_heads": 2,
+  "intermediate_size": 256,
+  "hidden_act": "gelu",
+  "hidden_dropout_prob": 0.1,
+  "attention_probs_dropout_prob": 0.1,
+  "max_position_embeddings": 128,
+  "type_vocab_size": 2,
+  "initializer_range": 0.02
+}
+EOF
+fi
+
+# 3. Pretraining data ----------------------------------------------------------------------------
+banner "create_pretraining_data.py: masked-LM and next-sentence instances (dupe_factor 5)"
+RECORDS=$OUT/pretraining_data/all_notes.tfrecord
+if [ -n "$VOCAB" ] && have create_pretraining_data.py; then
+  run create_pretraining_data create_pretraining_data.py --input_file="$CORPUS" \
+    --output_file="$RECORDS" --vocab_file="$VOCAB" --do_lower_case=False \
+    --max_seq_length=$SEQ --max_predictions_per_seq=10 --masked_lm_prob=0.15 \
+    --random_seed=12345 --dupe_factor=5
+else
+  skip "needs the vocabulary and create_pretraining_data.py (issue 3)"
+  RECORDS=
+fi
+
+# 4. Pretraining ---------------------------------------------------------------------------------
+banner "run_pretraining.py: a tiny BERT from scratch, $PRETRAIN_STEPS steps"
+PRETRAINED=$OUT/pretrained
+CKPT=
+if [ -n "$RECORDS" ] && have run_pretraining.py; then
+  run run_pretraining run_pretraining.py --bert_config_file="$CONFIG" --input_file="$RECORDS" \
+    --output_dir="$PRETRAINED" --do_train=True --do_eval=True --train_batch_size=16 \
+    --eval_batch_size=16 --max_seq_length=$SEQ --max_predictions_per_seq=10 \
+    --num_train_steps="$PRETRAIN_STEPS" --num_warmup_steps=$((PRETRAIN_STEPS / 10)) \
+    --learning_rate=1e-3 --save_checkpoints_steps="$PRETRAIN_STEPS" --max_eval_steps=20 \
+    --log_every_n_steps=100
+  CKPT=$PRETRAINED/model.ckpt-$PRETRAIN_STEPS
+else
+  skip "needs the pretraining records and run_pretraining.py (issue 5)"
+fi
+
+# 5. Fine-tuning on the five tasks ---------------------------------------------------------------
+banner "run_finetune.py: i2b2 2006, 2010, 2012, 2014 (NER, exact-span F1) and MedNLI (accuracy)"
+if [ -n "$CKPT" ] && have run_finetune.py; then
+  for task in i2b2_2006 i2b2_2010 i2b2_2012 i2b2_2014 mednli; do
+    echo "  - $task (testdata/$task)"
+    run "finetune_$task" run_finetune.py --task_name=$task --data_dir="testdata/$task" \
+      --bert_config_file="$CONFIG" --vocab_file="$VOCAB" --init_checkpoint="$CKPT" \
+      --output_dir="$OUT/finetune/$task" --do_lower_case=False --do_train=True --do_eval=True \
+      --do_predict=True --max_seq_length=$SEQ --train_batch_size=4 --learning_rate=1e-3 \
+      --num_train_epochs="$FINETUNE_EPOCHS" --seed=12345
+  done
+else
+  skip "needs the pretrained checkpoint and run_finetune.py (issue 6)"
+fi
+
+# 6. Summary -------------------------------------------------------------------------------------
+banner "Summary (Table-2 style): $OUT/summary.md"
+"$PY" tools/demo_summary.py "$OUT" | sed 's/^/    /'
+
+# 7. Nearest neighbours --------------------------------------------------------------------------
+banner "nearest_neighbors.py: neighbours of $QUERY_WORDS, untrained vs pretrained (Table-3 style)"
+if [ -n "$CKPT" ] && have nearest_neighbors.py; then
+  run nearest_neighbors nearest_neighbors.py --input_file="$CORPUS" \
+    --init_checkpoint="$PRETRAINED/model.ckpt-0,$CKPT" \
+    --checkpoint_names="untrained (step 0),pretrained (step $PRETRAIN_STEPS)" \
+    --bert_config_file="$CONFIG" --vocab_file="$VOCAB" --do_lower_case=False \
+    --query_words="$QUERY_WORDS" --num_neighbors=5 --min_count=3 --max_seq_length=$SEQ \
+    --output_file="$OUT/nearest_neighbors.md"
+  sed 's/^/    /' "$OUT/nearest_neighbors.md"
+else
+  skip "needs the pretrained checkpoint"
+fi
+
+# 8. HuggingFace export --------------------------------------------------------------------------
+banner "export_hf.py: the pretrained model as a HuggingFace directory"
+if [ -n "$CKPT" ] && have export_hf.py; then
+  run export_hf export_hf.py --bert_config_file="$CONFIG" --init_checkpoint="$CKPT" \
+    --vocab_file="$VOCAB" --do_lower_case=False --output_dir="$OUT/hf_model"
+  echo "    $(ls "$OUT/hf_model" | tr '\n' ' ')"
+else
+  skip "needs the pretrained checkpoint"
+fi
+
+# 9. Features ------------------------------------------------------------------------------------
+banner "extract_features.py: per-token embeddings of three sentences"
+if [ -n "$CKPT" ] && have extract_features.py; then
+  head -n 3 "$CORPUS" >"$OUT/features_input.txt"
+  run extract_features extract_features.py --input_file="$OUT/features_input.txt" \
+    --output_file="$OUT/features.jsonl" --bert_config_file="$CONFIG" --init_checkpoint="$CKPT" \
+    --vocab_file="$VOCAB" --do_lower_case=False --layers=-1,-2 --max_seq_length=$SEQ
+  echo "    $(wc -l <"$OUT/features.jsonl") JSON lines in $OUT/features.jsonl"
+else
+  skip "needs the pretrained checkpoint"
+fi
+
+# 10. Done ---------------------------------------------------------------------------------------
+banner "Done"
+echo "    everything is in $OUT/ (logs in $OUT/logs/); total $((SECONDS - demo_start)) s"
+if [ ${#skipped[@]} -gt 0 ]; then
+  echo "    skipped steps:"
+  printf '      %s\n' "${skipped[@]}"
+fi
