@@ -586,7 +586,13 @@ class Runner(object):
       raise fileio.InputError("--bert_config_file=%s: no such file" % c.bert_config_file)
     if not os.path.isfile(c.vocab_file):
       raise fileio.InputError("--vocab_file=%s: no such file" % c.vocab_file)
-    self.bert_config = modeling.BertConfig.from_json_file(c.bert_config_file)
+    try:
+      self.bert_config = modeling.BertConfig.from_json_file(c.bert_config_file)
+    except (ValueError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
+      message = str(e)
+      if c.bert_config_file not in message:
+        message = "%s: not a BERT config (%s)" % (c.bert_config_file, message)
+      raise fileio.InputError("--bert_config_file: " + message) from None
     if c.max_seq_length > self.bert_config.max_position_embeddings:
       raise fileio.InputError(
           "--max_seq_length=%d is longer than the model's max_position_embeddings (%d)" %

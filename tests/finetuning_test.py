@@ -13,7 +13,6 @@ from clinicalbert_tf import fileio
 from clinicalbert_tf import finetuning
 from clinicalbert_tf import modeling
 from clinicalbert_tf import tasks
-from clinicalbert_tf import tokenization
 
 tf.disable_v2_behavior()
 

@@ -4,15 +4,12 @@ import os
 import random
 import re
 import shutil
-import tempfile
 
 from absl.testing import absltest
 
 from clinicalbert_tf import fileio
 from clinicalbert_tf import tasks
-from clinicalbert_tf.tasks import conll
 from clinicalbert_tf.tasks import documents
-from clinicalbert_tf.tasks import i2b2_2010
 
 
 def testdata(*parts):
