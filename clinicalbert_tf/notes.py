@@ -536,7 +536,9 @@ _WORKER_SPLITTER = None
 
 def _init_worker(spacy_model):
   global _WORKER_SPLITTER
-  _WORKER_SPLITTER = SentenceSplitter(spacy_model)
+  # A worker forked while the parent held a pipeline for this model starts with a copy of it.
+  if _WORKER_SPLITTER is None or _WORKER_SPLITTER.spacy_model != spacy_model:
+    _WORKER_SPLITTER = SentenceSplitter(spacy_model)
 
 
 def _format_chunk_in_worker(texts):
@@ -563,9 +565,18 @@ class _PoolRunner(object):
   """Formats chunks in worker processes; yields results in submission order, bounded in flight."""
 
   def __init__(self, spacy_model, num_workers):
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    self._pool = context.Pool(num_workers, initializer=_init_worker, initargs=(spacy_model,))
+    global _WORKER_SPLITTER
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if fork else "spawn")
+    if fork and spacy_model == RULES_MODEL:
+      # Build the rules pipeline once here, so that the forked workers inherit it instead of each
+      # importing spaCy and building their own (seconds of CPU on a 2-core machine). A model named
+      # by --spacy_model is loaded by each worker (it may hold BLAS thread state unsafe to fork).
+      _WORKER_SPLITTER = SentenceSplitter(spacy_model)
+    try:
+      self._pool = context.Pool(num_workers, initializer=_init_worker, initargs=(spacy_model,))
+    finally:
+      _WORKER_SPLITTER = None  # the workers have their copies; a replacement worker builds one
     self._pending = collections.deque()
     self._max_pending = IN_FLIGHT_PER_WORKER * num_workers
 
