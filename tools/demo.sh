@@ -23,7 +23,7 @@ PY=${PYTHON:-.venv/bin/python}
 OUT=demo_output
 TOTAL=10
 # Steps and sizes: small enough for ~5 minutes on 2 cores.
-PRETRAIN_STEPS=${DEMO_PRETRAIN_STEPS:-500}
+PRETRAIN_STEPS=${DEMO_PRETRAIN_STEPS:-1000}
 SEQ=64
 FINETUNE_EPOCHS=${DEMO_FINETUNE_EPOCHS:-10}
 QUERY_WORDS="pain,CHF,home,Discharge"
@@ -196,11 +196,18 @@ else
 fi
 
 # 8. HuggingFace export --------------------------------------------------------------------------
-banner "export_hf.py: the pretrained model as a HuggingFace directory"
+banner "export_hf.py: the pretrained model and the MedNLI classifier as HuggingFace directories"
 if [ -n "$CKPT" ] && have export_hf.py; then
   run export_hf export_hf.py --bert_config_file="$CONFIG" --init_checkpoint="$CKPT" \
     --vocab_file="$VOCAB" --do_lower_case=False --output_dir="$OUT/hf_model"
   echo "    $(ls "$OUT/hf_model" | tr '\n' ' ')"
+  if [ -d "$OUT/finetune/mednli" ]; then
+    # A fine-tuned head: the NLI classifier as BertForSequenceClassification with its labels.
+    run export_hf_mednli export_hf.py --bert_config_file="$CONFIG" \
+      --init_checkpoint="$OUT/finetune/mednli" --vocab_file="$VOCAB" --do_lower_case=False \
+      --head=sequence_classification --labels=contradiction,entailment,neutral \
+      --output_dir="$OUT/hf_mednli"
+  fi
 else
   skip "needs the pretrained checkpoint"
 fi
