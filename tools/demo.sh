@@ -4,11 +4,11 @@
 #   format_notes.py        testdata/NOTEEVENTS_sample.csv -> one sentence per line, per category + all notes
 #   build_vocab.py         all notes -> a cased WordPiece vocab.txt (tensorflow-text's learner)
 #   create_pretraining_data.py  -> masked-LM / next-sentence TFRecords (dupe_factor 5, as the paper)
-#   run_pretraining.py     a tiny BERT from scratch for a few hundred steps (model.ckpt-0 is kept too)
+#   run_pretraining.py     a tiny BERT from scratch, 1,000 steps (model.ckpt-0 is kept too)
 #   run_finetune.py        i2b2 2006 / 2010 / 2012 / 2014 and MedNLI samples (train, dev, test)
 #   tools/demo_summary.py  a Table-2-style summary (task, metric, dev, test): printed + summary.md
 #   nearest_neighbors.py   Table-3-style neighbours of a few words: untrained vs pretrained, side by side
-#   export_hf.py           the pretrained model as a HuggingFace directory (safetensors, no torch)
+#   export_hf.py           the pretrained model and the MedNLI classifier as HuggingFace directories
 #   extract_features.py    per-token embeddings of a few sentences (Google's JSON lines)
 #
 # Every command is printed as it runs, with its progress lines; full logs are in demo_output/logs/.
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=demo_output
 TOTAL=10
-# Steps and sizes: small enough for ~5 minutes on 2 cores.
+# Steps and sizes: small enough for about two minutes on 2 cores.
 PRETRAIN_STEPS=${DEMO_PRETRAIN_STEPS:-1000}
 SEQ=64
 FINETUNE_EPOCHS=${DEMO_FINETUNE_EPOCHS:-10}
