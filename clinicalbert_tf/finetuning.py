@@ -45,6 +45,9 @@ PAPER_EPOCHS = {"ner": (2, 3, 4), "nli": (3, 4)}
 # Dropout before the output layer (Google's run_classifier value).
 HEAD_DROPOUT = 0.1
 
+# Written next to a fine-tuned checkpoint: the head type and label order, for export_hf.py.
+HEAD_RECORD_FILE = "finetune_head.json"
+
 
 @dataclasses.dataclass
 class FinetuneConfig:
@@ -667,7 +670,18 @@ class Runner(object):
     hook = training.ProgressHook(num_train_steps, batch_size, max(1, c.log_every_n_steps))
     start = time.time()
     estimator.train(input_fn=input_fn, max_steps=num_train_steps, hooks=[hook])
+    self.write_head_record(model_dir)
     return num_train_steps, time.time() - start
+
+  def write_head_record(self, model_dir):
+    """Records the head and label order next to the checkpoint (`export_hf.py` reads it)."""
+    fileio.write_json_atomic(os.path.join(model_dir, HEAD_RECORD_FILE), {
+        "head": "token_classification" if self.kind == "ner" else "sequence_classification",
+        "labels": list(self.label_list),
+        "task_name": self.config.task_name,
+        "do_lower_case": self.config.do_lower_case,
+        "max_seq_length": self.config.max_seq_length,
+    })
 
   def evaluate(self, model_dir, split_name, prefix, output_dir=None):
     """Predicts `split_name` with the latest checkpoint in `model_dir`, scores and writes results.

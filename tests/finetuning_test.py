@@ -291,6 +291,11 @@ class EndToEndTest(tf.test.TestCase):
       rows = [line.split(" ") for line in block.splitlines()]
       self.assertEqual([r[0] for r in rows], sentence.words)
       self.assertEqual([r[1] for r in rows], sentence.labels)
+    # The head record export_hf.py reads: head type and the label order of the output layer.
+    with open(os.path.join(out, finetuning.HEAD_RECORD_FILE)) as f:
+      record = json.load(f)
+    self.assertEqual(record["head"], "token_classification")
+    self.assertEqual(record["labels"], task.get_labels(data))
 
   def test_nli_learns_an_invented_task_and_is_deterministic(self):
     # Without dropout the tiny pooled-[CLS] model finds the cue word reliably within 120 steps.
