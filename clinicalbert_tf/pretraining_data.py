@@ -94,6 +94,8 @@ def max_predictions_needed(max_seq_length, masked_lm_prob):
 def validate_options(options):
   """Checks option values; raises fileio.InputError naming the flag. Returns a list of warnings."""
   o = options
+  if o.max_seq_length > 65535:
+    raise fileio.InputError("--max_seq_length=%d: must be at most 65535" % o.max_seq_length)
   if o.max_seq_length < 5:
     raise fileio.InputError(
         "--max_seq_length=%d: must be at least 5 ([CLS], one token of A, [SEP], one token of B, "
@@ -1131,6 +1133,12 @@ def create_pretraining_data(input_files, output_files, vocab_file, options, num_
     raise fileio.InputError("--num_workers=%d: must be at least 1" % num_workers)
   if not output_files:
     raise fileio.InputError("--output_file is empty: expected a path or a comma list of paths")
+  for path in output_files:
+    if "://" in path:
+      raise fileio.InputError("--output_file %s: only local paths are supported (outputs are "
+                              "written under a temporary name and renamed)" % path)
+    if output_files.count(path) > 1:
+      raise fileio.InputError("--output_file lists %s more than once" % path)
   if not input_files:
     raise fileio.InputError("--input_file: no input files")
   for path in input_files:

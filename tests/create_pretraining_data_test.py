@@ -84,7 +84,8 @@ class ErrorTest(ScriptTestCase):
 
   def assert_fails(self, expected, *args, output="out.tfrecord"):
     before = self.files_in()
-    proc = _script("--output_file=" + self.path(output), *args)
+    outputs = ",".join(o if "://" in o else self.path(o) for o in output.split(","))
+    proc = _script("--output_file=" + outputs, *args)
     self.assertNotEqual(proc.returncode, 0, proc.stderr[-2000:])
     last = proc.stderr.strip().splitlines()[-1]
     self.assertStartsWith(last, "create_pretraining_data.py: error: ")
@@ -138,6 +139,9 @@ class ErrorTest(ScriptTestCase):
     self.assert_fails(r"--masked_lm_prob=1.5", *base, "--masked_lm_prob=1.5")
     self.assert_fails(r"--num_workers=0", *base, "--num_workers=0")
     self.assert_fails(r"--input_file is required", "--vocab_file=" + self.vocab)
+    self.assert_fails(r"--output_file lists .*twice\.tfrecord more than once", *base,
+                      output="twice.tfrecord,twice.tfrecord")
+    self.assert_fails(r"--output_file gs://b/x: only local paths", *base, output="gs://b/x")
 
   def test_failure_in_sharded_mode_leaves_no_shard(self):
     empty = self.write("blank.txt", "\n\n")
