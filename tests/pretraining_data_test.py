@@ -22,6 +22,8 @@ import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import pretraining_data
 from clinicalbert_tf import tokenization
+from tests import oracle
+from tests import google_wwm_oracle  # pylint: disable=g-bad-import-order
 from tests import pretraining_corpus
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -217,6 +219,75 @@ class ReadingTest(absltest.TestCase):
     corpus = pretraining_data.Corpus(vocab.id_typecode)
     with self.assertRaisesRegex(pretraining_data.fileio.InputError, r"bad\.txt:2: not valid UTF-8"):
       corpus.read([path], pretraining_data.LineEncoder(vocab.vocab, True))
+
+
+class InProcessFuzzTest(absltest.TestCase):
+  """Many small random configurations against Google's functions called in this process.
+
+  Cheaper than a subprocess per case, so it can cover the corners: max_seq_length 5 (two tokens for
+  A and B), a single document (the random-document loop gives up after 10 tries), masked_lm_prob 0
+  and 1, no predictions allowed, whole-word masking on and off, several seeds and input files.
+  """
+
+  def test_random_configurations(self):
+    google = google_wwm_oracle.google
+    flag_values = google_wwm_oracle.FLAGS
+    work = self.create_tempdir().full_path
+    vocab_path = os.path.join(work, "vocab.txt")
+    pretraining_corpus.make_vocab(vocab_path, extra_words=50)
+    rng = random.Random(2024)
+    for case in range(60):
+      files = []
+      for f in range(rng.choice([1, 1, 2])):
+        files.append(os.path.join(work, "c%d_%d.txt" % (case, f)))
+        pretraining_corpus.write_corpus(files[-1], rng.choice([1, 2, 5, 12]),
+                                        seed=rng.randint(0, 1 << 20),
+                                        long_prob=rng.choice([0.0, 0.05, 0.3]),
+                                        final_newline=rng.random() < 0.5)
+      options = pretraining_data.Options(
+          max_seq_length=rng.choice([5, 6, 9, 16, 33, 64, 130]),
+          max_predictions_per_seq=rng.choice([0, 1, 3, 20]),
+          masked_lm_prob=rng.choice([0.0, 0.15, 0.5, 1.0]),
+          short_seq_prob=rng.choice([0.0, 0.1, 0.9, 1.0]),
+          dupe_factor=rng.choice([1, 2]),
+          do_whole_word_mask=rng.random() < 0.5,
+          do_lower_case=rng.random() < 0.5,
+          random_seed=rng.randint(0, 1 << 40))
+      with self.subTest(case=case, options=options, files=len(files)):
+        flag_values.do_whole_word_mask = options.do_whole_word_mask
+        tokenizer = oracle.tokenization.FullTokenizer(vocab_path, options.do_lower_case)
+        instances = google.create_training_instances(
+            files, tokenizer, options.max_seq_length, options.dupe_factor,
+            options.short_seq_prob, options.masked_lm_prob, options.max_predictions_per_seq,
+            random.Random(options.random_seed))
+        expected = []
+        for inst in instances:
+          expected.append((tokenizer.convert_tokens_to_ids(inst.tokens), list(inst.segment_ids),
+                           list(inst.masked_lm_positions),
+                           tokenizer.convert_tokens_to_ids(inst.masked_lm_labels),
+                           int(inst.is_random_next)))
+
+        vocab = pretraining_data.Vocab(pretraining_data.load_vocab(vocab_path))
+        corpus = pretraining_data.Corpus(vocab.id_typecode)
+        corpus.read(files, pretraining_data.LineEncoder(vocab.vocab, options.do_lower_case))
+        ours_rng = random.Random(options.random_seed)
+        store = pretraining_data.InstanceStore(vocab.id_typecode, options.max_predictions_per_seq)
+        pretraining_data.create_instances(corpus, vocab, options, ours_rng, store)
+        order = list(range(len(store)))
+        pretraining_data._Shuffler(ours_rng.getrandbits).shuffle(order)
+        got = []
+        if order:
+          f = store.gather(np.array(order, np.int64), options.max_seq_length)
+          for row in range(len(order)):
+            n = int(f["input_mask"][row].sum())
+            k = int(f["masked_lm_weights"][row].sum())
+            got.append((f["input_ids"][row][:n].tolist(), f["segment_ids"][row][:n].tolist(),
+                        f["masked_lm_positions"][row][:k].tolist(),
+                        f["masked_lm_ids"][row][:k].tolist(),
+                        int(f["next_sentence_labels"][row][0])))
+        self.assertEqual(len(got), len(expected))
+        self.assertEqual(got, expected)
+    flag_values.do_whole_word_mask = False
 
 
 class GoogleIdentityTest(absltest.TestCase):
