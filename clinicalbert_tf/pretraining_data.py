@@ -595,11 +595,10 @@ def create_instances(corpus, vocab, options, rng, store, progress=None):
                 continue
               chosen += group
           else:
-            # Candidates are positions 1..la and la+2..n_tokens-2 ([CLS] and [SEP]s excluded):
-            # shuffle their ranks and map the ones used back to positions.
-            cand = ranks[:la + lb]
+            # Candidates are positions 1..la and la+2..n_tokens-2 ([CLS] and [SEP]s excluded).
+            cand = ranks[1:la + 1] + ranks[la + 2:n_tokens - 1]
             shuffle_prefix(cand, num_to_predict)
-            chosen = [c + 1 if c < la else c + 2 for c in cand[:num_to_predict]]
+            chosen = cand[:num_to_predict]
           positions = sorted(chosen)
           labels = [st_tokens[base + pos] for pos in positions]
           # The 80/10/10 draws, in candidate order.
