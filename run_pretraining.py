@@ -162,4 +162,6 @@ def main(argv):
 
 if __name__ == "__main__":
   tf.disable_v2_behavior()
+  # Must precede app.run, which initialises TF's devices (and so reads TF_XLA_FLAGS) before main.
+  training.enable_xla_from_argv(sys.argv)
   app.run(main)

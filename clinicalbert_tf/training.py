@@ -71,12 +71,33 @@ def enable_xla_auto_clustering():
   """Turns on XLA auto-clustering for this process, CPU included.
 
   The session option `global_jit_level` alone clusters only GPU ops; CPU clusters need the
-  `--tf_xla_cpu_global_jit` flag, which TensorFlow reads when the first session is optimised, so
-  setting it here (before any session runs) is enough.
+  `--tf_xla_cpu_global_jit` flag, which TensorFlow reads when it first initialises its devices
+  (the first session, or listing devices). Scripts run by `absl.app` must therefore call
+  `enable_xla_from_argv(sys.argv)` before `app.run`.
   """
   flags = os.environ.get("TF_XLA_FLAGS", "")
   if "--tf_xla_cpu_global_jit" not in flags:
     os.environ["TF_XLA_FLAGS"] = (flags + " --tf_xla_cpu_global_jit").strip()
+
+
+def enable_xla_from_argv(argv):
+  """Calls `enable_xla_auto_clustering` if `argv` turns on `--use_xla`; for scripts, before app.run.
+
+  TensorFlow reads `TF_XLA_FLAGS` once, when it first initialises its devices, and `absl.app.run`
+  does that before `main` (an init callback of `tf.distribute` lists the GPUs). So a script that
+  sets the flag from `main` is too late for CPU clusters; scanning argv first is not.
+  """
+  value = None
+  for arg in argv[1:]:
+    if arg in ("--use_xla", "-use_xla"):
+      value = True
+    elif arg in ("--nouse_xla", "-nouse_xla"):
+      value = False
+    elif arg.startswith(("--use_xla=", "-use_xla=")):
+      value = arg.split("=", 1)[1].strip().lower() in ("1", "true", "t", "yes", "y")
+  if value:
+    enable_xla_auto_clustering()
+  return bool(value)
 
 
 def make_session_config(use_xla=False, use_amp=False):
@@ -107,7 +128,8 @@ def make_run_config(output_dir,
                     use_xla=False,
                     log_every_n_steps=100,
                     seed=None,
-                    use_amp=False):
+                    use_amp=False,
+                    save_summary_steps=None):
   """Builds the RunConfig for `build_estimator`.
 
   With `distribution_strategy="none"` this is Google's `tf.estimator.tpu.RunConfig` (TPU cluster
@@ -126,6 +148,8 @@ def make_run_config(output_dir,
     log_every_n_steps: loss / steps-per-second log and summary interval.
     seed: graph-level random seed (None: not fixed).
     use_amp: enable the float16 graph rewrite (GPU).
+    save_summary_steps: TensorBoard summary interval (None: max(log_every_n_steps, 100), so that a
+      chatty log does not also write summaries every step; Google's is 100).
 
   Returns:
     A `tf.estimator.tpu.RunConfig` or `tf.estimator.RunConfig`.
@@ -139,6 +163,8 @@ def make_run_config(output_dir,
   session_config = make_session_config(use_xla=use_xla, use_amp=use_amp)
   keep = keep_checkpoint_max if keep_checkpoint_max else None
   log_every = max(1, int(log_every_n_steps or 100))
+  if save_summary_steps is None:
+    save_summary_steps = max(log_every, 100)
 
   if distribution_strategy == "none":
     tpu_cluster_resolver = None
@@ -152,7 +178,7 @@ def make_run_config(output_dir,
         save_checkpoints_steps=save_checkpoints_steps,
         keep_checkpoint_max=keep,
         log_step_count_steps=log_every,
-        save_summary_steps=log_every,
+        save_summary_steps=save_summary_steps,
         tf_random_seed=seed,
         session_config=session_config,
         tpu_config=tf.estimator.tpu.TPUConfig(
@@ -166,7 +192,7 @@ def make_run_config(output_dir,
       save_checkpoints_steps=save_checkpoints_steps,
       keep_checkpoint_max=keep,
       log_step_count_steps=log_every,
-      save_summary_steps=log_every,
+      save_summary_steps=save_summary_steps,
       tf_random_seed=seed,
       session_config=session_config,
       train_distribute=strategy)
