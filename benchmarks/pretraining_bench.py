@@ -5,13 +5,18 @@
 For each model shape (`small`: 4 layers x 256 hidden, batch 32; `base`: BERT-Base 12 x 768 with a
 small batch), both scripts train from scratch on the same records (sequence length 128, 20
 predictions, vocabulary 30522) in separate processes, one after the other, with XLA off and on
-(ours: `--use_xla`; Google's script has no such flag, so it gets the same auto-clustering through
-`TF_XLA_FLAGS=--tf_xla_auto_jit=1 --tf_xla_cpu_global_jit`). Throughput is taken from the
-`global_step/sec` lines that TPUEstimator's own `ExamplesPerSecondHook` logs in both scripts (every
-step). Sequences/s = batch size x the 90th percentile of the per-step rates after the first
-`--warmup_steps` steps: on a shared machine the step rate is bimodal (steps that ran while another
-process took a core are about half as fast), and the upper percentile is the uncontended speed;
-the median is printed too. Each pair of runs alternates which script goes first.
+(ours: `--use_xla`; Google's script has no such flag, so the child process that runs it sets the
+same session option, `global_jit_level=ON_1`, on its RunConfig, with
+`TF_XLA_FLAGS=--tf_xla_cpu_global_jit` as ours).
+
+Timing: each script runs in a child process (`--child=google|ours`) that adds one timer hook to
+`TPUEstimator.train` (neither script's code changes; ours subclasses TPUEstimator, so it gets the
+same hook). The hook records every step's wall time and the process's CPU time (all threads). After
+`--warmup_steps` steps, sequences/s = batch / median step wall time, and the fastest step is shown
+too; CPU-ms per sequence comes from the median step's CPU time. On a shared machine wall time moves
+with other people's load (a step that lost a core takes about twice as long); CPU time per step
+hardly does, so the CPU ratio is the steadier comparison. `--repeats` alternates the order and keeps
+the best of each.
 
 Also prints the achieved FLOP/s (model FLOPs: 3 x the forward pass's matmul FLOPs) against a
 float32 matmul peak measured in the same run. The GPU part of the issue (`--use_amp --use_xla`,
@@ -120,6 +125,20 @@ def _child_main(impl, argv):
                           saving_listeners=saving_listeners)
 
   tf.estimator.tpu.TPUEstimator.train = train
+
+  if impl == "google" and os.environ.get("BENCH_GOOGLE_XLA") == "1":
+    # What our --use_xla does, given to Google's script from outside: the session option
+    # global_jit_level=ON_1 (TF_XLA_FLAGS has --tf_xla_cpu_global_jit). The process-wide
+    # --tf_xla_auto_jit flag would instead also cluster the tf.data functions, and is slower.
+    original_run_config = tf.estimator.tpu.RunConfig.__init__
+
+    def run_config_init(self, *args, **kwargs):
+      config = kwargs.get("session_config") or tf.ConfigProto(allow_soft_placement=True)
+      config.graph_options.optimizer_options.global_jit_level = tf.OptimizerOptions.ON_1
+      kwargs["session_config"] = config
+      original_run_config(self, *args, **kwargs)
+
+    tf.estimator.tpu.RunConfig.__init__ = run_config_init
   sys.argv = [impl] + argv
   if impl == "google":
     runpy.run_module("tests.run_google_pretraining", run_name="__main__", alter_sys=True)
@@ -143,7 +162,8 @@ def run_one(impl, config_file, records, out_dir, c, use_xla, warmup_steps, timeo
   if impl == "google":
     cmd = child + flags
     if use_xla:
-      env["TF_XLA_FLAGS"] = "--tf_xla_auto_jit=1 --tf_xla_cpu_global_jit"
+      env["TF_XLA_FLAGS"] = "--tf_xla_cpu_global_jit"
+      env["BENCH_GOOGLE_XLA"] = "1"
   else:
     cmd = child + flags + ["--use_xla=%s" % use_xla]
   shutil.rmtree(out_dir, ignore_errors=True)

@@ -167,6 +167,27 @@ class PretrainingTest(unittest.TestCase):
     for name in a:
       np.testing.assert_allclose(b[name], a[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
+  def test_amp_loss_scaling_matches_float32_on_cpu(self):
+    # Without a GPU the float16 rewrite is skipped, so only the dynamic loss scaling runs: scaling
+    # by a power of two and back is exact, and the result must equal plain float32 training.
+    plain = self._flags(num_train_steps=3)
+    amp = self._flags(num_train_steps=3, use_amp=True)
+    r_plain = pretraining.run_pretraining(do_train=True, do_eval=True, **plain)
+    r_amp = pretraining.run_pretraining(do_train=True, do_eval=True, **amp)
+    self.assertEqual(r_amp["global_step"], 3)
+    tu.assert_close_results(self, r_amp, r_plain, rtol=1e-5)
+    a = tu.read_checkpoint(tf.train.latest_checkpoint(plain["output_dir"]))
+    b = tu.read_checkpoint(tf.train.latest_checkpoint(amp["output_dir"]))
+    self.assertEqual(sorted(a), sorted(b))  # the loss scale is not checkpointed
+
+  def test_script_use_xla_compiles(self):
+    out = self._dir("xla")
+    flags = self._flags(output_dir=out, do_train=True, num_train_steps=2, use_xla=True)
+    flags.pop("shuffle_buffer_size")
+    proc = tu.run_ours(flags, env={"TF_CPP_MIN_LOG_LEVEL": "0"}, timeout=300)
+    self.assertIn("Compiled cluster using XLA", proc.stderr)
+    self.assertEqual(os.path.basename(tf.train.latest_checkpoint(out)), "model.ckpt-2")
+
   def test_progress_summaries_and_keep_checkpoint_max(self):
     flags = self._flags(num_train_steps=6, save_checkpoints_steps=1, keep_checkpoint_max=2,
                         log_every_n_steps=2)
