@@ -14,7 +14,12 @@ once, and adds what a long run on shared hardware needs:
     scaling for mixed precision and the cross-replica gradient mean under a strategy.
   * `init_from_checkpoint`: Google's by-name loading, with a count in the log and a clear error when
     a shape differs.
-  * `ProgressHook` (steps/s, examples/s, ETA) and `NanLossHook` (stops naming the step).
+  * `ProgressHook` (loss, steps/s, examples/s, ETA) and `NanLossHook` (stops naming the step).
+  * `enable_xla_from_argv`: scripts call it before `absl.app.run` so that `--use_xla` reaches CPU
+    clusters too.
+
+Under a strategy the Estimator reports (logs, `loss` summary, the NaN guard) the loss summed over
+replicas, as `tf.estimator` does for losses the optimizer did not scale; the gradients are averaged.
 """
 
 import math

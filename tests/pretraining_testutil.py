@@ -18,9 +18,6 @@ import tensorflow.compat.v1 as tf
 from clinicalbert_tf import modeling
 from clinicalbert_tf import pretraining
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def tiny_config(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                 intermediate_size=64, dropout=0.1, max_position_embeddings=64, hidden_act="gelu",
                 **extra):
