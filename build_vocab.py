@@ -9,11 +9,8 @@ learnt with tensorflow-text's WordPiece learner. Google's special tokens come fi
 `<output_file>.json` records the flags and counts. See clinicalbert_tf/vocab.py.
 """
 
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
 
 from clinicalbert_tf import fileio
 from clinicalbert_tf import vocab
@@ -51,7 +48,7 @@ flags.DEFINE_integer("num_workers", 1, "Processes counting words in parallel (sa
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
-  try:
+  with fileio.exit_on_input_error():
     for name in ("input_file", "output_file"):
       if not FLAGS[name].value:
         raise fileio.InputError("--%s is required" % name)
@@ -65,9 +62,6 @@ def main(argv):
         num_iterations=FLAGS.num_iterations, max_input_words=FLAGS.max_input_words,
         max_token_length=FLAGS.max_token_length, max_unique_chars=FLAGS.max_unique_chars,
         slack_ratio=FLAGS.slack_ratio)
-  except fileio.InputError as e:
-    logging.error("%s", e)
-    sys.exit("build_vocab.py: error: %s" % e)
 
 
 if __name__ == "__main__":

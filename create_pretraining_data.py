@@ -14,8 +14,6 @@ outputs `<output_file>-<shard>-of-<n>` (the same bytes for any number of workers
 count. See clinicalbert_tf/pretraining_data.py.
 """
 
-import sys
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -64,7 +62,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
   logging.set_verbosity(logging.INFO)
-  try:
+  with fileio.exit_on_input_error():
     for name in ("input_file", "output_file", "vocab_file"):
       if not FLAGS[name].value:
         raise fileio.InputError("--%s is required" % name)
@@ -91,8 +89,6 @@ def main(argv):
         input_files, output_files, FLAGS.vocab_file, options, num_workers=FLAGS.num_workers,
         shard_per_file=FLAGS.shard_per_file, log_examples=FLAGS.log_examples,
         progress_seconds=FLAGS.progress_seconds)
-  except fileio.InputError as e:
-    sys.exit("create_pretraining_data.py: error: %s" % e)
 
 
 if __name__ == "__main__":

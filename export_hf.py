@@ -11,11 +11,8 @@ run_finetune checkpoint becomes BertForTokenClassification (NER) or BertForSeque
 `transformers.AutoModel.from_pretrained("hf_model")`. See clinicalbert_tf/hf.py.
 """
 
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
 
 from clinicalbert_tf import fileio
 from clinicalbert_tf import hf
@@ -42,7 +39,7 @@ flags.DEFINE_string("labels", None,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
-  try:
+  with fileio.exit_on_input_error():
     for name in ("bert_config_file", "init_checkpoint", "vocab_file", "output_dir"):
       if not FLAGS[name].value:
         raise fileio.InputError("--%s is required" % name)
@@ -54,9 +51,6 @@ def main(argv):
     summary = hf.export_checkpoint(FLAGS.bert_config_file, FLAGS.init_checkpoint, FLAGS.vocab_file,
                                    FLAGS.do_lower_case, FLAGS.output_dir, head=FLAGS.head,
                                    labels=labels)
-  except fileio.InputError as e:
-    logging.error("%s", e)
-    sys.exit("export_hf.py: error: %s" % e)
   print("wrote %s (%s, %d tensors%s)" % (
       summary["output_dir"], summary["architecture"], summary["num_tensors"],
       ", labels " + ",".join(summary["labels"]) if summary["labels"] else ""))

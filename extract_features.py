@@ -10,11 +10,8 @@ each word piece, the values of the chosen encoder layers, in Google's format. Se
 clinicalbert_tf/features.py.
 """
 
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import features
@@ -41,7 +38,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
   tf.disable_v2_behavior()
-  try:
+  with fileio.exit_on_input_error():
     for name in ("input_file", "output_file", "bert_config_file", "init_checkpoint", "vocab_file"):
       if not FLAGS[name].value:
         raise fileio.InputError("--%s is required" % name)
@@ -50,9 +47,6 @@ def main(argv):
         FLAGS.vocab_file, layers=FLAGS.layers, max_seq_length=FLAGS.max_seq_length,
         do_lower_case=FLAGS.do_lower_case, batch_size=FLAGS.batch_size,
         use_one_hot_embeddings=FLAGS.use_one_hot_embeddings)
-  except fileio.InputError as e:
-    logging.error("%s", e)
-    sys.exit("extract_features.py: error: %s" % e)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def main(argv):
     # 200 MB per process, and seconds of start-up, for a pipeline that never uses it. Pool workers
     # inherit this. A model named by --spacy_model may need torch, so it is left alone then.
     sys.modules["torch"] = None
-  try:
+  with fileio.exit_on_input_error():
     notes.format_notes_file(
         input_file=FLAGS.input_file,
         output_dir=FLAGS.output_dir,
@@ -61,9 +61,6 @@ def main(argv):
         num_workers=FLAGS.num_workers,
         max_bad_rows=FLAGS.max_bad_rows,
         progress_every_s=FLAGS.progress_every_s)
-  except fileio.InputError as e:
-    sys.stderr.write("format_notes.py: error: %s\n" % e)
-    sys.exit(1)
 
 
 if __name__ == "__main__":

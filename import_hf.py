@@ -9,11 +9,8 @@ bert_config.json and vocab.txt (plus finetune_head.json for a classifier head), 
 tokenizer_config.json). See clinicalbert_tf/hf.py.
 """
 
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
 
 from clinicalbert_tf import fileio
 from clinicalbert_tf import hf
@@ -30,14 +27,11 @@ flags.DEFINE_string("output_dir", None,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
-  try:
+  with fileio.exit_on_input_error():
     for name in ("hf_dir", "output_dir"):
       if not FLAGS[name].value:
         raise fileio.InputError("--%s is required" % name)
     summary = hf.import_hf_dir(FLAGS.hf_dir, FLAGS.output_dir)
-  except fileio.InputError as e:
-    logging.error("%s", e)
-    sys.exit("import_hf.py: error: %s" % e)
   print("wrote %s (%s, %d variables); use --do_lower_case=%s with it" % (
       summary["checkpoint"], summary["architecture"], summary["num_variables"],
       summary["do_lower_case"]))

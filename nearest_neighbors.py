@@ -13,11 +13,8 @@ by cosine similarity, printed and written as markdown with one column per checkp
 clinicalbert_tf/features.py.
 """
 
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import features
@@ -68,7 +65,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
   tf.disable_v2_behavior()
-  try:
+  with fileio.exit_on_input_error():
     for name in ("input_file", "init_checkpoint", "bert_config_file", "vocab_file", "query_words"):
       if not FLAGS[name].value:
         raise fileio.InputError("--%s is required" % name)
@@ -91,9 +88,6 @@ def main(argv):
         max_seq_length=FLAGS.max_seq_length, batch_size=FLAGS.batch_size,
         do_lower_case=FLAGS.do_lower_case, max_sentences=FLAGS.max_sentences or None,
         num_workers=FLAGS.num_workers)
-  except fileio.InputError as e:
-    logging.error("%s", e)
-    sys.exit("nearest_neighbors.py: error: %s" % e)
   print(markdown)
 
 

@@ -17,8 +17,6 @@ Flags follow Google's `run_classifier.py`. Examples:
 See README.md ("run_finetune.py") for the data layouts and outputs.
 """
 
-import sys
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -90,15 +88,12 @@ def main(argv):
   tf.disable_v2_behavior()
   tf.logging.set_verbosity(tf.logging.INFO)
   logging.set_verbosity(logging.INFO)
-  try:
+  with fileio.exit_on_input_error():
     config = finetuning.config_from_flags(FLAGS)
     if (config.do_train or config.do_eval or config.do_predict or config.grid) and \
         not config.output_dir:
       raise fileio.InputError("--output_dir is required to train or evaluate")
     finetuning.run(config)
-  except fileio.InputError as e:
-    sys.stderr.write("run_finetune.py: error: %s\n" % e)
-    sys.exit(1)
 
 
 if __name__ == "__main__":

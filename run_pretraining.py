@@ -122,7 +122,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Unexpected arguments: %s" % " ".join(argv[1:]))
   tf.logging.set_verbosity(tf.logging.INFO)
-  try:
+  with fileio.exit_on_input_error(also=(training.NanLossError,)):
     pretraining.run_pretraining(
         bert_config_file=FLAGS.bert_config_file,
         input_file=FLAGS.input_file,
@@ -152,12 +152,6 @@ def main(argv):
         num_accumulation_steps=FLAGS.num_accumulation_steps,
         distribution_strategy=FLAGS.distribution_strategy,
         log_every_n_steps=FLAGS.log_every_n_steps)
-  except fileio.InputError as e:
-    sys.stderr.write("run_pretraining.py: error: %s\n" % e)
-    sys.exit(1)
-  except training.NanLossError as e:
-    sys.stderr.write("run_pretraining.py: error: %s\n" % e)
-    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,30 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
 
 
 class InputError(ValueError):
   """Bad user input (a flag, a file or its contents). The message is meant to be shown as is."""
+
+
+@contextlib.contextmanager
+def exit_on_input_error(script_name=None, also=()):
+  """Turns `InputError` (and the exception types in `also`) into one line on stderr and exit 1.
+
+  Every script's `main` runs its work inside this, so bad input ends with
+  `<script>.py: error: <what was wrong>` rather than a traceback.
+
+  Args:
+    script_name: the name the message starts with (default: the running script's file name).
+    also: more exception types to report the same way.
+  """
+  try:
+    yield
+  except (InputError,) + tuple(also) as e:
+    name = script_name or os.path.basename(sys.argv[0])
+    sys.exit("%s: error: %s" % (name, e))
 
 
 def split_comma_list(value):
@@ -26,7 +45,7 @@ def split_comma_list(value):
   return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def expand_file_patterns(patterns, flag_name="input_file"):
+def expand_file_patterns(patterns, flag_name="input_file", skip_sidecars=False):
   """Expands a comma list of glob patterns into files, keeping Google's order.
 
   Google's scripts call `tf.gfile.Glob` on each pattern and extend the list, so the order of
@@ -36,6 +55,8 @@ def expand_file_patterns(patterns, flag_name="input_file"):
   Args:
     patterns: a string (comma list) or a list of patterns.
     flag_name: the flag the patterns came from, for the error message.
+    skip_sidecars: drop a glob match `X.json` when `X` matched too (the sidecar record this
+      project writes next to each output), so `--input_file=records/*` reads only the records.
 
   Returns:
     A list of file paths.
@@ -59,6 +80,10 @@ def expand_file_patterns(patterns, flag_name="input_file"):
       matches = [pattern] if os.path.exists(pattern) else []
     if not matches:
       raise InputError("--%s: no file matches %r" % (flag_name, pattern))
+    if skip_sidecars and len(matches) > 1:
+      matched = set(matches)
+      matches = [m for m in matches
+                 if not (m.endswith(".json") and m[:-len(".json")] in matched)]
     files.extend(matches)
   return files
 

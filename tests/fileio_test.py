@@ -63,6 +63,39 @@ class ExpandFilePatternsTest(unittest.TestCase):
   def test_input_error_is_a_value_error(self):
     self.assertTrue(issubclass(fileio.InputError, ValueError))
 
+  def test_skip_sidecars_drops_only_records_of_matched_outputs(self):
+    for name in ["r.tfrecord", "r.tfrecord.json", "notes.json"]:
+      with open(self.path(name), "w") as f:
+        f.write(name)
+    pattern = self.path("*")
+    with_sidecars = fileio.expand_file_patterns(pattern)
+    self.assertIn(self.path("r.tfrecord.json"), with_sidecars)
+    skipped = fileio.expand_file_patterns(pattern, skip_sidecars=True)
+    self.assertNotIn(self.path("r.tfrecord.json"), skipped)
+    # A .json file whose companion did not match is an input like any other.
+    self.assertIn(self.path("notes.json"), skipped)
+    self.assertEqual(len(skipped), len(with_sidecars) - 1)
+    # Named alone, a sidecar is read: the user asked for it.
+    self.assertEqual(fileio.expand_file_patterns(self.path("r.tfrecord.json"), skip_sidecars=True),
+                     [self.path("r.tfrecord.json")])
+
+
+class ExitOnInputErrorTest(unittest.TestCase):
+
+  def test_input_error_becomes_one_line_and_exit_1(self):
+    with self.assertRaises(SystemExit) as cm:
+      with fileio.exit_on_input_error("tool.py"):
+        raise fileio.InputError("--x: bad")
+    self.assertEqual(cm.exception.code, "tool.py: error: --x: bad")
+
+  def test_other_exceptions_pass_unless_named(self):
+    with self.assertRaises(KeyError):
+      with fileio.exit_on_input_error("tool.py"):
+        raise KeyError("k")
+    with self.assertRaises(SystemExit):
+      with fileio.exit_on_input_error("tool.py", also=(KeyError,)):
+        raise KeyError("k")
+
 
 class AtomicOutputTest(unittest.TestCase):
 
