@@ -444,16 +444,8 @@ def model_fn_builder(bert_config, kind, num_labels, init_checkpoint, learning_ra
           bert_config, is_training, input_ids, input_mask, segment_ids, label_ids, num_labels,
           use_one_hot_embeddings)
 
-    scaffold_fn = None
-    if init_checkpoint:
-      tvars = tf.trainable_variables()
-      if use_tpu:
-        def tpu_scaffold():
-          training.init_from_checkpoint(init_checkpoint, tvars)
-          return tf.train.Scaffold()
-        scaffold_fn = tpu_scaffold
-      else:
-        training.init_from_checkpoint(init_checkpoint, tvars)
+    scaffold_fn = training.init_from_checkpoint_in_model_fn(
+        init_checkpoint, tf.trainable_variables(), use_tpu)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op = optimization.create_optimizer(loss, learning_rate, num_train_steps,

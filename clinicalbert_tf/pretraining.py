@@ -219,17 +219,7 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
     total_loss = masked_lm_loss + next_sentence_loss
 
     tvars = tf.trainable_variables()
-    scaffold_fn = None
-    if init_checkpoint:
-      if use_tpu:
-        # On TPU the assignment must happen in the scaffold (Google's pattern).
-        def tpu_scaffold():
-          training.init_from_checkpoint(init_checkpoint, tvars)
-          return tf.train.Scaffold()
-
-        scaffold_fn = tpu_scaffold
-      else:
-        training.init_from_checkpoint(init_checkpoint, tvars)
+    scaffold_fn = training.init_from_checkpoint_in_model_fn(init_checkpoint, tvars, use_tpu)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op = training.create_train_op(
@@ -504,7 +494,7 @@ def run_pretraining(bert_config_file,
   if not input_file:
     raise fileio.InputError("--input_file is required (TFRecord files from "
                             "create_pretraining_data.py; a glob or a comma list)")
-  input_files = fileio.expand_file_patterns(input_file, "input_file")
+  input_files = fileio.expand_file_patterns(input_file, "input_file", skip_sidecars=True)
   for name, value in (("max_seq_length", max_seq_length),
                       ("max_predictions_per_seq", max_predictions_per_seq),
                       ("train_batch_size", train_batch_size), ("eval_batch_size", eval_batch_size),

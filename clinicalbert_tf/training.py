@@ -631,6 +631,23 @@ def init_from_checkpoint(init_checkpoint, tvars=None):
   return names
 
 
+def init_from_checkpoint_in_model_fn(init_checkpoint, tvars, use_tpu):
+  """`init_from_checkpoint` as a model_fn needs it; returns the TPUEstimatorSpec `scaffold_fn`.
+
+  On TPU the assignment must run inside the scaffold (Google's pattern), so this returns a
+  `scaffold_fn` doing it; elsewhere it initialises now and returns None. No checkpoint: None.
+  """
+  if not init_checkpoint:
+    return None
+  if use_tpu:
+    def tpu_scaffold():
+      init_from_checkpoint(init_checkpoint, tvars)
+      return tf.train.Scaffold()
+    return tpu_scaffold
+  init_from_checkpoint(init_checkpoint, tvars)
+  return None
+
+
 # ------------------------------------------------------------------------------------------------
 # Training op: accumulation, loss scaling, replicas
 # ------------------------------------------------------------------------------------------------
