@@ -25,6 +25,7 @@ import tensorflow.compat.v1 as tf
 from clinicalbert_tf import fileio
 from clinicalbert_tf import finetuning
 from clinicalbert_tf import tasks
+from clinicalbert_tf import training
 
 flags.DEFINE_string("task_name", None, "One of: %s." % ", ".join(tasks.TASK_NAMES))
 flags.DEFINE_string("data_dir", None,
@@ -49,17 +50,9 @@ flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.")
 flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate for Adam.")
 flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs.")
 flags.DEFINE_float("warmup_proportion", 0.1, "Share of training with linear learning-rate warmup.")
-flags.DEFINE_integer("save_checkpoints_steps", 1000, "Checkpoint every this many steps.")
-flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints kept (0: all).")
-flags.DEFINE_integer("iterations_per_loop", 1000, "TPU steps per host loop.")
-flags.DEFINE_integer("log_every_n_steps", 100, "Progress (steps/s, ETA) every this many steps.")
+# save_checkpoints_steps, keep_checkpoint_max, iterations_per_loop, log_every_n_steps, TPU flags.
+training.define_run_config_flags()
 flags.DEFINE_integer("seed", 42, "Random seed (graph and input shuffling): same seed, same results.")
-flags.DEFINE_bool("use_tpu", False, "Run on a TPU.")
-flags.DEFINE_string("tpu_name", None, "Cloud TPU name or grpc address.")
-flags.DEFINE_string("tpu_zone", None, "Cloud TPU zone.")
-flags.DEFINE_string("gcp_project", None, "Cloud project of the TPU.")
-flags.DEFINE_string("master", None, "TensorFlow master URL.")
-flags.DEFINE_integer("num_tpu_cores", 8, "TPU cores (with --use_tpu).")
 flags.DEFINE_bool("check_entity_text", True,
                   "Stop when an annotation's own text differs from the text at its offsets "
                   "(False: count and warn).")

@@ -66,39 +66,12 @@ flags.DEFINE_integer("num_train_steps", 100000, "Number of training steps.")
 
 flags.DEFINE_integer("num_warmup_steps", 10000, "Number of warmup steps.")
 
-flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model checkpoint.")
-
-flags.DEFINE_integer("iterations_per_loop", 1000, "How many steps to make in each estimator call.")
-
 flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
 
-flags.DEFINE_bool("use_tpu", False, "Whether to use TPU or GPU/CPU.")
-
-flags.DEFINE_string(
-    "tpu_name", None,
-    "The Cloud TPU to use for training. This should be either the name "
-    "used when creating the Cloud TPU, or a grpc://ip.address.of.tpu:8470 url.")
-
-flags.DEFINE_string(
-    "tpu_zone", None,
-    "[Optional] GCE zone where the Cloud TPU is located in. If not "
-    "specified, we will attempt to automatically detect the GCE project from metadata.")
-
-flags.DEFINE_string(
-    "gcp_project", None,
-    "[Optional] Project name for the Cloud TPU-enabled project. If not "
-    "specified, we will attempt to automatically detect the GCE project from metadata.")
-
-flags.DEFINE_string("master", None, "[Optional] TensorFlow master URL.")
-
-flags.DEFINE_integer("num_tpu_cores", 8,
-                     "Only used if `use_tpu` is True. Total number of TPU cores to use.")
+# save_checkpoints_steps, iterations_per_loop, the TPU flags, keep_checkpoint_max, log_every_n_steps.
+training.define_run_config_flags()
 
 ## Additions (not in Google's script)
-flags.DEFINE_integer("keep_checkpoint_max", 5,
-                     "How many recent checkpoints to keep in output_dir (0: all). Google's script "
-                     "accepted no such flag; ClinicalBERT's command line passes it.")
-
 flags.DEFINE_bool("use_xla", False, "Compile the graph with XLA (auto-clustering).")
 
 flags.DEFINE_bool("use_amp", False,
@@ -113,9 +86,6 @@ flags.DEFINE_enum("distribution_strategy", "none", list(training.DISTRIBUTION_ST
                   "none: Google's TPUEstimator (CPU/one GPU); mirrored: all local GPUs; "
                   "multi_worker_mirrored: several machines described by TF_CONFIG. "
                   "train_batch_size is the global batch.")
-
-flags.DEFINE_integer("log_every_n_steps", 100,
-                     "Log loss, steps/s, examples/s and ETA, and write summaries, every N steps.")
 
 
 def main(argv):
@@ -137,21 +107,12 @@ def main(argv):
         learning_rate=FLAGS.learning_rate,
         num_train_steps=FLAGS.num_train_steps,
         num_warmup_steps=FLAGS.num_warmup_steps,
-        save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-        iterations_per_loop=FLAGS.iterations_per_loop,
         max_eval_steps=FLAGS.max_eval_steps,
-        use_tpu=FLAGS.use_tpu,
-        tpu_name=FLAGS.tpu_name,
-        tpu_zone=FLAGS.tpu_zone,
-        gcp_project=FLAGS.gcp_project,
-        master=FLAGS.master,
-        num_tpu_cores=FLAGS.num_tpu_cores,
-        keep_checkpoint_max=FLAGS.keep_checkpoint_max,
         use_xla=FLAGS.use_xla,
         use_amp=FLAGS.use_amp,
         num_accumulation_steps=FLAGS.num_accumulation_steps,
         distribution_strategy=FLAGS.distribution_strategy,
-        log_every_n_steps=FLAGS.log_every_n_steps)
+        **training.run_config_flag_values(FLAGS))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ once, and adds what a long run on shared hardware needs:
   * `ProgressHook` (loss, steps/s, examples/s, ETA) and `NanLossHook` (stops naming the step).
   * `enable_xla_from_argv`: scripts call it before `absl.app.run` so that `--use_xla` reaches CPU
     clusters too.
+  * `define_run_config_flags` / `run_config_flag_values`: the checkpointing, logging and TPU flags
+    both scripts take (Google's names, defaults and help), defined and read in one place.
 
 Under a strategy the Estimator reports (logs, `loss` summary, the NaN guard) the loss summed over
 replicas, as `tf.estimator` does for losses the optimizer did not scale; the gradients are averaged.
@@ -27,6 +29,7 @@ import os
 import re
 import time
 
+from absl import flags
 import numpy as np
 import tensorflow.compat.v1 as tf
 
@@ -34,6 +37,48 @@ from clinicalbert_tf import fileio
 from clinicalbert_tf import optimization
 
 DISTRIBUTION_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
+
+# The flags `define_run_config_flags` defines, in the order `make_run_config` takes them.
+RUN_CONFIG_FLAGS = ("save_checkpoints_steps", "keep_checkpoint_max", "iterations_per_loop",
+                    "use_tpu", "tpu_name", "tpu_zone", "gcp_project", "master", "num_tpu_cores",
+                    "log_every_n_steps")
+
+
+def define_run_config_flags():
+  """Defines the checkpointing, logging and TPU flags of run_pretraining.py and run_finetune.py.
+
+  Names, defaults and help are Google's (`keep_checkpoint_max` and `log_every_n_steps` are
+  additions). Call once, at a script's top level.
+  """
+  flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model checkpoint.")
+  flags.DEFINE_integer("keep_checkpoint_max", 5,
+                       "How many recent checkpoints to keep in output_dir (0: all). Google's "
+                       "scripts accepted no such flag; ClinicalBERT's command line passes it.")
+  flags.DEFINE_integer("iterations_per_loop", 1000,
+                       "How many steps to make in each estimator call.")
+  flags.DEFINE_bool("use_tpu", False, "Whether to use TPU or GPU/CPU.")
+  flags.DEFINE_string(
+      "tpu_name", None,
+      "The Cloud TPU to use for training. This should be either the name used when creating the "
+      "Cloud TPU, or a grpc://ip.address.of.tpu:8470 url.")
+  flags.DEFINE_string(
+      "tpu_zone", None,
+      "[Optional] GCE zone where the Cloud TPU is located in. If not specified, we will attempt "
+      "to automatically detect the GCE project from metadata.")
+  flags.DEFINE_string(
+      "gcp_project", None,
+      "[Optional] Project name for the Cloud TPU-enabled project. If not specified, we will "
+      "attempt to automatically detect the GCE project from metadata.")
+  flags.DEFINE_string("master", None, "[Optional] TensorFlow master URL.")
+  flags.DEFINE_integer("num_tpu_cores", 8,
+                       "Only used if `use_tpu` is True. Total number of TPU cores to use.")
+  flags.DEFINE_integer("log_every_n_steps", 100,
+                       "Log loss, steps/s, examples/s and ETA (and write summaries) every N steps.")
+
+
+def run_config_flag_values(flag_values):
+  """{name: value} of the `define_run_config_flags` flags, as keyword arguments."""
+  return {name: flag_values[name].value for name in RUN_CONFIG_FLAGS}
 
 # Collection holding the local (never checkpointed) variables that gradient accumulation and loss
 # scaling add, so that tests and tools can find them.
