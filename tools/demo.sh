@@ -202,10 +202,10 @@ if [ -n "$CKPT" ] && have export_hf.py; then
     --vocab_file="$VOCAB" --do_lower_case=False --output_dir="$OUT/hf_model"
   echo "    $(ls "$OUT/hf_model" | tr '\n' ' ')"
   if [ -d "$OUT/finetune/mednli" ]; then
-    # A fine-tuned head: the NLI classifier as BertForSequenceClassification with its labels.
+    # A fine-tuned head: the NLI classifier as BertForSequenceClassification with its labels,
+    # both read from the finetune_head.json run_finetune.py wrote next to the checkpoint.
     run export_hf_mednli export_hf.py --bert_config_file="$CONFIG" \
       --init_checkpoint="$OUT/finetune/mednli" --vocab_file="$VOCAB" --do_lower_case=False \
-      --head=sequence_classification --labels=contradiction,entailment,neutral \
       --output_dir="$OUT/hf_mednli"
   fi
 else
