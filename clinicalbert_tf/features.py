@@ -82,21 +82,12 @@ def read_examples(input_file):
       unique_id += 1
 
 
-def _truncate_seq_pair(tokens_a, tokens_b, max_length):
-  """Truncates a pair in place, one token at a time from the longer one (Google's heuristic)."""
-  while len(tokens_a) + len(tokens_b) > max_length:
-    if len(tokens_a) > len(tokens_b):
-      tokens_a.pop()
-    else:
-      tokens_b.pop()
-
-
 def convert_example(example, seq_length, tokenizer):
   """One `InputExample` -> `InputFeatures`, exactly as Google's `convert_examples_to_features`."""
   tokens_a = tokenizer.tokenize(example.text_a)
   tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
   if tokens_b:
-    _truncate_seq_pair(tokens_a, tokens_b, seq_length - 3)  # [CLS], [SEP], [SEP]
+    tokenization.truncate_seq_pair(tokens_a, tokens_b, seq_length - 3)  # [CLS], [SEP], [SEP]
   elif len(tokens_a) > seq_length - 2:
     tokens_a = tokens_a[0:seq_length - 2]  # [CLS], [SEP]
   tokens = ["[CLS]"] + tokens_a + ["[SEP]"]

@@ -212,21 +212,12 @@ def convert_tagged_sentence(example_index, example, label_map, max_seq_length, t
   return features, cut
 
 
-def truncate_pair(tokens_a, tokens_b, max_length):
-  """Cuts the longer of two token lists (one token at a time, from the end) until both fit."""
-  while len(tokens_a) + len(tokens_b) > max_length:
-    if len(tokens_a) > len(tokens_b):
-      tokens_a.pop()
-    else:
-      tokens_b.pop()
-
-
 def convert_sentence_pair(example_index, example, label_map, max_seq_length, tokenizer):
   """InputFeatures for one SentencePair (`[CLS] a [SEP] b [SEP]`). Returns (features, truncated)."""
   tokens_a = tokenizer.tokenize(example.text_a)
   tokens_b = tokenizer.tokenize(example.text_b)
   truncated = len(tokens_a) + len(tokens_b) > max_seq_length - 3
-  truncate_pair(tokens_a, tokens_b, max_seq_length - 3)
+  tokenization.truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
   tokens = ["[CLS]"] + tokens_a + ["[SEP]"] + tokens_b + ["[SEP]"]
   segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
   input_ids = tokenizer.convert_tokens_to_ids(tokens)

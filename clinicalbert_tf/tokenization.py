@@ -114,6 +114,19 @@ def whitespace_tokenize(text):
   return text.split()
 
 
+def truncate_seq_pair(tokens_a, tokens_b, max_length):
+  """Truncates a pair of token lists in place to `max_length` tokens in total.
+
+  Google's heuristic (run_classifier, extract_features): one token at a time from the end of the
+  longer list, since a token of a short text carries more information than one of a long text.
+  """
+  while len(tokens_a) + len(tokens_b) > max_length:
+    if len(tokens_a) > len(tokens_b):
+      tokens_a.pop()
+    else:
+      tokens_b.pop()
+
+
 _UNUSED_TOKEN_RE = re.compile(r"^\[unused\d+\]$")
 
 
