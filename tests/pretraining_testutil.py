@@ -17,6 +17,7 @@ import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import modeling
 from clinicalbert_tf import pretraining
+from tests.tiny_model import read_checkpoint  # noqa: F401  (re-exported: tu.read_checkpoint)
 
 def tiny_config(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                 intermediate_size=64, dropout=0.1, max_position_embeddings=64, hidden_act="gelu",
@@ -175,12 +176,6 @@ def run_ours(flags, timeout=600, check=True, env=None, popen=False):
     raise AssertionError("our run_pretraining failed (%d):\n%s" %
                          (proc.returncode, proc.stderr[-5000:]))
   return proc
-
-
-def read_checkpoint(prefix):
-  """{name: value} of every variable in a checkpoint."""
-  reader = tf.train.NewCheckpointReader(prefix)
-  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
 def assert_close_results(test, ours, google, rtol, keys=None):
