@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 
 
 class InputError(ValueError):
@@ -158,6 +157,46 @@ def sha256_of_file(path, chunk_size=1 << 20):
   return digest.hexdigest()
 
 
-def make_temp_dir(prefix="clinicalbert_tf-"):
-  """A fresh temporary directory (callers remove it)."""
-  return tempfile.mkdtemp(prefix=prefix)
+def format_key_values(values):
+  """Google's `eval_results.txt` lines: `key = value`, one per key, sorted by key."""
+  return "".join("%s = %s\n" % (key, str(values[key])) for key in sorted(values))
+
+
+def write_key_values(path, values):
+  """Writes `values` as `key = value` lines (sorted keys, Google's format) to `path` atomically.
+
+  A remote path (`gs://...`) is written through `tf.io.gfile`, which has no rename-on-success.
+  """
+  text = format_key_values(values)
+  if "://" in path:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    with tf.io.gfile.GFile(path, "w") as writer:
+      writer.write(text)
+  else:
+    write_text_atomic(path, text)
+  return path
+
+
+def read_key_values(path, convert=float):
+  """Parses `key = value` lines (ours or Google's) into {key: convert(value)}.
+
+  Lines without ` = ` are skipped. `convert=None` keeps the values as strings.
+
+  Raises:
+    InputError: the file cannot be read, or a value does not convert.
+  """
+  out = {}
+  try:
+    with open(path, encoding="utf-8") as f:
+      for line_number, line in enumerate(f, 1):
+        if " = " not in line:
+          continue
+        key, value = line.strip().split(" = ", 1)
+        try:
+          out[key] = convert(value) if convert else value
+        except ValueError:
+          raise InputError("%s:%d: %s = %r is not a number" % (path, line_number, key,
+                                                                value)) from None
+  except OSError as e:
+    raise InputError("%s cannot be read: %s" % (path, e)) from e
+  return out

@@ -1,0 +1,190 @@
+"""Model configs and checkpoints: load and check a BERT config, resolve a checkpoint, init from it.
+
+Every script that reads a model goes through these functions, so a missing or malformed
+`bert_config.json`, a directory without a checkpoint, or a checkpoint of another shape gives the
+same one-line `fileio.InputError` everywhere. Nothing here needs the Estimator machinery, so
+inference code (features, export, prediction) imports it without `estimator.py`.
+
+A fine-tuned model directory holds, next to its checkpoint, `bert_config.json`, `vocab.txt` and
+`finetune_head.json` (HEAD_RECORD_FILE: the head type and the label order).
+"""
+
+import re
+
+from absl import logging
+import tensorflow.compat.v1 as tf
+
+from clinicalbert_tf import fileio
+from clinicalbert_tf import modeling
+
+BERT_CONFIG_FILE = "bert_config.json"
+VOCAB_FILE = "vocab.txt"
+# Written next to a fine-tuned checkpoint: the head type and label order (read by export_hf.py).
+HEAD_RECORD_FILE = "finetune_head.json"
+
+# Config entries that must be integers for the model to be built at all.
+_INTEGER_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                 "intermediate_size")
+
+
+def load_bert_config(bert_config_file, max_seq_length=None, flag_name="bert_config_file"):
+  """Reads and checks a `bert_config.json`.
+
+  Args:
+    bert_config_file: the path.
+    max_seq_length: if given, it must fit the config's `max_position_embeddings`.
+    flag_name: the flag the path came from, for messages.
+
+  Returns:
+    A `modeling.BertConfig`.
+
+  Raises:
+    InputError: missing path, no such file, not JSON, not a BERT config (a required entry missing or
+      not an integer), or `max_seq_length` longer than the model allows.
+  """
+  if not bert_config_file:
+    raise fileio.InputError("--%s is required (the model's bert_config.json)" % flag_name)
+  if not tf.io.gfile.exists(bert_config_file):
+    raise fileio.InputError("--%s=%s: no such file" % (flag_name, bert_config_file))
+  try:
+    config = modeling.BertConfig.from_json_file(bert_config_file)
+  except (ValueError, TypeError, AttributeError, tf.errors.OpError) as e:
+    message = str(e)
+    if bert_config_file not in message:
+      message = "not a BERT config (%s)" % message
+    raise fileio.InputError("--%s=%s: %s" % (flag_name, bert_config_file, message)) from None
+  for key in _INTEGER_KEYS:
+    value = getattr(config, key, None)
+    if not isinstance(value, int) or isinstance(value, bool):
+      raise fileio.InputError("--%s=%s: %r must be an integer, got %r" %
+                              (flag_name, bert_config_file, key, value))
+  if max_seq_length is not None and max_seq_length > config.max_position_embeddings:
+    raise fileio.InputError(
+        "--max_seq_length=%d is longer than the model's max_position_embeddings (%d in %s)" %
+        (max_seq_length, config.max_position_embeddings, bert_config_file))
+  return config
+
+
+def check_vocab_matches_config(num_tokens, bert_config, vocab_file, flag_name="vocab_file"):
+  """A vocabulary with more tokens than the config's `vocab_size` would index outside the table.
+
+  Raises:
+    InputError: `num_tokens > bert_config.vocab_size`.
+  """
+  if num_tokens > bert_config.vocab_size:
+    raise fileio.InputError(
+        "--%s=%s has %d tokens but the config's vocab_size is %d: they do not belong together" %
+        (flag_name, vocab_file, num_tokens, bert_config.vocab_size))
+
+
+def resolve_checkpoint(init_checkpoint, flag_name="init_checkpoint"):
+  """`init_checkpoint` as a checkpoint prefix (a directory gives its latest checkpoint).
+
+  Raises:
+    InputError: no checkpoint there.
+  """
+  path = init_checkpoint
+  if not path:
+    raise fileio.InputError("--%s is required (a checkpoint prefix or directory)" % flag_name)
+  if tf.io.gfile.isdir(path):
+    latest = tf.train.latest_checkpoint(path)
+    if not latest:
+      raise fileio.InputError("--%s=%s is a directory without a checkpoint" % (flag_name, path))
+    return latest
+  if not tf.io.gfile.exists(path + ".index") and not tf.io.gfile.exists(path):
+    raise fileio.InputError(
+        "--%s=%s: no checkpoint (expected %s.index and its data files)" % (flag_name, path, path))
+  return path
+
+
+def load_checkpoint(init_checkpoint, flag_name="init_checkpoint"):
+  """Resolves `init_checkpoint` and opens it. Returns (prefix, `tf.train.CheckpointReader`).
+
+  Raises:
+    InputError: no checkpoint, or one that cannot be read (truncated, not a checkpoint).
+  """
+  path = resolve_checkpoint(init_checkpoint, flag_name)
+  try:
+    return path, tf.train.load_checkpoint(path)
+  except (tf.errors.OpError, ValueError) as e:
+    raise fileio.InputError("--%s=%s cannot be read: %s" % (flag_name, init_checkpoint, e)) from e
+
+
+def variable_shapes(init_checkpoint, flag_name="init_checkpoint"):
+  """{variable name: shape} of a checkpoint (prefix or directory). Raises InputError as above."""
+  path = resolve_checkpoint(init_checkpoint, flag_name)
+  try:
+    return dict(tf.train.list_variables(path))
+  except (tf.errors.OpError, ValueError) as e:
+    raise fileio.InputError("--%s=%s cannot be read: %s" % (flag_name, path, e)) from e
+
+
+def variable_name(var):
+  """A variable's name without the `:0` output suffix."""
+  name = var.name
+  m = re.match("^(.*):\\d+$", name)
+  return m.group(1) if m else name
+
+
+def init_from_checkpoint(init_checkpoint, tvars=None):
+  """Initialises the variables that `init_checkpoint` holds, by name, as Google's scripts do.
+
+  Call it while building the graph, after the model. Variables the checkpoint lacks keep their
+  initialisers (e.g. a fresh classifier head); checkpoint entries the model lacks (optimizer slots,
+  heads of another task) are ignored.
+
+  Args:
+    init_checkpoint: checkpoint prefix or directory (its latest checkpoint).
+    tvars: variables to initialise (default: all trainable variables).
+
+  Returns:
+    The sorted names of the initialised variables (without ":0").
+
+  Raises:
+    InputError: no checkpoint, or a variable whose shape differs from the checkpoint's (the message
+      names the variable and both shapes).
+  """
+  path = resolve_checkpoint(init_checkpoint)
+  if tvars is None:
+    tvars = tf.trainable_variables()
+  ckpt_shapes = variable_shapes(path)
+
+  assignment_map = {}
+  for var in tvars:
+    name = variable_name(var)
+    if name not in ckpt_shapes:
+      continue
+    want = var.shape.as_list()
+    have = list(ckpt_shapes[name])
+    if want != have:
+      raise fileio.InputError(
+          "--init_checkpoint=%s: variable %s has shape %s in the checkpoint but %s in the model "
+          "(is bert_config_file the config of this checkpoint, e.g. the same vocab_size?)" %
+          (path, name, have, want))
+    assignment_map[name] = var
+
+  if assignment_map:
+    tf.train.init_from_checkpoint(path, assignment_map)
+  names = sorted(assignment_map)
+  missing = sorted(variable_name(v) for v in tvars if variable_name(v) not in assignment_map)
+  logging.info("init_checkpoint %s: initialised %d of %d variables", path, len(names), len(tvars))
+  for name in missing:
+    logging.info("  not in init_checkpoint (kept its initialiser): %s", name)
+  return names
+
+
+def init_from_checkpoint_in_model_fn(init_checkpoint, tvars, use_tpu):
+  """`init_from_checkpoint` as a model_fn needs it; returns the TPUEstimatorSpec `scaffold_fn`.
+
+  On TPU the assignment must run inside the scaffold (Google's pattern), so this returns a
+  `scaffold_fn` doing it; elsewhere it initialises now and returns None. No checkpoint: None.
+  """
+  if not init_checkpoint:
+    return None
+  if use_tpu:
+    def tpu_scaffold():
+      init_from_checkpoint(init_checkpoint, tvars)
+      return tf.train.Scaffold()
+    return tpu_scaffold
+  init_from_checkpoint(init_checkpoint, tvars)
+  return None
