@@ -9,9 +9,9 @@ learnt with tensorflow-text's WordPiece learner. Google's special tokens come fi
 `<output_file>.json` records the flags and counts. See clinicalbert_tf/vocab.py.
 """
 
-from absl import app
 from absl import flags
 
+from clinicalbert_tf import cli
 from clinicalbert_tf import fileio
 from clinicalbert_tf import vocab
 
@@ -46,23 +46,18 @@ flags.DEFINE_integer("num_workers", 1, "Processes counting words in parallel (sa
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
-  with fileio.exit_on_input_error():
-    for name in ("input_file", "output_file"):
-      if not FLAGS[name].value:
-        raise fileio.InputError("--%s is required" % name)
-    if FLAGS.num_workers < 1:
-      raise fileio.InputError("--num_workers must be >= 1, got %d" % FLAGS.num_workers)
-    input_files = fileio.expand_file_patterns(FLAGS.input_file, "input_file")
-    vocab.build_vocab(
-        input_files, FLAGS.output_file, FLAGS.vocab_size, do_lower_case=FLAGS.do_lower_case,
-        num_unused=FLAGS.num_unused_tokens, num_workers=FLAGS.num_workers,
-        lower_thresh=FLAGS.lower_thresh, upper_thresh=FLAGS.upper_thresh,
-        num_iterations=FLAGS.num_iterations, max_input_words=FLAGS.max_input_words,
-        max_token_length=FLAGS.max_token_length, max_unique_chars=FLAGS.max_unique_chars,
-        slack_ratio=FLAGS.slack_ratio)
+  cli.require_flags(FLAGS, ("input_file", "output_file"))
+  if FLAGS.num_workers < 1:
+    raise fileio.InputError("--num_workers must be >= 1, got %d" % FLAGS.num_workers)
+  input_files = fileio.expand_file_patterns(FLAGS.input_file, "input_file")
+  vocab.build_vocab(
+      input_files, FLAGS.output_file, FLAGS.vocab_size, do_lower_case=FLAGS.do_lower_case,
+      num_unused=FLAGS.num_unused_tokens, num_workers=FLAGS.num_workers,
+      lower_thresh=FLAGS.lower_thresh, upper_thresh=FLAGS.upper_thresh,
+      num_iterations=FLAGS.num_iterations, max_input_words=FLAGS.max_input_words,
+      max_token_length=FLAGS.max_token_length, max_unique_chars=FLAGS.max_unique_chars,
+      slack_ratio=FLAGS.slack_ratio)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, uses_tensorflow=False)

@@ -14,10 +14,10 @@ outputs `<output_file>-<shard>-of-<n>` (the same bytes for any number of workers
 count. See clinicalbert_tf/pretraining_data.py.
 """
 
-from absl import app
 from absl import flags
 from absl import logging
 
+from clinicalbert_tf import cli
 from clinicalbert_tf import fileio
 from clinicalbert_tf import pretraining_data
 
@@ -59,37 +59,31 @@ flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress log lines
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
-  logging.set_verbosity(logging.INFO)
-  with fileio.exit_on_input_error():
-    for name in ("input_file", "output_file", "vocab_file"):
-      if not FLAGS[name].value:
-        raise fileio.InputError("--%s is required" % name)
-    if FLAGS.log_examples < 0:
-      raise fileio.InputError("--log_examples must be >= 0, got %d" % FLAGS.log_examples)
-    options = pretraining_data.Options(
-        max_seq_length=FLAGS.max_seq_length,
-        max_predictions_per_seq=FLAGS.max_predictions_per_seq,
-        masked_lm_prob=FLAGS.masked_lm_prob,
-        short_seq_prob=FLAGS.short_seq_prob,
-        dupe_factor=FLAGS.dupe_factor,
-        do_whole_word_mask=FLAGS.do_whole_word_mask,
-        do_lower_case=FLAGS.do_lower_case,
-        random_seed=FLAGS.random_seed,
-        preserve_unused_tokens=FLAGS.preserve_unused_tokens)
-    # Check flags and the vocabulary before globbing so the message names the first problem.
-    pretraining_data.validate_options(options)
-    input_files = fileio.expand_file_patterns(FLAGS.input_file, "input_file")
-    output_files = fileio.split_comma_list(FLAGS.output_file)
-    logging.info("*** Reading from input files ***")
-    for path in input_files:
-      logging.info("  %s", path)
-    pretraining_data.create_pretraining_data(
-        input_files, output_files, FLAGS.vocab_file, options, num_workers=FLAGS.num_workers,
-        shard_per_file=FLAGS.shard_per_file, log_examples=FLAGS.log_examples,
-        progress_seconds=FLAGS.progress_seconds)
+  cli.require_flags(FLAGS, ("input_file", "output_file", "vocab_file"))
+  if FLAGS.log_examples < 0:
+    raise fileio.InputError("--log_examples must be >= 0, got %d" % FLAGS.log_examples)
+  options = pretraining_data.Options(
+      max_seq_length=FLAGS.max_seq_length,
+      max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+      masked_lm_prob=FLAGS.masked_lm_prob,
+      short_seq_prob=FLAGS.short_seq_prob,
+      dupe_factor=FLAGS.dupe_factor,
+      do_whole_word_mask=FLAGS.do_whole_word_mask,
+      do_lower_case=FLAGS.do_lower_case,
+      random_seed=FLAGS.random_seed,
+      preserve_unused_tokens=FLAGS.preserve_unused_tokens)
+  # Check flags and the vocabulary before globbing so the message names the first problem.
+  pretraining_data.validate_options(options)
+  input_files = fileio.expand_file_patterns(FLAGS.input_file, "input_file")
+  output_files = fileio.split_comma_list(FLAGS.output_file)
+  logging.info("*** Reading from input files ***")
+  for path in input_files:
+    logging.info("  %s", path)
+  pretraining_data.create_pretraining_data(
+      input_files, output_files, FLAGS.vocab_file, options, num_workers=FLAGS.num_workers,
+      shard_per_file=FLAGS.shard_per_file, log_examples=FLAGS.log_examples,
+      progress_seconds=FLAGS.progress_seconds)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, uses_tensorflow=False)

@@ -11,9 +11,9 @@ run_finetune checkpoint becomes BertForTokenClassification (NER) or BertForSeque
 `transformers.AutoModel.from_pretrained("hf_model")`. See clinicalbert_tf/hf.py.
 """
 
-from absl import app
 from absl import flags
 
+from clinicalbert_tf import cli
 from clinicalbert_tf import fileio
 from clinicalbert_tf import hf
 
@@ -37,24 +37,19 @@ flags.DEFINE_string("labels", None,
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
-  with fileio.exit_on_input_error():
-    for name in ("bert_config_file", "init_checkpoint", "vocab_file", "output_dir"):
-      if not FLAGS[name].value:
-        raise fileio.InputError("--%s is required" % name)
-    if FLAGS.do_lower_case is None:
-      raise fileio.InputError("--do_lower_case is required (True or False): it decides how HF's "
-                              "tokenizer treats case, and HF's own default (True) is wrong for "
-                              "cased models")
-    labels = fileio.split_comma_list(FLAGS.labels) if FLAGS.labels else None
-    summary = hf.export_checkpoint(FLAGS.bert_config_file, FLAGS.init_checkpoint, FLAGS.vocab_file,
-                                   FLAGS.do_lower_case, FLAGS.output_dir, head=FLAGS.head,
-                                   labels=labels)
+  cli.require_flags(FLAGS, ("bert_config_file", "init_checkpoint", "vocab_file", "output_dir"))
+  if FLAGS.do_lower_case is None:
+    raise fileio.InputError("--do_lower_case is required (True or False): it decides how HF's "
+                            "tokenizer treats case, and HF's own default (True) is wrong for "
+                            "cased models")
+  labels = fileio.split_comma_list(FLAGS.labels) if FLAGS.labels else None
+  summary = hf.export_checkpoint(FLAGS.bert_config_file, FLAGS.init_checkpoint, FLAGS.vocab_file,
+                                 FLAGS.do_lower_case, FLAGS.output_dir, head=FLAGS.head,
+                                 labels=labels)
   print("wrote %s (%s, %d tensors%s)" % (
       summary["output_dir"], summary["architecture"], summary["num_tensors"],
       ", labels " + ",".join(summary["labels"]) if summary["labels"] else ""))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, uses_tensorflow=False)

@@ -10,12 +10,10 @@ each word piece, the values of the chosen encoder layers, in Google's format. Se
 clinicalbert_tf/features.py.
 """
 
-from absl import app
 from absl import flags
-import tensorflow.compat.v1 as tf
 
+from clinicalbert_tf import cli
 from clinicalbert_tf import features
-from clinicalbert_tf import fileio
 
 FLAGS = flags.FLAGS
 
@@ -35,19 +33,13 @@ flags.DEFINE_bool("use_one_hot_embeddings", False, "One-hot embedding lookup (TP
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
-  tf.disable_v2_behavior()
-  with fileio.exit_on_input_error():
-    for name in ("input_file", "output_file", "bert_config_file", "init_checkpoint", "vocab_file"):
-      if not FLAGS[name].value:
-        raise fileio.InputError("--%s is required" % name)
-    features.extract_features(
-        FLAGS.input_file, FLAGS.output_file, FLAGS.bert_config_file, FLAGS.init_checkpoint,
-        FLAGS.vocab_file, layers=FLAGS.layers, max_seq_length=FLAGS.max_seq_length,
-        do_lower_case=FLAGS.do_lower_case, batch_size=FLAGS.batch_size,
-        use_one_hot_embeddings=FLAGS.use_one_hot_embeddings)
+  cli.require_flags(FLAGS, ("input_file", "output_file", "bert_config_file", "init_checkpoint", "vocab_file"))
+  features.extract_features(
+      FLAGS.input_file, FLAGS.output_file, FLAGS.bert_config_file, FLAGS.init_checkpoint,
+      FLAGS.vocab_file, layers=FLAGS.layers, max_seq_length=FLAGS.max_seq_length,
+      do_lower_case=FLAGS.do_lower_case, batch_size=FLAGS.batch_size,
+      use_one_hot_embeddings=FLAGS.use_one_hot_embeddings)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -11,10 +11,9 @@ with a `.json` sidecar each. The section and sentence rules are listed in
 
 import sys
 
-from absl import app
 from absl import flags
 
-from clinicalbert_tf import fileio
+from clinicalbert_tf import cli
 from clinicalbert_tf import notes
 
 FLAGS = flags.FLAGS
@@ -39,29 +38,25 @@ flags.DEFINE_integer("max_bad_rows", notes.DEFAULT_MAX_BAD_ROWS,
                      "Stop with an error when more rows than this cannot be parsed; -1: no limit.")
 flags.DEFINE_float("progress_every_s", 30.0, "Seconds between progress log lines.")
 
-flags.mark_flag_as_required("input_file")
-
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError("Unexpected arguments: %s" % " ".join(argv[1:]))
+  cli.require_flags(FLAGS, ("input_file",))
   if FLAGS.spacy_model == notes.RULES_MODEL and "torch" not in sys.modules:
     # spaCy's thinc imports torch whenever it is installed (the test oracles put it in .venv): about
     # 200 MB per process, and seconds of start-up, for a pipeline that never uses it. Pool workers
     # inherit this. A model named by --spacy_model may need torch, so it is left alone then.
     sys.modules["torch"] = None
-  with fileio.exit_on_input_error():
-    notes.format_notes_file(
-        input_file=FLAGS.input_file,
-        output_dir=FLAGS.output_dir,
-        categories=FLAGS.categories,
-        all_notes_file=FLAGS.all_notes_file,
-        category_files=FLAGS.category_files,
-        spacy_model=FLAGS.spacy_model,
-        num_workers=FLAGS.num_workers,
-        max_bad_rows=FLAGS.max_bad_rows,
-        progress_every_s=FLAGS.progress_every_s)
+  notes.format_notes_file(
+      input_file=FLAGS.input_file,
+      output_dir=FLAGS.output_dir,
+      categories=FLAGS.categories,
+      all_notes_file=FLAGS.all_notes_file,
+      category_files=FLAGS.category_files,
+      spacy_model=FLAGS.spacy_model,
+      num_workers=FLAGS.num_workers,
+      max_bad_rows=FLAGS.max_bad_rows,
+      progress_every_s=FLAGS.progress_every_s)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, uses_tensorflow=False)

@@ -9,10 +9,9 @@ bert_config.json and vocab.txt (plus finetune_head.json for a classifier head), 
 tokenizer_config.json). See clinicalbert_tf/hf.py.
 """
 
-from absl import app
 from absl import flags
 
-from clinicalbert_tf import fileio
+from clinicalbert_tf import cli
 from clinicalbert_tf import hf
 
 FLAGS = flags.FLAGS
@@ -25,17 +24,12 @@ flags.DEFINE_string("output_dir", None,
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
-  with fileio.exit_on_input_error():
-    for name in ("hf_dir", "output_dir"):
-      if not FLAGS[name].value:
-        raise fileio.InputError("--%s is required" % name)
-    summary = hf.import_hf_dir(FLAGS.hf_dir, FLAGS.output_dir)
+  cli.require_flags(FLAGS, ("hf_dir", "output_dir"))
+  summary = hf.import_hf_dir(FLAGS.hf_dir, FLAGS.output_dir)
   print("wrote %s (%s, %d variables); use --do_lower_case=%s with it" % (
       summary["checkpoint"], summary["architecture"], summary["num_variables"],
       summary["do_lower_case"]))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, uses_tensorflow=False)

@@ -13,10 +13,9 @@ by cosine similarity, printed and written as markdown with one column per checkp
 clinicalbert_tf/features.py.
 """
 
-from absl import app
 from absl import flags
-import tensorflow.compat.v1 as tf
 
+from clinicalbert_tf import cli
 from clinicalbert_tf import features
 from clinicalbert_tf import fileio
 
@@ -62,34 +61,28 @@ def _per_checkpoint(value, n, flag_name):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
-  tf.disable_v2_behavior()
-  with fileio.exit_on_input_error():
-    for name in ("input_file", "init_checkpoint", "bert_config_file", "vocab_file", "query_words"):
-      if not FLAGS[name].value:
-        raise fileio.InputError("--%s is required" % name)
-    ckpts = fileio.split_comma_list(FLAGS.init_checkpoint)
-    if FLAGS.checkpoint_names:
-      names = fileio.split_comma_list(FLAGS.checkpoint_names)
-      if len(names) != len(ckpts):
-        raise fileio.InputError("--checkpoint_names has %d names for %d checkpoints" %
-                                (len(names), len(ckpts)))
-    else:
-      names = [features.default_checkpoint_name(c) for c in ckpts]
-    configs = _per_checkpoint(FLAGS.bert_config_file, len(ckpts), "bert_config_file")
-    vocabs = _per_checkpoint(FLAGS.vocab_file, len(ckpts), "vocab_file")
-    input_files = fileio.expand_file_patterns(FLAGS.input_file, "input_file")
-    markdown, _ = features.nearest_neighbors(
-        input_files, list(zip(names, configs, ckpts, vocabs)),
-        fileio.split_comma_list(FLAGS.query_words), output_file=FLAGS.output_file,
-        num_neighbors=FLAGS.num_neighbors, min_count=FLAGS.min_count,
-        max_word_types=FLAGS.max_word_types, letters_only=FLAGS.letters_only, layers=FLAGS.layers,
-        max_seq_length=FLAGS.max_seq_length, batch_size=FLAGS.batch_size,
-        do_lower_case=FLAGS.do_lower_case, max_sentences=FLAGS.max_sentences or None,
-        num_workers=FLAGS.num_workers)
+  cli.require_flags(FLAGS, ("input_file", "init_checkpoint", "bert_config_file", "vocab_file", "query_words"))
+  ckpts = fileio.split_comma_list(FLAGS.init_checkpoint)
+  if FLAGS.checkpoint_names:
+    names = fileio.split_comma_list(FLAGS.checkpoint_names)
+    if len(names) != len(ckpts):
+      raise fileio.InputError("--checkpoint_names has %d names for %d checkpoints" %
+                              (len(names), len(ckpts)))
+  else:
+    names = [features.default_checkpoint_name(c) for c in ckpts]
+  configs = _per_checkpoint(FLAGS.bert_config_file, len(ckpts), "bert_config_file")
+  vocabs = _per_checkpoint(FLAGS.vocab_file, len(ckpts), "vocab_file")
+  input_files = fileio.expand_file_patterns(FLAGS.input_file, "input_file")
+  markdown, _ = features.nearest_neighbors(
+      input_files, list(zip(names, configs, ckpts, vocabs)),
+      fileio.split_comma_list(FLAGS.query_words), output_file=FLAGS.output_file,
+      num_neighbors=FLAGS.num_neighbors, min_count=FLAGS.min_count,
+      max_word_types=FLAGS.max_word_types, letters_only=FLAGS.letters_only, layers=FLAGS.layers,
+      max_seq_length=FLAGS.max_seq_length, batch_size=FLAGS.batch_size,
+      do_lower_case=FLAGS.do_lower_case, max_sentences=FLAGS.max_sentences or None,
+      num_workers=FLAGS.num_workers)
   print(markdown)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -17,15 +17,12 @@ Flags follow Google's `run_classifier.py`. Examples:
 See README.md ("run_finetune.py") for the data layouts and outputs.
 """
 
-from absl import app
 from absl import flags
-from absl import logging
-import tensorflow.compat.v1 as tf
 
-from clinicalbert_tf import fileio
+from clinicalbert_tf import cli
+from clinicalbert_tf import estimator
 from clinicalbert_tf import finetuning
 from clinicalbert_tf import tasks
-from clinicalbert_tf import training
 
 flags.DEFINE_string("task_name", None, "One of: %s." % ", ".join(tasks.TASK_NAMES))
 flags.DEFINE_string("data_dir", None,
@@ -51,7 +48,7 @@ flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate for Adam.")
 flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs.")
 flags.DEFINE_float("warmup_proportion", 0.1, "Share of training with linear learning-rate warmup.")
 # save_checkpoints_steps, keep_checkpoint_max, iterations_per_loop, log_every_n_steps, TPU flags.
-training.define_run_config_flags()
+estimator.define_run_config_flags()
 flags.DEFINE_integer("seed", 42, "Random seed (graph and input shuffling): same seed, same results.")
 flags.DEFINE_bool("check_entity_text", True,
                   "Stop when an annotation's own text differs from the text at its offsets "
@@ -71,23 +68,14 @@ flags.DEFINE_bool("grid_keep_checkpoints", False,
 
 FLAGS = flags.FLAGS
 
-flags.mark_flag_as_required("task_name")
-flags.mark_flag_as_required("data_dir")
-
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError("Unexpected arguments: %s" % " ".join(argv[1:]))
-  tf.disable_v2_behavior()
-  tf.logging.set_verbosity(tf.logging.INFO)
-  logging.set_verbosity(logging.INFO)
-  with fileio.exit_on_input_error():
-    config = finetuning.config_from_flags(FLAGS)
-    if (config.do_train or config.do_eval or config.do_predict or config.grid) and \
-        not config.output_dir:
-      raise fileio.InputError("--output_dir is required to train or evaluate")
-    finetuning.run(config)
+  cli.require_flags(FLAGS, ("task_name", "data_dir"))
+  config = finetuning.config_from_flags(FLAGS)
+  if config.do_train or config.do_eval or config.do_predict or config.grid:
+    cli.require_flags(FLAGS, ("output_dir",), " to train or evaluate")
+  finetuning.run(config)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -14,15 +14,12 @@ Restarting with the same --output_dir resumes from its latest checkpoint. The wo
 `clinicalbert_tf.pretraining.run_pretraining`.
 """
 
-import sys
-
-from absl import app
 from absl import flags
-import tensorflow.compat.v1 as tf
 
-from clinicalbert_tf import fileio
+from clinicalbert_tf import cli
+from clinicalbert_tf import estimator
+from clinicalbert_tf import hooks
 from clinicalbert_tf import pretraining
-from clinicalbert_tf import training
 
 FLAGS = flags.FLAGS
 
@@ -69,7 +66,7 @@ flags.DEFINE_integer("num_warmup_steps", 10000, "Number of warmup steps.")
 flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
 
 # save_checkpoints_steps, iterations_per_loop, the TPU flags, keep_checkpoint_max, log_every_n_steps.
-training.define_run_config_flags()
+estimator.define_run_config_flags()
 
 ## Additions (not in Google's script)
 flags.DEFINE_bool("use_xla", False, "Compile the graph with XLA (auto-clustering).")
@@ -82,41 +79,35 @@ flags.DEFINE_integer("num_accumulation_steps", 1,
                      "effective batch is train_batch_size * num_accumulation_steps and "
                      "num_train_steps counts optimizer steps.")
 
-flags.DEFINE_enum("distribution_strategy", "none", list(training.DISTRIBUTION_STRATEGIES),
+flags.DEFINE_enum("distribution_strategy", "none", list(estimator.DISTRIBUTION_STRATEGIES),
                   "none: Google's TPUEstimator (CPU/one GPU); mirrored: all local GPUs; "
                   "multi_worker_mirrored: several machines described by TF_CONFIG. "
                   "train_batch_size is the global batch.")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError("Unexpected arguments: %s" % " ".join(argv[1:]))
-  tf.logging.set_verbosity(tf.logging.INFO)
-  with fileio.exit_on_input_error(also=(training.NanLossError,)):
-    pretraining.run_pretraining(
-        bert_config_file=FLAGS.bert_config_file,
-        input_file=FLAGS.input_file,
-        output_dir=FLAGS.output_dir,
-        init_checkpoint=FLAGS.init_checkpoint,
-        max_seq_length=FLAGS.max_seq_length,
-        max_predictions_per_seq=FLAGS.max_predictions_per_seq,
-        do_train=FLAGS.do_train,
-        do_eval=FLAGS.do_eval,
-        train_batch_size=FLAGS.train_batch_size,
-        eval_batch_size=FLAGS.eval_batch_size,
-        learning_rate=FLAGS.learning_rate,
-        num_train_steps=FLAGS.num_train_steps,
-        num_warmup_steps=FLAGS.num_warmup_steps,
-        max_eval_steps=FLAGS.max_eval_steps,
-        use_xla=FLAGS.use_xla,
-        use_amp=FLAGS.use_amp,
-        num_accumulation_steps=FLAGS.num_accumulation_steps,
-        distribution_strategy=FLAGS.distribution_strategy,
-        **training.run_config_flag_values(FLAGS))
+  pretraining.run_pretraining(
+      bert_config_file=FLAGS.bert_config_file,
+      input_file=FLAGS.input_file,
+      output_dir=FLAGS.output_dir,
+      init_checkpoint=FLAGS.init_checkpoint,
+      max_seq_length=FLAGS.max_seq_length,
+      max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+      do_train=FLAGS.do_train,
+      do_eval=FLAGS.do_eval,
+      train_batch_size=FLAGS.train_batch_size,
+      eval_batch_size=FLAGS.eval_batch_size,
+      learning_rate=FLAGS.learning_rate,
+      num_train_steps=FLAGS.num_train_steps,
+      num_warmup_steps=FLAGS.num_warmup_steps,
+      max_eval_steps=FLAGS.max_eval_steps,
+      use_xla=FLAGS.use_xla,
+      use_amp=FLAGS.use_amp,
+      num_accumulation_steps=FLAGS.num_accumulation_steps,
+      distribution_strategy=FLAGS.distribution_strategy,
+      **estimator.run_config_flag_values(FLAGS))
 
 
 if __name__ == "__main__":
-  tf.disable_v2_behavior()
-  # Must precede app.run, which initialises TF's devices (and so reads TF_XLA_FLAGS) before main.
-  training.enable_xla_from_argv(sys.argv)
-  app.run(main)
+  # cli.run applies --use_xla before absl initialises TF's devices (which read TF_XLA_FLAGS).
+  cli.run(main, errors=(hooks.NanLossError,))

@@ -84,7 +84,7 @@ def ours_rounds(data, workdir):
   total = per_round * FLAGS.rounds
   model_fn = finetuning.model_fn_builder(config, "ner", FLAGS.num_labels, None, 5e-5, total,
                                          max(1, total // 10), False, False)
-  run_config = training.make_run_config(os.path.join(workdir, "model"),
+  run_config = estimator_lib.make_run_config(os.path.join(workdir, "model"),
                                         save_checkpoints_steps=10**9, log_every_n_steps=10**6,
                                         seed=1, use_xla=FLAGS.use_xla)
   if FLAGS.threads:
@@ -92,7 +92,7 @@ def ours_rounds(data, workdir):
     session_config.intra_op_parallelism_threads = FLAGS.threads
     session_config.inter_op_parallelism_threads = FLAGS.threads
     run_config = run_config.replace(session_config=session_config)
-  estimator = training.build_estimator(model_fn, run_config, FLAGS.batch_size, FLAGS.batch_size)
+  estimator = estimator_lib.build_estimator(model_fn, run_config, FLAGS.batch_size, FLAGS.batch_size)
   input_fn = finetuning.input_fn_builder(record, "ner", FLAGS.seq_length, is_training=True,
                                          drop_remainder=True, num_examples=len(features), seed=1)
 

@@ -49,8 +49,8 @@ def run(main, uses_tensorflow=True, errors=()):
     tf.disable_v2_behavior()
     # TensorFlow's own messages (the Estimator's checkpoint and step lines) go through its logger.
     tf.logging.set_verbosity(tf.logging.INFO)
-    from clinicalbert_tf import training  # pylint: disable=g-import-not-at-top
-    training.enable_xla_from_argv(sys.argv)
+    from clinicalbert_tf import estimator  # pylint: disable=g-import-not-at-top
+    estimator.enable_xla_from_argv(sys.argv)
 
   def wrapped(argv):
     if len(argv) > 1:

@@ -31,10 +31,11 @@ import time
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from clinicalbert_tf import checkpoints as checkpoint_lib
 from clinicalbert_tf import fileio
 from clinicalbert_tf import modeling
+from clinicalbert_tf import progress
 from clinicalbert_tf import tokenization
-from clinicalbert_tf import training
 from clinicalbert_tf import vocab as vocab_lib
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class BertEncoder(object):
           "--max_seq_length=%d is longer than max_position_embeddings=%d of the config" %
           (max_seq_length, bert_config.max_position_embeddings))
     self.layer_indexes = list(layer_indexes)
-    self.checkpoint = training.resolve_checkpoint(init_checkpoint)
+    self.checkpoint = checkpoint_lib.resolve_checkpoint(init_checkpoint)
     self.graph = tf.Graph()
     with self.graph.as_default():
       # [batch, seq]
@@ -154,7 +155,7 @@ class BertEncoder(object):
       all_layers = model.get_all_encoder_layers()
       self.outputs = [all_layers[i] for i in self.layer_indexes]
       tvars = tf.trainable_variables()
-      loaded = set(training.init_from_checkpoint(self.checkpoint, tvars))
+      loaded = set(checkpoint_lib.init_from_checkpoint(self.checkpoint, tvars))
       missing = [v.op.name for v in tvars if v.op.name not in loaded]
       if missing:
         raise fileio.InputError(
@@ -428,7 +429,7 @@ def embed_word_types(encoder, tokenizer, lines, words, max_seq_length, batch_siz
     if now - last >= log_every_s:
       last = now
       rate = num_lines / (now - start)
-      eta = ("; ETA %s" % training.format_duration((total_lines - num_lines) / rate)
+      eta = ("; ETA %s" % progress.format_duration((total_lines - num_lines) / rate)
              if total_lines and rate > 0 else "")
       log.info("%s: embedded %d%s sentences (%.0f/s)%s", label, num_lines,
                " of %d" % total_lines if total_lines else "", rate, eta)
@@ -558,7 +559,7 @@ def nearest_neighbors(input_files, checkpoints, query_words, output_file=None, n
     tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
     check_vocab_matches_config(tokenizer, bert_config, vocab_file)
     layer_indexes = parse_layers(layers, bert_config.num_hidden_layers)
-    training.resolve_checkpoint(ckpt)
+    checkpoint_lib.resolve_checkpoint(ckpt)
     prepared.append((name, bert_config, ckpt, tokenizer, layer_indexes))
 
   def lines():

@@ -11,7 +11,7 @@ The models follow the ClinicalBERT paper and Google's `run_classifier.py`:
     `run_classifier`), on the sentence pair `[CLS] a [SEP] b [SEP]`.
 
 Both train with `optimization.create_optimizer` (Adam with weight decay, warmup, linear decay) in the
-shared Estimator from `training.py`. Evaluation runs the model over the dev/test windows, reassembles
+shared Estimator from `estimator.py`. Evaluation runs the model over the dev/test windows, reassembles
 one label per word, and scores with seqeval (IOB2, strict: exact spans) or accuracy.
 
 Outputs in `output_dir`: `eval_results.txt` / `test_results.txt` (Google's `key = value` lines),
@@ -30,12 +30,14 @@ from absl import logging
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from clinicalbert_tf import checkpoints
+from clinicalbert_tf import estimator as estimator_lib
 from clinicalbert_tf import fileio
+from clinicalbert_tf import hooks
 from clinicalbert_tf import modeling
 from clinicalbert_tf import optimization
 from clinicalbert_tf import tasks
 from clinicalbert_tf import tokenization
-from clinicalbert_tf import training
 
 # The paper's fine-tuning grid.
 PAPER_LEARNING_RATES = (2e-5, 3e-5, 5e-5)
@@ -435,7 +437,7 @@ def model_fn_builder(bert_config, kind, num_labels, init_checkpoint, learning_ra
           bert_config, is_training, input_ids, input_mask, segment_ids, label_ids, num_labels,
           use_one_hot_embeddings)
 
-    scaffold_fn = training.init_from_checkpoint_in_model_fn(
+    scaffold_fn = checkpoints.init_from_checkpoint_in_model_fn(
         init_checkpoint, tf.trainable_variables(), use_tpu)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
@@ -628,13 +630,13 @@ class Runner(object):
         init_checkpoint=init_checkpoint, learning_rate=learning_rate,
         num_train_steps=num_train_steps, num_warmup_steps=num_warmup_steps, use_tpu=c.use_tpu,
         use_one_hot_embeddings=c.use_tpu)
-    run_config = training.make_run_config(
+    run_config = estimator_lib.make_run_config(
         model_dir, save_checkpoints_steps=c.save_checkpoints_steps,
         keep_checkpoint_max=c.keep_checkpoint_max, iterations_per_loop=c.iterations_per_loop,
         use_tpu=c.use_tpu, tpu_name=c.tpu_name, tpu_zone=c.tpu_zone, gcp_project=c.gcp_project,
         master=c.master, num_tpu_cores=c.num_tpu_cores, log_every_n_steps=c.log_every_n_steps,
         seed=c.seed)
-    return training.build_estimator(
+    return estimator_lib.build_estimator(
         model_fn, run_config, train_batch_size=batch_size, eval_batch_size=c.eval_batch_size,
         predict_batch_size=c.predict_batch_size, use_tpu=c.use_tpu), num_train_steps
 
@@ -650,7 +652,7 @@ class Runner(object):
     input_fn = input_fn_builder(train.record_file, self.kind, c.max_seq_length, is_training=True,
                                 drop_remainder=True, num_examples=len(train.features),
                                 seed=c.seed)
-    hook = training.ProgressHook(num_train_steps, batch_size, max(1, c.log_every_n_steps))
+    hook = hooks.ProgressHook(num_train_steps, batch_size, max(1, c.log_every_n_steps))
     start = time.time()
     estimator.train(input_fn=input_fn, max_steps=num_train_steps, hooks=[hook])
     self.write_head_record(model_dir)

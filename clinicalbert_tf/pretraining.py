@@ -7,7 +7,7 @@ in Google's script and the other way round, and `--do_eval` reports the same num
     `cls/predictions/transform/LayerNorm`, a decoder tied to `bert/embeddings/word_embeddings` with its
     own `cls/predictions/output_bias`; `cls/seq_relationship/output_weights` [2, H] and
     `output_bias` [2]. Masked-LM loss = sum(w * nll) / (sum(w) + 1e-5); total loss = masked LM + next
-    sentence; the optimizer is `optimization.create_optimizer` (through `training.create_train_op`).
+    sentence; the optimizer is `optimization.create_optimizer` (through `train_op.create_train_op`).
   * input: the seven features `create_pretraining_data.py` writes. Training repeats the files,
     shuffles them, reads up to 4 at a time (sloppy interleave) and shuffles records in a buffer of 100;
     evaluation reads the files in order, repeated, for `max_eval_steps` batches.
@@ -27,10 +27,13 @@ import os
 
 import tensorflow.compat.v1 as tf
 
+from clinicalbert_tf import checkpoints
+from clinicalbert_tf import estimator as estimator_lib
 from clinicalbert_tf import fileio
+from clinicalbert_tf import hooks
 from clinicalbert_tf import modeling
 from clinicalbert_tf import optimization
-from clinicalbert_tf import training
+from clinicalbert_tf import train_op as train_op_lib
 
 EVAL_RESULTS_FILE = "eval_results.txt"
 # Google's record shuffle buffer (training input).
@@ -183,7 +186,7 @@ def metric_fn(masked_lm_example_loss, masked_lm_log_probs, masked_lm_ids, masked
 def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_steps,
                      num_warmup_steps, use_tpu, use_one_hot_embeddings, num_accumulation_steps=1,
                      use_amp=False):
-  """Returns the `model_fn` closure for `training.build_estimator` (Google's signature + extras)."""
+  """Returns the `model_fn` closure for `estimator_lib.build_estimator` (Google's signature + extras)."""
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     """The `model_fn` for TPUEstimator / Estimator."""
@@ -219,10 +222,10 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
     total_loss = masked_lm_loss + next_sentence_loss
 
     tvars = tf.trainable_variables()
-    scaffold_fn = training.init_from_checkpoint_in_model_fn(init_checkpoint, tvars, use_tpu)
+    scaffold_fn = checkpoints.init_from_checkpoint_in_model_fn(init_checkpoint, tvars, use_tpu)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
-      train_op = training.create_train_op(
+      train_op = train_op_lib.create_train_op(
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
           num_accumulation_steps=num_accumulation_steps, use_amp=use_amp, tvars=tvars)
       if not use_tpu:
@@ -484,7 +487,7 @@ def run_pretraining(bert_config_file,
   Raises:
     InputError: a bad flag or input, before anything is built; or an init_checkpoint whose shapes
       differ from the model's.
-    training.NanLossError: the loss became NaN or infinite.
+    hooks.NanLossError: the loss became NaN or infinite.
   """
   if not do_train and not do_eval:
     raise fileio.InputError("at least one of --do_train or --do_eval must be set")
@@ -512,7 +515,7 @@ def run_pretraining(bert_config_file,
     raise fileio.InputError("--max_predictions_per_seq=%d exceeds --max_seq_length=%d" %
                             (max_predictions_per_seq, max_seq_length))
   if init_checkpoint:
-    training.resolve_checkpoint(init_checkpoint)
+    checkpoints.resolve_checkpoint(init_checkpoint)
   check_records(input_files, max_seq_length, max_predictions_per_seq)
 
   tf.io.gfile.makedirs(output_dir)
@@ -520,7 +523,7 @@ def run_pretraining(bert_config_file,
   for path in input_files:
     tf.logging.info("  %s", path)
 
-  run_config = training.make_run_config(
+  run_config = estimator_lib.make_run_config(
       output_dir,
       save_checkpoints_steps=save_checkpoints_steps,
       keep_checkpoint_max=keep_checkpoint_max,
@@ -548,7 +551,7 @@ def run_pretraining(bert_config_file,
       num_accumulation_steps=num_accumulation_steps,
       use_amp=use_amp)
 
-  estimator = training.build_estimator(
+  estimator = estimator_lib.build_estimator(
       model_fn,
       run_config,
       train_batch_size=train_batch_size,

@@ -19,11 +19,11 @@ import torch
 import transformers
 from safetensors.numpy import load_file
 
+from clinicalbert_tf import checkpoints
 from clinicalbert_tf import fileio
 from clinicalbert_tf import hf
 from clinicalbert_tf import modeling
 from clinicalbert_tf import tokenization
-from clinicalbert_tf import training
 from tests import hf_util
 from tests import tiny_model
 
@@ -67,7 +67,7 @@ def our_outputs(ckpt, bert_config, ids, mask, types, head=None):
       else:
         out["logits"] = tf.nn.bias_add(tf.matmul(out["pooled"], w, transpose_b=True), b)
     tvars = tf.global_variables()
-    loaded = training.init_from_checkpoint(ckpt, tvars)
+    loaded = checkpoints.init_from_checkpoint(ckpt, tvars)
     unloaded = [v.op.name for v in tvars if v.op.name not in loaded]
     # A token classifier has no pooler (HF's BertForTokenClassification drops it).
     assert all(n.startswith("bert/pooler/") for n in unloaded), unloaded

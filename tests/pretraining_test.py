@@ -14,8 +14,9 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import fileio
+from clinicalbert_tf import hooks
 from clinicalbert_tf import pretraining
-from clinicalbert_tf import training
+from clinicalbert_tf import progress
 from tests import pretraining_testutil as tu
 
 tf.disable_v2_behavior()
@@ -129,7 +130,7 @@ class PretrainingTest(unittest.TestCase):
     records = tu.write_records(os.path.join(self._dir("nan"), "nan.tfrecord"), 64, SEQ, PRED,
                                self.config["vocab_size"], nan_weight_records=range(16, 24))
     flags = self._flags(input_file=records, num_train_steps=10, save_checkpoints_steps=2)
-    with self.assertRaises(training.NanLossError) as cm:
+    with self.assertRaises(hooks.NanLossError) as cm:
       pretraining.run_pretraining(do_train=True, **flags)
     self.assertIn("NaN at global step 3", str(cm.exception))
     # The newest checkpoint predates the NaN step.
@@ -224,10 +225,10 @@ class PretrainingTest(unittest.TestCase):
 class FormatDurationTest(unittest.TestCase):
 
   def test_format(self):
-    self.assertEqual(training.format_duration(65), "1m05s")
-    self.assertEqual(training.format_duration(3725), "1h02m05s")
-    self.assertEqual(training.format_duration(93784), "1d02h03m")
-    self.assertEqual(training.format_duration(None), "?")
+    self.assertEqual(progress.format_duration(65), "1m05s")
+    self.assertEqual(progress.format_duration(3725), "1h02m05s")
+    self.assertEqual(progress.format_duration(93784), "1d02h03m")
+    self.assertEqual(progress.format_duration(None), "?")
 
 
 if __name__ == "__main__":

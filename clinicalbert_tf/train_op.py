@@ -1,0 +1,184 @@
+"""The training op: Google's optimizer with gradient accumulation, loss scaling and replicas.
+
+`create_train_op` is `optimization.create_optimizer` (Adam with weight decay, warmup, linear decay,
+clipping at global norm 1.0) when nothing else is asked for, and adds gradient accumulation, dynamic
+loss scaling for float16 and the cross-replica gradient mean under a `tf.distribute` strategy.
+"""
+
+import tensorflow.compat.v1 as tf
+
+from clinicalbert_tf import checkpoints
+from clinicalbert_tf import optimization
+
+# Collection holding the local (never checkpointed) variables that gradient accumulation and loss
+# scaling add, so that tests and tools can find them.
+TRAINING_STATE_COLLECTION = "clinicalbert_tf_training_state"
+
+
+
+def _local_variable(name, shape, dtype, initializer):
+  """A variable that is not checkpointed (local collection) and not trained."""
+  var = tf.get_variable(name, shape=shape, dtype=dtype, initializer=initializer, trainable=False,
+                        collections=[tf.GraphKeys.LOCAL_VARIABLES, TRAINING_STATE_COLLECTION])
+  return var
+
+
+def _dense(grad):
+  if isinstance(grad, tf.IndexedSlices):
+    return tf.convert_to_tensor(grad)
+  return grad
+
+
+def mixed_precision_loss_scaling(loss, tvars, init_loss_scale=2.0**15, incr_every_n_steps=2000,
+                                 min_loss_scale=1.0):
+  """Dynamic loss scaling for float16 gradients (as NVIDIA's BERT does it).
+
+  The loss is multiplied by a scale before differentiation so that small float16 gradients do not
+  underflow, and the gradients are divided by it again. When any gradient is not finite the step
+  is to be skipped and the scale halves; after `incr_every_n_steps` finite steps it doubles.
+
+  Args:
+    loss: scalar loss.
+    tvars: variables to differentiate.
+    init_loss_scale, incr_every_n_steps, min_loss_scale: the schedule.
+
+  Returns:
+    (grads, all_finite, update_scale_op, loss_scale): unscaled gradients, a bool tensor, the op that
+    updates the scale (run it with the step) and the scale variable.
+  """
+  with tf.variable_scope("loss_scaling"):
+    loss_scale = _local_variable("loss_scale", [], tf.float32,
+                                 tf.constant_initializer(init_loss_scale))
+    good_steps = _local_variable("good_steps", [], tf.int32, tf.zeros_initializer())
+  grads = tf.gradients(loss * loss_scale, tvars)
+  grads = [None if g is None else _dense(g) / loss_scale for g in grads]
+  all_finite = tf.reduce_all([tf.reduce_all(tf.is_finite(g)) for g in grads if g is not None])
+
+  def _finite():
+    grow = tf.greater_equal(good_steps + 1, incr_every_n_steps)
+    new_scale = tf.where(grow, loss_scale * 2.0, loss_scale)
+    new_good = tf.where(grow, tf.zeros_like(good_steps), good_steps + 1)
+    return tf.group(loss_scale.assign(new_scale), good_steps.assign(new_good))
+
+  def _not_finite():
+    return tf.group(loss_scale.assign(tf.maximum(loss_scale * 0.5, min_loss_scale)),
+                    good_steps.assign(tf.zeros_like(good_steps)))
+
+  update_scale_op = tf.cond(all_finite, _finite, _not_finite)
+  return grads, all_finite, update_scale_op, loss_scale
+
+
+def _cross_replica_mean(grads):
+  """Averages gradients over the replicas of the current strategy (no-op without one)."""
+  if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+    return grads
+  ctx = tf.distribute.get_replica_context()
+  if ctx is None or ctx.num_replicas_in_sync == 1:
+    return grads
+  present = [i for i, g in enumerate(grads) if g is not None]
+  reduced = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, [_dense(grads[i]) for i in present])
+  out = list(grads)
+  for i, g in zip(present, reduced):
+    out[i] = g
+  return out
+
+
+def create_train_op(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu=False,
+                    num_accumulation_steps=1, use_amp=False, tvars=None):
+  """The training op: `optimization.create_optimizer` with accumulation, AMP and replicas.
+
+  * `num_accumulation_steps` N > 1: each call of the op adds this batch's gradients to local
+    (never checkpointed) accumulators; every N-th call applies their mean with one optimizer step
+    and increments `global_step`. So `num_train_steps` and the learning rate schedule count
+    optimizer updates, and the effective batch is N times the batch.
+  * `use_amp`: dynamic loss scaling (`mixed_precision_loss_scaling`); a step whose gradients are
+    not finite updates nothing but the scale (global_step still advances, so the run still ends at
+    `num_train_steps`).
+  * under a strategy, gradients are averaged over the replicas before the update.
+
+  With N = 1 and no AMP this is exactly `optimization.create_optimizer(loss, ...)`.
+
+  Returns:
+    The training op.
+  """
+  if tvars is None:
+    tvars = tf.trainable_variables()
+  n = max(1, int(num_accumulation_steps or 1))
+  distributed = tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
+  if n == 1 and not use_amp and not distributed:
+    return optimization.create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
+                                         tvars=tvars)
+
+  global_step = tf.train.get_or_create_global_step()
+  if use_amp:
+    grads, all_finite, update_scale_op, _ = mixed_precision_loss_scaling(loss, tvars)
+  else:
+    grads = [None if g is None else _dense(g) for g in tf.gradients(loss, tvars)]
+    all_finite, update_scale_op = None, tf.no_op()
+
+  if n == 1:
+    grads = _cross_replica_mean(grads)
+    if all_finite is None:
+      with tf.control_dependencies([update_scale_op]):
+        return optimization.create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
+                                             use_tpu, tvars=tvars, grads=grads)
+    _create_optimizer_slots(tvars)
+    # Replicas see the same all-reduced gradients, so they take the same branch.
+    all_finite = tf.reduce_all([tf.reduce_all(tf.is_finite(g)) for g in grads if g is not None])
+    with tf.control_dependencies([update_scale_op]):
+      return tf.cond(
+          all_finite,
+          lambda: _reusing_create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
+                                            use_tpu, tvars, grads),
+          lambda: tf.group(global_step.assign_add(1)))
+
+  # Gradient accumulation.
+  accums = []
+  for var in tvars:
+    accums.append(_local_variable(checkpoints.variable_name(var) + "/grad_accum", var.shape.as_list(),
+                                  tf.float32, tf.zeros_initializer()))
+  micro_step = _local_variable("grad_accum_micro_step", [], tf.int32, tf.zeros_initializer())
+  finite_f = tf.constant(1.0) if all_finite is None else tf.cast(all_finite, tf.float32)
+  add_ops = []
+  for accum, grad in zip(accums, grads):
+    if grad is not None:
+      # A non-finite micro-batch (AMP) contributes nothing instead of poisoning the sum.
+      add_ops.append(accum.assign_add(tf.where(finite_f > 0, grad, tf.zeros_like(grad))))
+  with tf.control_dependencies(add_ops + [update_scale_op]):
+    new_micro = micro_step.assign_add(1)
+  apply_now = tf.equal(new_micro % n, 0)
+  _create_optimizer_slots(tvars)
+
+  def _apply():
+    mean_grads = [a / float(n) for a in accums]
+    mean_grads = _cross_replica_mean(mean_grads)
+    if use_amp:
+      finite = tf.reduce_all([tf.reduce_all(tf.is_finite(g)) for g in mean_grads])
+    else:
+      finite = tf.constant(True)
+    train = tf.cond(
+        finite,
+        lambda: _reusing_create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
+                                          use_tpu, tvars, mean_grads),
+        lambda: tf.group(global_step.assign_add(1)))
+    with tf.control_dependencies([train]):
+      return tf.group(*[a.assign(tf.zeros_like(a)) for a in accums])
+
+  return tf.cond(apply_now, _apply, tf.no_op)
+
+
+def _create_optimizer_slots(tvars):
+  """Creates `<var>/adam_m` and `/adam_v` outside any tf.cond, for `_reusing_create_optimizer`."""
+  for var in tvars:
+    name = checkpoints.variable_name(var)
+    for slot in ("adam_m", "adam_v"):
+      tf.get_variable(name + "/" + slot, shape=var.shape.as_list(), dtype=tf.float32,
+                      trainable=False, initializer=tf.zeros_initializer())
+
+
+def _reusing_create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu, tvars,
+                              grads):
+  """`create_optimizer` whose slot variables were created beforehand (reused by name)."""
+  with tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
+    return optimization.create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
+                                         use_tpu, tvars=tvars, grads=grads)
