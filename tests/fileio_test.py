@@ -3,13 +3,14 @@
 import hashlib
 import json
 import os
-import tempfile
-import unittest
+
+from absl.testing import absltest
 
 from clinicalbert_tf import fileio
+from tests import testutil
 
 
-class SplitCommaListTest(unittest.TestCase):
+class SplitCommaListTest(testutil.TestCase):
 
   def test_strips_and_drops_empty_items(self):
     self.assertEqual(fileio.split_comma_list(" a.txt, b.txt ,,c.txt,"), ["a.txt", "b.txt", "c.txt"])
@@ -20,11 +21,11 @@ class SplitCommaListTest(unittest.TestCase):
     self.assertEqual(fileio.split_comma_list(" , "), [])
 
 
-class ExpandFilePatternsTest(unittest.TestCase):
+class ExpandFilePatternsTest(testutil.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.dir = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+    self.dir = self.temp_dir()
     for name in ["b1.txt", "a2.txt", "a1.txt", "c.txt"]:
       with open(os.path.join(self.dir, name), "w") as f:
         f.write(name)
@@ -80,7 +81,7 @@ class ExpandFilePatternsTest(unittest.TestCase):
                      [self.path("r.tfrecord.json")])
 
 
-class ExitOnInputErrorTest(unittest.TestCase):
+class ExitOnInputErrorTest(testutil.TestCase):
 
   def test_input_error_becomes_one_line_and_exit_1(self):
     with self.assertRaises(SystemExit) as cm:
@@ -97,11 +98,11 @@ class ExitOnInputErrorTest(unittest.TestCase):
         raise KeyError("k")
 
 
-class AtomicOutputTest(unittest.TestCase):
+class AtomicOutputTest(testutil.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.dir = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+    self.dir = self.temp_dir()
 
   def test_success_renames_to_final_name(self):
     out = os.path.join(self.dir, "sub", "out.txt")  # the directory is created on demand
@@ -152,10 +153,10 @@ class AtomicOutputTest(unittest.TestCase):
     self.assertTrue(text.endswith("\n"))
 
 
-class Sha256Test(unittest.TestCase):
+class Sha256Test(testutil.TestCase):
 
   def test_matches_hashlib_across_chunks(self):
-    path = os.path.join(tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR")), "data.bin")
+    path = os.path.join(self.temp_dir(), "data.bin")
     data = bytes(range(256)) * 1000
     with open(path, "wb") as f:
       f.write(data)
@@ -164,11 +165,11 @@ class Sha256Test(unittest.TestCase):
     self.assertEqual(fileio.sha256_of_file(path, chunk_size=7), expected)
 
   def test_empty_file(self):
-    path = os.path.join(tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR")), "empty")
+    path = os.path.join(self.temp_dir(), "empty")
     open(path, "wb").close()
     self.assertEqual(fileio.sha256_of_file(path),
                      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
 
 
 if __name__ == "__main__":
-  unittest.main()
+  absltest.main()

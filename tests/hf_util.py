@@ -28,6 +28,8 @@ import re
 
 import numpy as np
 
+from tests import testutil
+
 # Google's activation names -> HuggingFace's. Google's current "gelu" is the tanh approximation
 # (HF "gelu_new"); "gelu_exact" is the erf form (HF "gelu").
 _HIDDEN_ACT_TO_HF = {
@@ -128,15 +130,10 @@ def expected_hf_name(tf_name):
 
 
 def read_checkpoint(ckpt_prefix, include_optimizer=False):
-  """{name: numpy array} of a checkpoint's variables (optimizer state dropped by default)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  reader = tf.train.load_checkpoint(ckpt_prefix)
-  out = {}
-  for name in sorted(reader.get_variable_to_shape_map()):
-    if not include_optimizer and is_optimizer_variable(name):
-      continue
-    out[name] = reader.get_tensor(name)
-  return out
+  """{name: numpy array} of a checkpoint's variables, sorted (optimizer state dropped by default)."""
+  values = testutil.read_checkpoint(ckpt_prefix)
+  return {name: values[name] for name in sorted(values)
+          if include_optimizer or not is_optimizer_variable(name)}
 
 
 def hf_parameters(model):

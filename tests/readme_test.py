@@ -11,18 +11,18 @@ import functools
 import os
 import re
 import shlex
-import subprocess
-import sys
-import unittest
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from absl.testing import absltest
+
+from tests import testutil
+
 _FLAG_LINE = re.compile(r"^\s+--(\[no\])?([A-Za-z0-9_.-]+)[:=]?")
 _RUNS_SCRIPT = re.compile(r"(^|[\s;&|])(python[0-9.]*\s+|\./)[\w./-]+\.py\b")
 _SEPARATORS = {"|", "||", "&&", ";", ">", ">>", "<", "&", "2>", "2>&1", "do", "then"}
 
 
 def readme_text():
-  with open(os.path.join(_REPO, "README.md"), encoding="utf-8") as f:
+  with open(os.path.join(testutil.REPO, "README.md"), encoding="utf-8") as f:
     return f.read()
 
 
@@ -73,9 +73,8 @@ def script_invocations(tokens):
 @functools.lru_cache(maxsize=None)
 def script_flags(script):
   """The flags a script accepts: (all names, boolean names), from its --helpfull."""
-  env = dict(os.environ, PYTHONPATH=_REPO, TF_CPP_MIN_LOG_LEVEL="3")
-  r = subprocess.run([sys.executable, os.path.join(_REPO, script), "--helpfull"],
-                     capture_output=True, text=True, env=env, cwd=_REPO, check=False)
+  r = testutil.run_module(script[:-len(".py")], ["--helpfull"], env={"TF_CPP_MIN_LOG_LEVEL": "3"},
+                          check=False)
   names, booleans = set(), set()
   for line in (r.stdout + r.stderr).splitlines():
     m = _FLAG_LINE.match(line)
@@ -97,7 +96,7 @@ def readme_invocations():
   return out
 
 
-class ReadmeTest(unittest.TestCase):
+class ReadmeTest(testutil.TestCase):
 
   def test_parser(self):
     block = ("python a.py --x=1 \\\n    --y=\"two words\" --noz  # comment --not_a_flag\n"
@@ -116,7 +115,7 @@ class ReadmeTest(unittest.TestCase):
   def test_every_flag_exists(self):
     problems = []
     for script, flags in readme_invocations():
-      if not os.path.exists(os.path.join(_REPO, script)):
+      if not os.path.exists(os.path.join(testutil.REPO, script)):
         if os.environ.get("TEST_SRCDIR"):
           # Under Bazel only the scripts in this test's `data` are here; run the file directly (or
           # add the py_binary to `data`) to check the others.
@@ -136,11 +135,11 @@ class ReadmeTest(unittest.TestCase):
 
   def test_every_script_is_in_the_table(self):
     text = readme_text()
-    scripts = sorted(f for f in os.listdir(_REPO) if f.endswith(".py"))
+    scripts = sorted(f for f in os.listdir(testutil.REPO) if f.endswith(".py"))
     self.assertTrue(scripts)
     missing = [s for s in scripts if "| `%s` |" % s not in text]
     self.assertEqual(missing, [], "scripts missing from the README's table of scripts")
 
 
 if __name__ == "__main__":
-  unittest.main()
+  absltest.main()

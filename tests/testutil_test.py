@@ -100,7 +100,7 @@ class ImportTest(testutil.TestCase):
 
   def test_importing_testutil_does_not_import_tensorflow(self):
     code = ("import sys; from tests import testutil; "
-            "assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorf' in m)")
+            "assert 'tensorflow' not in sys.modules, [m for m in sys.modules if 'tensorf' in m]")
     r = subprocess.run([sys.executable, "-c", code], env=testutil.script_env(),
                        capture_output=True, text=True, timeout=120, check=False)
     self.assertEqual(r.returncode, 0, r.stderr)
@@ -164,7 +164,8 @@ class TinyModelTest(testutil.TestCase):
               num_labels=5, released=released)
           stored = testutil.read_checkpoint(prefix)
           values = self._restore_into_model(prefix, config, heads, 5)
-          optimizer = {n for n in stored if n == "global_step" or n.endswith(("/adam_m", "/adam_v"))}
+          optimizer = {n for n in stored
+                       if n == "global_step" or n.endswith(("/adam_m", "/adam_v"))}
           # Every checkpoint variable but optimizer state is a model variable, and equal.
           self.assertEqual(set(stored) - optimizer, set(values))
           for name, value in values.items():
