@@ -1,0 +1,30 @@
+#!/usr/bin/env python3
+"""De-identifies notes with a fine-tuned PHI model (i2b2 2006 / 2014): every PHI span replaced.
+
+  deidentify.py --model_dir=finetune/i2b2_2014 --input_file="notes/*.txt" --output_dir=deid/ \
+    --replace=placeholder --output_file=deid/phi_spans.jsonl --min_phi_probability=0.3
+
+Writes `<output_dir>/<id>.txt` per note: `[**TYPE**]` (MIMIC-III style, --replace=placeholder),
+`<TYPE>` (tag) or the span's length of --mask_char (mask) in place of each predicted PHI span, and
+with --output_file the spans as JSON lines. See clinicalbert_tf/inference.py.
+"""
+
+from absl import flags
+
+from clinicalbert_tf import cli
+from clinicalbert_tf import inference
+
+FLAGS = flags.FLAGS
+
+inference.define_flags(deidentify=True)
+
+
+def main(argv):
+  counts = inference.run_from_flags(FLAGS, deidentify=True)
+  print("de-identified %d notes (%d words, %d PHI spans) in %.1fs; %d unreadable, %d already "
+        "done" % (counts["notes"], counts["words"], counts["entities"], counts["seconds"],
+                  counts["bad"], counts["skipped"]))
+
+
+if __name__ == "__main__":
+  cli.run(main)
