@@ -3,8 +3,10 @@
 import hashlib
 import json
 import os
+import re
 
 from absl.testing import absltest
+import numpy as np
 
 from clinicalbert_tf import fileio
 from tests import testutil
@@ -151,6 +153,34 @@ class AtomicOutputTest(testutil.TestCase):
     self.assertEqual(json.loads(text), {"a": "é", "b": 1})
     self.assertLess(text.index('"a"'), text.index('"b"'))  # keys sorted
     self.assertTrue(text.endswith("\n"))
+
+
+class KeyValuesTest(testutil.TestCase):
+
+  def test_format_is_googles(self):
+    values = {"loss": 0.5, "global_step": 7, "accuracy": np.float32(0.25)}
+    # Google's run_pretraining / run_classifier write their results exactly so.
+    google = "".join("%s = %s\n" % (key, str(values[key])) for key in sorted(values.keys()))
+    self.assertEqual(fileio.format_key_values(values), google)
+    self.assertEqual(fileio.format_key_values({}), "")
+
+  def test_write_then_read(self):
+    path = os.path.join(self.temp_dir(), "sub", "eval_results.txt")
+    self.assertEqual(fileio.write_key_values(path, {"b": 2, "a": 1.5}), path)
+    with open(path, encoding="utf-8") as f:
+      self.assertEqual(f.read(), "a = 1.5\nb = 2\n")
+    self.assertEqual(fileio.read_key_values(path), {"a": 1.5, "b": 2.0})
+    self.assertEqual(fileio.read_key_values(path, convert=None), {"a": "1.5", "b": "2"})
+
+  def test_read_skips_other_lines_and_names_bad_values(self):
+    path = os.path.join(self.temp_dir(), "results.txt")
+    with open(path, "w", encoding="utf-8") as f:
+      f.write("***** Eval results *****\nloss = 0.25\nname = abc\n")
+    with self.assertRaisesRegex(fileio.InputError, re.escape(path) + ":3: name = 'abc'"):
+      fileio.read_key_values(path)
+    self.assertEqual(fileio.read_key_values(path, convert=None), {"loss": "0.25", "name": "abc"})
+    with self.assertRaisesRegex(fileio.InputError, "cannot be read"):
+      fileio.read_key_values(os.path.join(self.temp_dir(), "absent.txt"))
 
 
 class Sha256Test(testutil.TestCase):
