@@ -6,7 +6,8 @@ Example:
 
 Writes `<output_dir>/<category>.txt` per category (`discharge_summary.txt`, `nursing_other.txt`, ...)
 with a `.json` sidecar each. The section and sentence rules are listed in
-`clinicalbert_tf/sections.py` and `clinicalbert_tf/notes.py`.
+`clinicalbert_tf/sections.py` and `clinicalbert_tf/notes.py`, the handling of rows in
+`clinicalbert_tf/noteevents.py`.
 """
 
 import sys
@@ -14,6 +15,7 @@ import sys
 from absl import flags
 
 from clinicalbert_tf import cli
+from clinicalbert_tf import noteevents
 from clinicalbert_tf import notes
 
 FLAGS = flags.FLAGS
@@ -34,7 +36,7 @@ flags.DEFINE_string("spacy_model", notes.RULES_MODEL,
                     "en_core_sci_md, loaded with the tagger and NER disabled.")
 flags.DEFINE_integer("num_workers", 1,
                      "Processes formatting notes. The output bytes do not depend on it.")
-flags.DEFINE_integer("max_bad_rows", notes.DEFAULT_MAX_BAD_ROWS,
+flags.DEFINE_integer("max_bad_rows", noteevents.DEFAULT_MAX_BAD_ROWS,
                      "Stop with an error when more rows than this cannot be parsed; -1: no limit.")
 flags.DEFINE_float("progress_every_s", 30.0, "Seconds between progress log lines.")
 
@@ -46,7 +48,7 @@ def main(argv):
     # 200 MB per process, and seconds of start-up, for a pipeline that never uses it. Pool workers
     # inherit this. A model named by --spacy_model may need torch, so it is left alone then.
     sys.modules["torch"] = None
-  notes.format_notes_file(
+  noteevents.format_notes_file(
       input_file=FLAGS.input_file,
       output_dir=FLAGS.output_dir,
       categories=FLAGS.categories,
