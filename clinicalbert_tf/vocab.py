@@ -21,19 +21,19 @@ size. What this module adds around it:
 
 import collections
 import itertools
-import logging
 import multiprocessing
 import time
 
+from absl import logging
+
 from clinicalbert_tf import fileio
+from clinicalbert_tf import progress as progress_lib
 from clinicalbert_tf import tokenization
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 # Google's vocabularies put 99 (cased) or 99 of 994 (uncased) [unusedN] tokens between [PAD] and [UNK].
 MAX_UNUSED_BEFORE_UNK = 99
 _LINES_PER_CHUNK = 20000
-
-log = logging.getLogger(__name__)
 
 
 def reserved_tokens(num_unused=0):
@@ -90,7 +90,7 @@ def count_words(input_files, do_lower_case=False, num_workers=1, log_every_s=30.
   work = ((chunk, do_lower_case) for chunk in chunks)
   counts = collections.Counter()
   num_lines = 0
-  start = last = time.time()
+  progress = progress_lib.Progress("lines", every_seconds=log_every_s, label="counting words: ")
   if num_workers > 1:
     pool = multiprocessing.get_context("spawn").Pool(num_workers)
     results = pool.imap(_count_chunk, work)
@@ -101,11 +101,7 @@ def count_words(input_files, do_lower_case=False, num_workers=1, log_every_s=30.
     for chunk_counts, n in results:
       counts.update(chunk_counts)
       num_lines += n
-      now = time.time()
-      if now - last >= log_every_s:
-        last = now
-        log.info("counted %d lines, %d distinct words (%.0f lines/s)", num_lines, len(counts),
-                 num_lines / max(now - start, 1e-9))
+      progress.maybe_log(num_lines, "%d distinct words" % len(counts))
   finally:
     if pool is not None:
       pool.close()
@@ -238,8 +234,8 @@ def build_vocab(input_files, output_file, vocab_size, do_lower_case=False, num_u
                                   num_workers=num_workers)
   if not counts:
     raise fileio.InputError("--input_file: no text in %s" % ", ".join(input_files))
-  log.info("counted %d lines, %d words, %d distinct; learning pieces", num_lines,
-           sum(counts.values()), len(counts))
+  logging.info("counted %d lines, %d words, %d distinct; learning pieces", num_lines,
+               sum(counts.values()), len(counts))
   vocab = learn_vocab(counts, vocab_size, num_unused=num_unused, **learn_kwargs)
   write_vocab(output_file, vocab)
   record = {
@@ -256,5 +252,5 @@ def build_vocab(input_files, output_file, vocab_size, do_lower_case=False, num_u
       "seconds": round(time.time() - start, 3),
   }
   fileio.write_sidecar(output_file, record)
-  log.info("wrote %s: %d tokens (asked for at most %d)", output_file, len(vocab), vocab_size)
+  logging.info("wrote %s: %d tokens (asked for at most %d)", output_file, len(vocab), vocab_size)
   return record

@@ -99,6 +99,13 @@ class BuildVocabTest(unittest.TestCase):
     self.assertEqual(a, b)
     self.assertEqual(a, c)
 
+  def test_counting_reports_progress_through_absl(self):
+    with self.assertLogs(logger="absl", level="INFO") as logs:
+      counts, num_lines = vocab.count_words([self.corpus], log_every_s=0)
+    self.assertGreater(num_lines, 150)
+    self.assertIn("counting words: %d lines, " % num_lines, "\n".join(logs.output))
+    self.assertIn("; %d distinct words" % len(counts), "\n".join(logs.output))
+
   def test_vocab_size_bounds_result(self):
     small = self._build("small.txt", vocab_size=120).split()
     self.assertLessEqual(len(small), 120)
