@@ -161,7 +161,7 @@ def run_once(input_file, out_dir, workers):
     sys.stderr.write(stderr)
     raise SystemExit("format_notes.py failed with workers=%d" % workers)
   for line in stderr.splitlines():
-    if "notes/s" in line or "Done in" in line:
+    if "format_notes: " in line or "Done in" in line:  # progress lines and the last line
       print("    log: " + line.split("] ", 1)[-1])
   usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
   after = usage_after.ru_maxrss

@@ -1,7 +1,8 @@
 """Rule-based splitting of a clinical note into sections, list items and paragraphs.
 
-This is the first half of `notes.py`'s formatting: it cuts a note into *segments* that the
-sentence splitter then works on one at a time, so that no sentence ever runs across two segments.
+This is the first half of `notes.py`'s sentence splitting: it cuts a note into *segments* that
+the sentence splitter then works on one at a time, so that no sentence ever runs across two
+segments.
 The rules are in the spirit of the heuristic the ClinicalBERT authors used (Willie Boag's
 `heuristic_tokenize.sent_tokenize_rules`), written afresh and kept small enough to test one by one:
 
@@ -10,22 +11,24 @@ The rules are in the spirit of the heuristic the ClinicalBERT authors used (Will
      segment before it and starts a new one after it; the rule itself is not part of any segment.
   R3 Paragraphs. A blank line (empty or only whitespace) ends a segment.
   R4 Fixed header lines. A line `Admission Date: ... Discharge Date: ...` (and likewise
-     `Date of Birth: ... Sex: ...`) is one segment of its own, kind FIXED: it is never split further.
+     `Date of Birth: ... Sex: ...`) is one segment of its own, kind FIXED: it is never split
+     further.
   R5 Section headers. A line that starts with a title followed by `:` and then whitespace or the end
      of the line (`HISTORY OF PRESENT ILLNESS:`, `Discharge Medications:`, `Chief Complaint: ...`)
      starts a new section. A title is at most 8 words of at most 60 characters, starts with an
-     upper-case letter or a number and a space (`24 Hour Events:`, not `1. CHF:`), and every word except `of on or and at to in for the with by a an` starts
-     with an upper-case letter or a non-letter (words in parentheses are ignored, as in
-     `BP (mm Hg):`). `Disp:`, `Sig:` and `Refills:` (parts of a medication entry) are not titles.
-     A header alone on its line is one segment of kind HEADER (never split further); a header with
-     text after it on the same line starts a TEXT segment with that line (`Sex: M` stays together).
+     upper-case letter or a number and a space (`24 Hour Events:`, not `1. CHF:`), and every word
+     except `of on or and at to in for the with by a an` starts with an upper-case letter or a
+     non-letter (words in parentheses are ignored, as in `BP (mm Hg):`). `Disp:`, `Sig:` and
+     `Refills:` (parts of a medication entry) are not titles. A header alone on its line is one
+     segment of kind HEADER (never split further); a header with text after it on the same line
+     starts a TEXT segment with that line (`Sex: M` stays together).
   R6 Enumerated lists. A line that starts with a number item (`1.`, `2)`, `(3)`, followed by
-     whitespace or the end of the line) starts a new segment of kind ITEM, provided its number is 1 or one more than the
-     previous item's number in the same section (so a wrapped line that happens to start with
-     `80.` is not an item). A line that starts with a bullet (`-`, `--`, `*`, `•`, followed by
-     something other than a digit or `-`; or `#` followed by anything, as in `# CHF` or `#2 HTN`)
-     also starts an ITEM. An item runs until the next item,
-     header, rule or blank line.
+     whitespace or the end of the line) starts a new segment of kind ITEM, provided its number is
+     1 or one more than the previous item's number in the same section (so a wrapped line that
+     happens to start with `80.` is not an item). A line that starts with a bullet (`-`, `--`,
+     `*`, `•`, followed by something other than a digit or `-`; or `#` followed by anything, as in
+     `# CHF` or `#2 HTN`) also starts an ITEM. An item runs until the next item, header, rule or
+     blank line.
   R7 Everything else is prose: consecutive non-blank lines form one TEXT segment, newlines kept
      (the sentence splitter turns them into spaces).
 

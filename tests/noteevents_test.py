@@ -20,10 +20,10 @@ from absl.testing import absltest
 from clinicalbert_tf import fileio
 from clinicalbert_tf import noteevents
 from clinicalbert_tf import notes
+from tests import testutil
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.join(ROOT, "testdata", "NOTEEVENTS_sample.csv")
-SCRIPT = os.path.join(ROOT, "format_notes.py")
+SAMPLE = os.path.join(testutil.REPO, "testdata", "NOTEEVENTS_sample.csv")
+SCRIPT = os.path.join(testutil.REPO, "format_notes.py")
 HEADER = list(noteevents.NOTEEVENTS_COLUMNS)
 
 
@@ -60,17 +60,12 @@ def listing(directory):
   return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
 
 
-def script_env():
-  env = dict(os.environ)
-  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-  return env
-
-class ReaderTest(absltest.TestCase):
+class ReaderTest(testutil.TestCase):
   """NoteEventsReader's records: what another script reading notes relies on."""
 
   def setUp(self):
     super().setUp()
-    self.tmp = self.create_tempdir().full_path
+    self.tmp = self.temp_dir()
 
   def test_rows_as_records(self):
     rows = [note_row(7, " Nursing ", "Pt stable.\nPlan: home."),
@@ -107,11 +102,11 @@ class ReaderTest(absltest.TestCase):
       noteevents.NoteEventsReader(no_text, flag="--notes_file")
 
 
-class FormatFileTest(absltest.TestCase):
+class FormatFileTest(testutil.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.tmp = self.create_tempdir().full_path
+    self.tmp = self.temp_dir()
 
   def run_format(self, input_file, out_name="out", **kwargs):
     out = os.path.join(self.tmp, out_name)
@@ -357,11 +352,11 @@ class FormatFileTest(absltest.TestCase):
       notes.build_pipeline("no_such_model_xyz")
 
 
-class WorkersAndAtomicityTest(absltest.TestCase):
+class WorkersAndAtomicityTest(testutil.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.tmp = self.create_tempdir().full_path
+    self.tmp = self.temp_dir()
 
   def many_notes_file(self, name="many.csv", copies=6):
     rows = read_rows()
@@ -463,7 +458,7 @@ class WorkersAndAtomicityTest(absltest.TestCase):
     out = os.path.join(self.tmp, "out")
     proc = subprocess.Popen(
         [sys.executable, SCRIPT, "--input_file=" + fifo, "--output_dir=" + out],
-        env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=testutil.script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
       with open(fifo, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
@@ -488,15 +483,15 @@ class WorkersAndAtomicityTest(absltest.TestCase):
     self.assertFalse(os.path.exists(os.path.join(out, "nursing.txt")))
 
 
-class ScriptTest(absltest.TestCase):
+class ScriptTest(testutil.TestCase):
 
   def test_script_runs_and_fails_cleanly(self):
-    tmp = self.create_tempdir().full_path
+    tmp = self.temp_dir()
     out = os.path.join(tmp, "out")
     done = subprocess.run(
         [sys.executable, SCRIPT, "--input_file=" + SAMPLE, "--output_dir=" + out,
          "--categories=ECG,Echo", "--num_workers=2"],
-        env=script_env(), capture_output=True, text=True, timeout=300)
+        env=testutil.script_env(), capture_output=True, text=True, timeout=300)
     self.assertEqual(done.returncode, 0, done.stderr)
     self.assertEqual(sorted(os.listdir(out)), ["ecg.txt", "ecg.txt.json", "echo.txt",
                                                "echo.txt.json"])
@@ -505,7 +500,7 @@ class ScriptTest(absltest.TestCase):
     done = subprocess.run(
         [sys.executable, SCRIPT, "--input_file=" + SAMPLE, "--output_dir=" + out,
          "--spacy_model=bogus_model_name"],
-        env=script_env(), capture_output=True, text=True, timeout=300)
+        env=testutil.script_env(), capture_output=True, text=True, timeout=300)
     self.assertNotEqual(done.returncode, 0)
     errors = [l for l in done.stderr.splitlines() if "error" in l.lower()]
     self.assertEqual(errors, [
@@ -514,7 +509,7 @@ class ScriptTest(absltest.TestCase):
     done = subprocess.run(
         [sys.executable, SCRIPT, "--input_file=" + SAMPLE, "--output_dir=" + out,
          "--max_bad_rows=0"],
-        env=script_env(), capture_output=True, text=True, timeout=300)
+        env=testutil.script_env(), capture_output=True, text=True, timeout=300)
     self.assertEqual(done.returncode, 1)
     self.assertIn("format_notes.py: error: --input_file", done.stderr)
     self.assertIn("more than --max_bad_rows=0", done.stderr)

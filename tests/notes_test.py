@@ -11,9 +11,9 @@ import re
 from absl.testing import absltest
 
 from clinicalbert_tf import notes
+from tests import testutil
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.join(ROOT, "testdata", "NOTEEVENTS_sample.csv")
+SAMPLE = os.path.join(testutil.REPO, "testdata", "NOTEEVENTS_sample.csv")
 
 _SPLITTER = None
 
@@ -36,7 +36,7 @@ def sample_texts():
     return [row[10] for row in list(csv.reader(f))[1:] if len(row) == 11]
 
 
-class SentenceRulesTest(absltest.TestCase):
+class SentenceRulesTest(testutil.TestCase):
   """S1-S7 and the section rules seen through whole notes."""
 
   def test_s2_abbreviations_and_vitals_stay_whole(self):
@@ -97,7 +97,7 @@ class SentenceRulesTest(absltest.TestCase):
     self.assertEqual(sentences("He is fine\n\nmore text"), ["He is fine", "more text"])
 
 
-class PlaceholderTest(absltest.TestCase):
+class PlaceholderTest(testutil.TestCase):
   """S1: placeholders are never split inside and never across sentences."""
 
   def test_placeholder_kept_whole(self):
@@ -141,7 +141,7 @@ class PlaceholderTest(absltest.TestCase):
       self.assertEqual(got, expected)
 
 
-class NamingTest(absltest.TestCase):
+class NamingTest(testutil.TestCase):
 
   def test_category_file_names(self):
     for category, name in [("Discharge summary", "discharge_summary"),

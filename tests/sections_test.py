@@ -4,13 +4,14 @@ from absl.testing import absltest
 
 from clinicalbert_tf import sections
 from clinicalbert_tf.sections import FIXED, HEADER, ITEM, TEXT
+from tests import testutil
 
 
 def split(text):
   return [(s.text, s.kind) for s in sections.split_sections(text)]
 
 
-class SplitSectionsTest(absltest.TestCase):
+class SplitSectionsTest(testutil.TestCase):
 
   def test_r1_line_endings(self):
     self.assertEqual(split("Pt seen.\r\nStable.\rNo changes.\r\n\r\nPlan: home."),

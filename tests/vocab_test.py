@@ -4,18 +4,18 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
-import unittest
+
+from absl.testing import absltest
 
 from clinicalbert_tf import fileio
 from clinicalbert_tf import tokenization
 from clinicalbert_tf import vocab
+from tests import testutil
 
 _WORDS = ("Patient denies chest pain shortness of breath nausea vomiting fever chills cough "
           "history hypertension diabetes mellitus coronary artery disease status post CABG "
           "admitted with pneumonia treated antibiotics discharged home stable condition the a "
           "and to was is echocardiogram thrombocytopenia hyperkalemia café naïve µg").split()
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_corpus(path, seed=0, num_docs=150):
@@ -32,7 +32,7 @@ def write_corpus(path, seed=0, num_docs=150):
   return path
 
 
-class ReservedTokensTest(unittest.TestCase):
+class ReservedTokensTest(testutil.TestCase):
 
   def test_google_order(self):
     self.assertEqual(vocab.reserved_tokens(0), ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
@@ -49,11 +49,11 @@ class ReservedTokensTest(unittest.TestCase):
       vocab.reserved_tokens(-1)
 
 
-class BuildVocabTest(unittest.TestCase):
+class BuildVocabTest(testutil.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.dir = tempfile.mkdtemp()
+    self.dir = self.temp_dir()
     self.corpus = write_corpus(os.path.join(self.dir, "corpus.txt"))
 
   def _build(self, name, **kwargs):
@@ -123,15 +123,15 @@ class BuildVocabTest(unittest.TestCase):
     self.assertFalse(os.path.exists(os.path.join(self.dir, "e.txt")))
 
 
-class ScriptTest(unittest.TestCase):
+class ScriptTest(testutil.TestCase):
 
   def _run(self, *args):
-    env = dict(os.environ, PYTHONPATH=_REPO)
-    return subprocess.run([sys.executable, os.path.join(_REPO, "build_vocab.py")] + list(args),
-                          capture_output=True, text=True, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, os.path.join(testutil.REPO, "build_vocab.py")] + list(args),
+        capture_output=True, text=True, env=testutil.script_env(), check=False)
 
   def test_script_writes_vocab(self):
-    d = tempfile.mkdtemp()
+    d = self.temp_dir()
     corpus = write_corpus(os.path.join(d, "c.txt"), num_docs=30)
     out = os.path.join(d, "vocab.txt")
     r = self._run("--input_file=" + corpus, "--output_file=" + out, "--vocab_size=100",
@@ -141,7 +141,7 @@ class ScriptTest(unittest.TestCase):
       self.assertEqual(f.readline(), "[PAD]\n")
 
   def test_script_missing_input_is_one_line_error(self):
-    d = tempfile.mkdtemp()
+    d = self.temp_dir()
     r = self._run("--input_file=" + os.path.join(d, "nope*.txt"),
                   "--output_file=" + os.path.join(d, "v.txt"))
     self.assertNotEqual(r.returncode, 0)
@@ -151,4 +151,4 @@ class ScriptTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-  unittest.main()
+  absltest.main()
