@@ -21,8 +21,8 @@ from absl import flags
 
 from clinicalbert_tf import cli
 from clinicalbert_tf import estimator
-from clinicalbert_tf import finetuning
 from clinicalbert_tf import tasks
+from clinicalbert_tf.finetuning import runner
 
 flags.DEFINE_string("task_name", None, "One of: %s." % ", ".join(tasks.TASK_NAMES))
 flags.DEFINE_string("data_dir", None,
@@ -71,10 +71,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   cli.require_flags(FLAGS, ("task_name", "data_dir"))
-  config = finetuning.config_from_flags(FLAGS)
+  config = runner.config_from_flags(FLAGS)
   if config.do_train or config.do_eval or config.do_predict or config.grid:
     cli.require_flags(FLAGS, ("output_dir",), " to train or evaluate")
-  finetuning.run(config)
+  runner.run(config)
 
 
 if __name__ == "__main__":

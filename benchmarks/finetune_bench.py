@@ -1,13 +1,14 @@
 """Token-classification training speed: ours (TF Estimator) vs transformers (PyTorch), on CPU.
 
-Both train the same BERT configuration with a token-classification head on the same batches of random
-word-piece ids (labels on about half of the positions, the rest masked as continuation pieces or
-padding), with Adam + weight decay and gradient clipping. Ours runs the full fine-tuning path:
-TFRecord input, `finetuning.model_fn_builder` (NER head, masked loss, `create_optimizer`) and the
-shared Estimator from `training.py`. Transformers runs `BertForTokenClassification` with `AdamW` and
-labels -100 where ours masks. Steady-state examples/s are measured after warm-up steps, excluding graph
-building and checkpoint saving, in rounds that alternate the two implementations (median reported), so
-that a change in the load of a shared machine hits both alike.
+Both train the same BERT configuration with a token-classification head on the same batches of
+random word-piece ids (labels on about half of the positions, the rest masked as continuation pieces
+or padding), with Adam + weight decay and gradient clipping. Ours runs the full fine-tuning path:
+TFRecord input, `finetuning/runner.model_fn_builder` (the token-classification head, masked loss,
+`create_optimizer`) and the shared Estimator from `estimator.py`. Transformers runs
+`BertForTokenClassification` with `AdamW` and labels -100 where ours masks. Steady-state examples/s
+are measured after warm-up steps, excluding graph building and checkpoint saving, in rounds that
+alternate the two implementations (median reported), so that a change in the load of a shared
+machine hits both alike.
 
   PYTHONSAFEPATH=1 PYTHONPATH=. .venv/bin/python benchmarks/finetune_bench.py [--threads=0]
 
@@ -64,17 +65,20 @@ def ours_rounds(data, workdir):
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   tf.disable_v2_behavior()
   tf.logging.set_verbosity(tf.logging.ERROR)
-  from clinicalbert_tf import finetuning  # pylint: disable=g-import-not-at-top
+  from clinicalbert_tf import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
   from clinicalbert_tf import modeling  # pylint: disable=g-import-not-at-top
-  from clinicalbert_tf import training  # pylint: disable=g-import-not-at-top
+  from clinicalbert_tf.finetuning import data as data_lib  # pylint: disable=g-import-not-at-top
+  from clinicalbert_tf.finetuning import heads  # pylint: disable=g-import-not-at-top
+  from clinicalbert_tf.finetuning import runner  # pylint: disable=g-import-not-at-top
 
   input_ids, input_mask, label_ids, label_mask = data
-  features = [finetuning.InputFeatures(
+  head = heads.TokenClassificationHead(["L%d" % i for i in range(FLAGS.num_labels)])
+  features = [data_lib.TokenFeatures(
       input_ids=list(input_ids[i]), input_mask=list(input_mask[i]),
       segment_ids=[0] * FLAGS.seq_length, label_ids=list(label_ids[i]),
       label_mask=list(label_mask[i])) for i in range(len(input_ids))]
   record = os.path.join(workdir, "train.tf_record")
-  finetuning.write_features(record, "ner", features)
+  data_lib.write_records(record, head, features)
   config = modeling.BertConfig(
       vocab_size=FLAGS.vocab_size, hidden_size=FLAGS.hidden_size,
       num_hidden_layers=FLAGS.num_layers, num_attention_heads=FLAGS.num_heads,
@@ -82,19 +86,20 @@ def ours_rounds(data, workdir):
       max_position_embeddings=max(512, FLAGS.seq_length))
   per_round = FLAGS.warmup_steps + FLAGS.steps
   total = per_round * FLAGS.rounds
-  model_fn = finetuning.model_fn_builder(config, "ner", FLAGS.num_labels, None, 5e-5, total,
-                                         max(1, total // 10), False, False)
+  model_fn = runner.model_fn_builder(config, head, None, 5e-5, total, max(1, total // 10), False,
+                                     False)
   run_config = estimator_lib.make_run_config(os.path.join(workdir, "model"),
-                                        save_checkpoints_steps=10**9, log_every_n_steps=10**6,
-                                        seed=1, use_xla=FLAGS.use_xla)
+                                             save_checkpoints_steps=10**9, log_every_n_steps=10**6,
+                                             seed=1, use_xla=FLAGS.use_xla)
   if FLAGS.threads:
     session_config = run_config.session_config or tf.ConfigProto()
     session_config.intra_op_parallelism_threads = FLAGS.threads
     session_config.inter_op_parallelism_threads = FLAGS.threads
     run_config = run_config.replace(session_config=session_config)
-  estimator = estimator_lib.build_estimator(model_fn, run_config, FLAGS.batch_size, FLAGS.batch_size)
-  input_fn = finetuning.input_fn_builder(record, "ner", FLAGS.seq_length, is_training=True,
-                                         drop_remainder=True, num_examples=len(features), seed=1)
+  estimator = estimator_lib.build_estimator(model_fn, run_config, FLAGS.batch_size,
+                                            FLAGS.batch_size)
+  input_fn = data_lib.input_fn_builder(record, head, FLAGS.seq_length, is_training=True,
+                                       drop_remainder=True, num_examples=len(features), seed=1)
 
   class StepTimes(tf.train.SessionRunHook):
 
@@ -179,7 +184,8 @@ def main(argv):
     shutil.rmtree(workdir, ignore_errors=True)
   theirs, ours = np.median(rates["transformers"]), np.median(rates["ours"])
   print("transformers BertForTokenClassification (torch CPU): %.1f examples/s (median)" % theirs)
-  print("ours (finetuning.model_fn_builder + training Estimator): %.1f examples/s (median)" % ours)
+  print("ours (finetuning runner.model_fn_builder + shared Estimator): %.1f examples/s (median)" %
+        ours)
   print("ratio ours / transformers: %.2f (target >= 1.0)" % (ours / theirs))
 
 

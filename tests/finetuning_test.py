@@ -1,4 +1,4 @@
-"""Tests for clinicalbert_tf/finetuning.py: windows, loss mask, heads, metrics, tiny end-to-end runs."""
+"""Tests for clinicalbert_tf/finetuning/: windows, loss mask, heads, metrics, tiny runs."""
 
 import json
 import os
@@ -9,10 +9,14 @@ import sys
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from clinicalbert_tf import checkpoints
 from clinicalbert_tf import fileio
-from clinicalbert_tf import finetuning
 from clinicalbert_tf import modeling
 from clinicalbert_tf import tasks
+from clinicalbert_tf.finetuning import data as data_lib
+from clinicalbert_tf.finetuning import heads
+from clinicalbert_tf.finetuning import metrics
+from clinicalbert_tf.finetuning import runner
 
 tf.disable_v2_behavior()
 
@@ -111,7 +115,7 @@ class WindowTest(tf.test.TestCase):
     for _ in range(300):
       max_pieces = rng.randint(1, 20)
       counts = [rng.randint(1, max_pieces) for _ in range(rng.randint(1, 60))]
-      windows = finetuning.plan_windows(counts, max_pieces)
+      windows = data_lib.plan_word_windows(counts, max_pieces)
       cores = [w for s, e, cs, ce in windows for w in range(cs, ce)]
       self.assertEqual(cores, list(range(len(counts))))
       for start, end, core_start, core_end in windows:
@@ -127,7 +131,7 @@ class WindowTest(tf.test.TestCase):
     labels = [rng.choice(["O", "B-x"]) for _ in words]
     example = tasks.TaggedSentence("s", words, labels)
     label_list = ["O", "B-x", "I-x"]
-    features, cut = finetuning.convert_tagged_sentence(
+    features, cut = data_lib.convert_tagged_sentence(
         0, example, {l: i for i, l in enumerate(label_list)}, max_seq_length, FakeTokenizer())
     self.assertEqual(cut, 0)
     self.assertGreater(len(features), 3)  # 3x max_seq_length words, several pieces each
@@ -142,14 +146,14 @@ class WindowTest(tf.test.TestCase):
       predicted_words.extend(f.word_indexes)
     self.assertEqual(predicted_words, list(range(len(words))))
     # Reassembly: "predict" each window's gold label ids; every word gets exactly its label.
-    predicted = finetuning.assemble_ner_predictions(
-        [example], features, [f.label_ids for f in features], label_list)
+    predicted = heads.TokenClassificationHead(label_list).assemble_predictions(
+        [example], features, [{"label_ids": f.label_ids} for f in features])
     self.assertEqual(predicted, [labels])
 
   def test_label_on_first_piece_only(self):
     example = tasks.TaggedSentence("s", ["abcdefghij", "ab"], ["B-x", "O"])
-    features, _ = finetuning.convert_tagged_sentence(0, example, {"O": 0, "B-x": 1}, 10,
-                                                     FakeTokenizer())
+    features, _ = data_lib.convert_tagged_sentence(0, example, {"O": 0, "B-x": 1}, 10,
+                                                   FakeTokenizer())
     self.assertLen(features, 1)
     # [CLS] abcd ##efgh ##ij ab [SEP]
     self.assertEqual(features[0].label_mask[:6], [0, 1, 0, 0, 1, 0])
@@ -158,11 +162,11 @@ class WindowTest(tf.test.TestCase):
 
   def test_pair_conversion_and_truncation(self):
     pair = tasks.SentencePair("p", "aaaa bbbb cccc dddd eeee", "ffff", "neutral")
-    feature, truncated = finetuning.convert_sentence_pair(0, pair, {"neutral": 2}, 7,
-                                                          FakeTokenizer())
+    feature, truncated = data_lib.convert_sentence_pair(0, pair, {"neutral": 2}, 7,
+                                                        FakeTokenizer())
     self.assertTrue(truncated)  # [CLS] aaaa bbbb cccc [SEP] ffff [SEP]
     self.assertEqual(feature.segment_ids, [0, 0, 0, 0, 0, 1, 1])
-    self.assertEqual(feature.label_ids, 2)
+    self.assertEqual(feature.label_id, 2)
 
 
 class LossAndHeadTest(tf.test.TestCase):
@@ -173,13 +177,13 @@ class LossAndHeadTest(tf.test.TestCase):
     label_ids = rng.randint(0, 3, size=[2, 5]).astype(np.int32)
     mask = np.array([[0, 1, 0, 1, 0], [0, 1, 1, 0, 0]], dtype=np.int32)
     with self.session(graph=tf.Graph()) as sess:
-      loss, per_token = finetuning.masked_token_loss(tf.constant(logits), tf.constant(label_ids),
-                                                     tf.constant(mask))
+      loss, per_token = heads.masked_token_loss(tf.constant(logits), tf.constant(label_ids),
+                                                tf.constant(mask))
       other_labels = np.where(mask == 1, label_ids, (label_ids + 1) % 3)
-      loss2, _ = finetuning.masked_token_loss(tf.constant(logits), tf.constant(other_labels),
-                                              tf.constant(mask))
-      empty, _ = finetuning.masked_token_loss(tf.constant(logits), tf.constant(label_ids),
-                                              tf.constant(np.zeros_like(mask)))
+      loss2, _ = heads.masked_token_loss(tf.constant(logits), tf.constant(other_labels),
+                                         tf.constant(mask))
+      empty, _ = heads.masked_token_loss(tf.constant(logits), tf.constant(label_ids),
+                                         tf.constant(np.zeros_like(mask)))
       loss_v, per_token_v, loss2_v, empty_v = sess.run([loss, per_token, loss2, empty])
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     nll = -np.take_along_axis(log_probs, label_ids[..., None], -1)[..., 0]
@@ -193,19 +197,25 @@ class LossAndHeadTest(tf.test.TestCase):
                                num_attention_heads=2, intermediate_size=32,
                                max_position_embeddings=16)
 
+  def _features(self, ids, label_ids):
+    return {"input_ids": ids, "input_mask": tf.ones_like(ids), "segment_ids": ids,
+            "label_ids": label_ids, "label_mask": ids, "is_real_example": tf.ones([2], tf.int32)}
+
   def test_heads_have_googles_variable_names(self):
     with tf.Graph().as_default():
       ids = tf.zeros([2, 8], tf.int32)
-      finetuning.create_ner_model(self._config(), True, ids, tf.ones_like(ids), ids, ids, ids, 5,
-                                  False)
+      heads.TokenClassificationHead(["l%d" % i for i in range(5)]).create_model(
+          self._config(), True, self._features(ids, ids), tf.ones([2]), False)
       shapes = {v.name: v.shape.as_list() for v in tf.global_variables()}
       self.assertEqual(shapes["output_weights:0"], [5, 16])
       self.assertEqual(shapes["output_bias:0"], [5])
       self.assertIn("bert/encoder/layer_0/output/LayerNorm/gamma:0", shapes)
     with tf.Graph().as_default():
       ids = tf.zeros([2, 8], tf.int32)
-      loss, per_example, logits, probabilities = finetuning.create_classification_model(
-          self._config(), False, ids, tf.ones_like(ids), ids, tf.zeros([2], tf.int32), 3, False)
+      outputs = heads.SequenceClassificationHead(["a", "b", "c"]).create_model(
+          self._config(), False, self._features(ids, tf.zeros([2], tf.int32)), tf.ones([2]),
+          False)
+      per_example, probabilities = outputs["per_example_loss"], outputs["probabilities"]
       shapes = {v.name: v.shape.as_list() for v in tf.global_variables()}
       self.assertEqual(shapes["output_weights:0"], [3, 16])
       self.assertEqual(shapes["output_bias:0"], [3])
@@ -218,25 +228,25 @@ class MetricsTest(tf.test.TestCase):
   def test_strict_span_metrics(self):
     gold = [["B-a", "I-a", "O", "B-b"], ["O", "B-a"]]
     predicted = [["B-a", "I-a", "O", "I-b"], ["O", "B-a"]]  # I-b without B-b: no entity (strict)
-    m = finetuning.ner_metrics(gold, predicted)
+    m = metrics.ner_metrics(gold, predicted)
     self.assertAlmostEqual(m["precision"], 1.0)
     self.assertAlmostEqual(m["recall"], 2 / 3)
     self.assertAlmostEqual(m["f1"], 0.8)
     self.assertEqual(m["per_type"]["a"], {"precision": 1.0, "recall": 1.0, "f1": 1.0,
                                           "support": 2})
     self.assertEqual(m["per_type"]["b"]["recall"], 0.0)
-    partial = finetuning.ner_metrics([["B-a", "I-a"]], [["B-a", "O"]])
+    partial = metrics.ner_metrics([["B-a", "I-a"]], [["B-a", "O"]])
     self.assertEqual(partial["f1"], 0.0)  # exact spans only
 
   def test_classification_metrics_and_result_lines(self):
-    m = finetuning.classification_metrics(["x", "y", "y"], ["x", "x", "y"], ["x", "y"])
+    m = metrics.classification_metrics(["x", "y", "y"], ["x", "x", "y"], ["x", "y"])
     self.assertAlmostEqual(m["accuracy"], 2 / 3)
     self.assertEqual(m["confusion_matrix"]["rows_gold_columns_predicted"], [[1, 0], [1, 1]])
-    text = finetuning.format_results(dict(m, global_step=7))
+    text = metrics.format_results(dict(m, global_step=7))
     self.assertIn("accuracy = 0.6666", text)
     self.assertIn("confusion_y_as_x = 1\n", text)
     self.assertIn("global_step = 7\n", text)
-    lines = finetuning.format_results({"f1": 0.5, "per_type": {"a": {"f1": 0.25}}})
+    lines = metrics.format_results({"f1": 0.5, "per_type": {"a": {"f1": 0.25}}})
     self.assertEqual(lines, "a_f1 = 0.25\nf1 = 0.5\n")
 
 
@@ -261,16 +271,16 @@ class EndToEndTest(tf.test.TestCase):
                   learning_rate=3e-3, num_train_epochs=5, warmup_proportion=0.1,
                   save_checkpoints_steps=10000, log_every_n_steps=20, seed=7)
     values.update(kwargs)
-    return finetuning.FinetuneConfig(**values)
+    return runner.FinetuneConfig(**values)
 
   def test_ner_learns_an_invented_task(self):
     root, data, vocab, bert_config = self._setup(make_ner_task)
     config = self._config("conll", root, data, vocab, bert_config, do_train=True, do_eval=True,
                           do_predict=True)
-    outcome = finetuning.run(config)
+    outcome = runner.run(config)
     task = tasks.get_task("conll")
-    baseline = finetuning.majority_baseline("ner", task.get_examples(data, "train"),
-                                            task.get_examples(data, "test"))
+    baseline = heads.TokenClassificationHead(task.get_labels(data)).majority_baseline(
+        task.get_examples(data, "train"), task.get_examples(data, "test"))
     self.assertEqual(baseline, 0.0)  # the majority label is O: no entity found
     self.assertGreater(outcome["eval"]["f1"], 0.8)
     self.assertGreater(outcome["test"]["f1"], 0.8)
@@ -292,7 +302,7 @@ class EndToEndTest(tf.test.TestCase):
       self.assertEqual([r[0] for r in rows], sentence.words)
       self.assertEqual([r[1] for r in rows], sentence.labels)
     # The head record export_hf.py reads: head type and the label order of the output layer.
-    with open(os.path.join(out, finetuning.HEAD_RECORD_FILE)) as f:
+    with open(os.path.join(out, checkpoints.HEAD_RECORD_FILE)) as f:
       record = json.load(f)
     self.assertEqual(record["head"], "token_classification")
     self.assertEqual(record["labels"], task.get_labels(data))
@@ -302,10 +312,10 @@ class EndToEndTest(tf.test.TestCase):
     root, data, vocab, bert_config = self._setup(make_nli_task, dropout=0.0)
     config = self._config("mednli", root, data, vocab, bert_config, do_train=True, do_eval=True,
                           num_train_epochs=8, learning_rate=2e-3)
-    outcome = finetuning.run(config)
+    outcome = runner.run(config)
     task = tasks.get_task("mednli")
-    baseline = finetuning.majority_baseline("nli", task.get_examples(data, "train"),
-                                            task.get_examples(data, "dev"))
+    baseline = heads.SequenceClassificationHead(task.get_labels(data)).majority_baseline(
+        task.get_examples(data, "train"), task.get_examples(data, "dev"))
     self.assertLess(baseline, 0.4)
     self.assertGreater(outcome["eval"]["accuracy"], 0.8)
     self.assertEqual(sum(map(sum, outcome["eval"]["confusion_matrix"][
@@ -313,9 +323,9 @@ class EndToEndTest(tf.test.TestCase):
     with open(os.path.join(config.output_dir, "eval_predictions.tsv")) as f:
       self.assertLen(f.read().splitlines(), 46)
     # Same seed, same results.
-    again = finetuning.run(self._config("mednli", root, data, vocab, bert_config,
-                                        output="again", do_train=True, do_eval=True,
-                                        num_train_epochs=8, learning_rate=2e-3))
+    again = runner.run(self._config("mednli", root, data, vocab, bert_config,
+                                    output="again", do_train=True, do_eval=True,
+                                    num_train_epochs=8, learning_rate=2e-3))
     self.assertEqual(again["eval"]["loss"], outcome["eval"]["loss"])
 
   def test_evaluating_without_a_checkpoint_is_an_input_error(self):
@@ -323,12 +333,12 @@ class EndToEndTest(tf.test.TestCase):
         lambda folder: make_ner_task(folder, sizes=(4, 4, 4)))
     config = self._config("conll", root, data, vocab, bert_config, do_eval=True)
     with self.assertRaisesRegex(fileio.InputError, "no checkpoint in .*out to evaluate"):
-      finetuning.run(config)
+      runner.run(config)
     config = self._config("conll", root, data, vocab, bert_config, do_train=True,
                           max_seq_length=200)
     with self.assertRaisesRegex(fileio.InputError, "max_seq_length=200 is longer than the "
                                 "model's max_position_embeddings \\(64\\)"):
-      finetuning.run(config)
+      runner.run(config)
 
   def test_grid_on_a_tiny_run(self):
     root, data, vocab, bert_config = self._setup(
@@ -336,7 +346,7 @@ class EndToEndTest(tf.test.TestCase):
     config = self._config("conll", root, data, vocab, bert_config, grid=True,
                           grid_learning_rates=[1e-4, 3e-3], grid_batch_sizes=[16],
                           grid_num_train_epochs=[2])
-    summary = finetuning.run(config)["grid"]
+    summary = runner.run(config)["grid"]
     self.assertEqual([p["setting"] for p in summary["points"]],
                      ["lr0.0001_bs16_ep2", "lr0.003_bs16_ep2"])
     best = max(summary["points"], key=lambda p: p["dev_f1"])

@@ -1,0 +1,546 @@
+"""Fine-tuning heads: one class per head, owning everything that differs between them.
+
+  TokenClassificationHead     NER / de-identification (`tasks.TaggedSentence`): sequence output ->
+                              dropout -> one linear layer per token. Each word's label sits on its
+                              first word piece; the loss is the mean cross entropy over those
+                              positions only. Scored by exact-span F1 (seqeval, IOB2, strict).
+  SequenceClassificationHead  NLI (`tasks.SentencePair`): pooled [CLS] output -> dropout -> linear
+                              layer (Google's `run_classifier`). Scored by accuracy.
+
+Both use Google's variable names (`output_weights`, `output_bias`, ops under scope `loss`), so a
+fine-tuned checkpoint loads wherever Google's does. A head converts examples to features, says what
+a record holds, builds the output layer and loss, the model_fn's EVAL metrics and PREDICT outputs,
+reassembles predictions per example, scores them and writes the prediction files. The runner only
+calls the head; `head_for_task` is the one place that maps a task to its head, and adding a head is
+writing one class.
+
+For a prediction module: `head.serving_outputs(...)` builds the output layer as training does (same
+variables, is_training False); `head.convert_examples`, `head.assemble_predictions` and (token
+head) `head.word_probabilities` turn examples into inputs and outputs back into labels.
+`write_head_record` / `read_head_record` keep the head and label order next to a checkpoint
+(`checkpoints.HEAD_RECORD_FILE`).
+"""
+
+import collections
+import json
+import os
+
+from absl import logging
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from clinicalbert_tf import checkpoints
+from clinicalbert_tf import fileio
+from clinicalbert_tf import modeling
+from clinicalbert_tf import tasks
+from clinicalbert_tf.finetuning import data
+from clinicalbert_tf.finetuning import metrics
+
+# Dropout before the output layer (Google's run_classifier value).
+HEAD_DROPOUT = 0.1
+
+
+def masked_token_loss(logits, label_ids, label_mask):
+  """Mean cross entropy over the positions where `label_mask` is 1.
+
+  Args:
+    logits: [batch, seq, num_labels].
+    label_ids: [batch, seq] ints.
+    label_mask: [batch, seq], 1 at each word's first piece that this window predicts.
+
+  Returns:
+    (loss: scalar, per_token_loss: [batch, seq] with zeros where the mask is 0).
+  """
+  num_labels = modeling.get_shape_list(logits)[-1]
+  log_probs = tf.nn.log_softmax(logits, axis=-1)
+  one_hot_labels = tf.one_hot(label_ids, depth=num_labels, dtype=tf.float32)
+  mask = tf.cast(label_mask, tf.float32)
+  per_token_loss = -tf.reduce_sum(one_hot_labels * log_probs, axis=-1) * mask
+  # A batch with no labelled position (all padding) has loss 0, not NaN.
+  loss = tf.reduce_sum(per_token_loss) / tf.maximum(tf.reduce_sum(mask), 1.0)
+  return loss, per_token_loss
+
+
+def _output_layer(hidden_size, num_labels):
+  output_weights = tf.get_variable(
+      "output_weights", [num_labels, hidden_size],
+      initializer=tf.truncated_normal_initializer(stddev=0.02))
+  output_bias = tf.get_variable("output_bias", [num_labels], initializer=tf.zeros_initializer())
+  return output_weights, output_bias
+
+
+def _bert(bert_config, is_training, input_ids, input_mask, segment_ids, use_one_hot_embeddings):
+  return modeling.BertModel(
+      config=bert_config,
+      is_training=is_training,
+      input_ids=input_ids,
+      input_mask=input_mask,
+      token_type_ids=segment_ids,
+      use_one_hot_embeddings=use_one_hot_embeddings)
+
+
+class Head(object):
+  """What every head answers. Subclasses set the class attributes and implement the methods.
+
+  Attributes:
+    name: the `head` value of `finetune_head.json` (and of `export_hf.py --head`).
+    metric: the headline metric (the grid picks by it on dev).
+    paper_epochs: the paper's grid of training epochs for this head.
+    min_seq_length: the shortest `max_seq_length` that leaves room for a word.
+    label_list: id -> label (the output layer's row order).
+  """
+
+  name = None
+  metric = None
+  paper_epochs = ()
+  min_seq_length = None
+
+  def __init__(self, label_list):
+    self.label_list = list(label_list)
+    self.label_map = {label: i for i, label in enumerate(self.label_list)}
+
+  @property
+  def num_labels(self):
+    return len(self.label_list)
+
+  # Examples -> features -> records.
+
+  def convert_examples(self, examples, max_seq_length, tokenizer, split=""):
+    """Features for all examples, in order. Logs counts, never text."""
+    raise NotImplementedError()
+
+  def padding_feature(self, max_seq_length):
+    """A feature that counts for nothing (TPU batches must be full)."""
+    raise NotImplementedError()
+
+  def record_spec(self, seq_length):
+    """{record field: tf.FixedLenFeature} of the records `record_values` makes."""
+    return {
+        "input_ids": tf.FixedLenFeature([seq_length], tf.int64),
+        "input_mask": tf.FixedLenFeature([seq_length], tf.int64),
+        "segment_ids": tf.FixedLenFeature([seq_length], tf.int64),
+        "is_real_example": tf.FixedLenFeature([], tf.int64),
+    }
+
+  def record_values(self, feature):
+    """An OrderedDict {record field: list of ints} for one feature, in the file's field order."""
+    record = collections.OrderedDict()
+    record["input_ids"] = list(feature.input_ids)
+    record["input_mask"] = list(feature.input_mask)
+    record["segment_ids"] = list(feature.segment_ids)
+    record.update(self._label_values(feature))
+    record["is_real_example"] = [int(feature.is_real_example)]
+    return record
+
+  def _label_values(self, feature):
+    raise NotImplementedError()
+
+  # The model.
+
+  def create_model(self, bert_config, is_training, features, is_real_example,
+                   use_one_hot_embeddings):
+    """The encoder, output layer and loss over a batch of records.
+
+    Args:
+      bert_config: a `modeling.BertConfig`.
+      is_training: dropout on.
+      features: the batch from `input_fn` ({record field: int32 tensor}).
+      is_real_example: [B] float32, 0 for padding inputs.
+      use_one_hot_embeddings: as `modeling.BertModel` (TPU).
+
+    Returns:
+      A dict of tensors with at least "loss" (scalar); the rest is for `eval_metrics` and
+      `predict_outputs`.
+    """
+    raise NotImplementedError()
+
+  def serving_outputs(self, bert_config, input_ids, input_mask, segment_ids):
+    """The prediction tensors, built with is_training=False under the training variable names.
+
+    Args:
+      bert_config: a `modeling.BertConfig`.
+      input_ids, input_mask, segment_ids: [B, L] int32.
+
+    Returns:
+      {"probabilities": float32, "label_ids": int32} (shapes per head).
+    """
+    raise NotImplementedError()
+
+  def eval_metrics(self, model_outputs, features):
+    """The TPUEstimatorSpec `eval_metrics` (metric_fn, tensors) for `create_model`'s outputs."""
+    raise NotImplementedError()
+
+  def predict_outputs(self, model_outputs, features):
+    """The PREDICT tensors: `serving_outputs`' keys plus per input "loss_sum", "label_count"."""
+    raise NotImplementedError()
+
+  # Predictions -> labels, scores and files.
+
+  def assemble_predictions(self, examples, features, outputs):
+    """One prediction per example from per-feature outputs.
+
+    Args:
+      examples: the examples `features` were converted from.
+      features: their features (real ones, or with padding marked `is_real_example=False`).
+      outputs: per real feature, a dict of the `serving_outputs` / `predict_outputs` arrays.
+    """
+    raise NotImplementedError()
+
+  def score(self, examples, predicted):
+    """The metrics of `predicted` (from `assemble_predictions`) against the examples' labels."""
+    raise NotImplementedError()
+
+  def write_predictions(self, task, examples, predicted, outputs, output_dir, prefix):
+    """Writes `<prefix>_predictions.*` (and the task's native files) to `output_dir`."""
+    raise NotImplementedError()
+
+  def majority_baseline(self, train_examples, examples):
+    """The metric of always predicting the most frequent training label (a sanity reference)."""
+    raise NotImplementedError()
+
+
+class TokenClassificationHead(Head):
+  """NER: a label per word, predicted at its first word piece (see the module docstring)."""
+
+  name = "token_classification"
+  metric = "f1"
+  paper_epochs = (2, 3, 4)
+  min_seq_length = 3  # [CLS] word [SEP]
+
+  def convert_examples(self, examples, max_seq_length, tokenizer, split=""):
+    """Windows (`data.TokenFeatures`) of `tasks.TaggedSentence`s; labels may all be "O"."""
+    features = []
+    cut = 0
+    for i, example in enumerate(examples):
+      windows, n = data.convert_tagged_sentence(i, example, self.label_map, max_seq_length,
+                                                tokenizer)
+      features.extend(windows)
+      cut += int(n)
+    logging.info("%s: %d sentences -> %d windows of at most %d pieces (%d sentences split, %d "
+                 "words cut to fit)", split, len(examples), len(features), max_seq_length,
+                 len(features) - len(examples), cut)
+    if cut:
+      logging.warning("%s: %d words have more word pieces than a window holds; their first %d "
+                      "pieces are kept", split, cut, max_seq_length - 2)
+    return features
+
+  def padding_feature(self, max_seq_length):
+    zeros = [0] * max_seq_length
+    return data.TokenFeatures(input_ids=zeros, input_mask=zeros, segment_ids=zeros,
+                              label_ids=zeros, label_mask=zeros, is_real_example=False)
+
+  def record_spec(self, seq_length):
+    spec = super(TokenClassificationHead, self).record_spec(seq_length)
+    spec["label_ids"] = tf.FixedLenFeature([seq_length], tf.int64)
+    spec["label_mask"] = tf.FixedLenFeature([seq_length], tf.int64)
+    return spec
+
+  def _label_values(self, feature):
+    return [("label_ids", list(feature.label_ids)), ("label_mask", list(feature.label_mask))]
+
+  def _logits(self, bert_config, is_training, input_ids, input_mask, segment_ids,
+              use_one_hot_embeddings):
+    """[B, L, num_labels] logits, and the `loss` variable scope they were built in."""
+    model = _bert(bert_config, is_training, input_ids, input_mask, segment_ids,
+                  use_one_hot_embeddings)
+    output_layer = model.get_sequence_output()  # [B, L, H]
+    batch_size, seq_length, hidden_size = modeling.get_shape_list(output_layer, expected_rank=3)
+    output_weights, output_bias = _output_layer(hidden_size, self.num_labels)
+    with tf.variable_scope("loss") as scope:
+      if is_training:
+        output_layer = modeling.dropout(output_layer, HEAD_DROPOUT)
+      flat = tf.reshape(output_layer, [-1, hidden_size])
+      logits = tf.nn.bias_add(tf.matmul(flat, output_weights, transpose_b=True), output_bias)
+      logits = tf.reshape(logits, [batch_size, seq_length, self.num_labels])
+    return logits, scope
+
+  def create_model(self, bert_config, is_training, features, is_real_example,
+                   use_one_hot_embeddings):
+    """Returns {"loss", "per_token_loss" [B, L], "logits" [B, L, C], "predictions" [B, L],
+    "label_ids", "label_mask" [B, L] (zero on padding inputs)}."""
+    label_mask = features["label_mask"] * tf.expand_dims(features["is_real_example"], -1)
+    logits, scope = self._logits(bert_config, is_training, features["input_ids"],
+                                 features["input_mask"], features["segment_ids"],
+                                 use_one_hot_embeddings)
+    with tf.name_scope(scope.original_name_scope):
+      loss, per_token_loss = masked_token_loss(logits, features["label_ids"], label_mask)
+      predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return {"loss": loss, "per_token_loss": per_token_loss, "logits": logits,
+            "predictions": predictions, "label_ids": features["label_ids"],
+            "label_mask": label_mask}
+
+  @staticmethod
+  def _prediction_tensors(logits):
+    return {"probabilities": tf.nn.softmax(logits, axis=-1),  # [B, L, C]
+            "label_ids": tf.argmax(logits, axis=-1, output_type=tf.int32)}  # [B, L]
+
+  def serving_outputs(self, bert_config, input_ids, input_mask, segment_ids):
+    """{"probabilities": [B, L, C] float32, "label_ids": [B, L] int32}."""
+    logits, scope = self._logits(bert_config, False, input_ids, input_mask, segment_ids, False)
+    with tf.name_scope(scope.original_name_scope):
+      return self._prediction_tensors(logits)
+
+  def eval_metrics(self, model_outputs, features):
+    def metric_fn(per_token_loss, label_ids, predictions, label_mask):
+      weights = tf.cast(label_mask, tf.float32)
+      return {
+          "eval_token_accuracy": tf.metrics.accuracy(label_ids, predictions, weights=weights),
+          "eval_loss": tf.metrics.mean(per_token_loss, weights=weights),
+      }
+    return metric_fn, [model_outputs[k] for k in ("per_token_loss", "label_ids", "predictions",
+                                                  "label_mask")]
+
+  def predict_outputs(self, model_outputs, features):
+    mask = tf.cast(model_outputs["label_mask"], tf.float32)
+    outputs = self._prediction_tensors(model_outputs["logits"])
+    outputs["loss_sum"] = tf.reduce_sum(model_outputs["per_token_loss"], axis=-1)
+    outputs["label_count"] = tf.reduce_sum(mask, axis=-1)
+    return outputs
+
+  def _gather_words(self, examples, features, per_feature):
+    """Per example, per word: the row of `per_feature` (per real feature, [L, ...]) at the word's
+    first piece, from the window that predicts the word.
+
+    Raises:
+      RuntimeError: if a word got no prediction or more than one (a bug, never bad input).
+    """
+    gathered = [[None] * len(e.words) for e in examples]
+    real = [f for f in features if f.is_real_example]
+    if len(real) != len(per_feature):
+      raise RuntimeError("%d outputs for %d windows" % (len(per_feature), len(real)))
+    for feature, values in zip(real, per_feature):
+      positions = [i for i, m in enumerate(feature.label_mask) if m]
+      row = gathered[feature.example_index]
+      for word, position in zip(feature.word_indexes, positions):
+        if row[word] is not None:
+          raise RuntimeError("word %d of %s predicted twice" %
+                             (word, examples[feature.example_index].guid))
+        row[word] = values[position]
+    for example, row in zip(examples, gathered):
+      if any(value is None for value in row):
+        raise RuntimeError("%s: a word got no prediction" % example.guid)
+    return gathered
+
+  def word_probabilities(self, examples, features, probabilities):
+    """Per example a float32 array [num_words, C]: each word's probabilities at its first piece.
+
+    Args:
+      examples: the TaggedSentences.
+      features: their windows (real ones only or with padding marked).
+      probabilities: per real window, its [L, C] "probabilities".
+    """
+    rows = self._gather_words(examples, features, [np.asarray(p) for p in probabilities])
+    return [np.asarray(r, dtype=np.float32).reshape([len(r), self.num_labels]) for r in rows]
+
+  def assemble_predictions(self, examples, features, outputs):
+    """Per example the list of predicted labels, one per word (the argmax at its first piece).
+
+    `outputs`: per real window a dict with "label_ids" ([L] ints, as `serving_outputs` gives).
+    """
+    rows = self._gather_words(examples, features, [o["label_ids"] for o in outputs])
+    return [[self.label_list[int(i)] for i in row] for row in rows]
+
+  def score(self, examples, predicted):
+    return metrics.ner_metrics([e.labels for e in examples], predicted)
+
+  def write_predictions(self, task, examples, predicted, outputs, output_dir, prefix):
+    """CoNLL `word gold predicted` lines, and the task's native files (e.g. i2b2 2010 `.con`)."""
+    text = tasks.format_conll(examples, [[p] for p in predicted])
+    fileio.write_text_atomic(os.path.join(output_dir, prefix + "_predictions.txt"), text)
+    native_dir = os.path.join(output_dir, prefix + "_con")
+    native = task.write_native_predictions(examples, predicted, native_dir)
+    if native:
+      logging.info("wrote %d .con files to %s", len(native), native_dir)
+
+  def majority_baseline(self, train_examples, examples):
+    counts = collections.Counter(l for s in train_examples for l in s.labels)
+    label = counts.most_common(1)[0][0] if counts else "O"
+    gold = [s.labels for s in examples]
+    return metrics.ner_metrics(gold, [[label if label.startswith("B-") or label == "O" else "O"]
+                                      * len(g) for g in gold])["f1"]
+
+
+class SequenceClassificationHead(Head):
+  """NLI: one label per sentence pair, from the pooled [CLS] output (Google's run_classifier)."""
+
+  name = "sequence_classification"
+  metric = "accuracy"
+  paper_epochs = (3, 4)
+  min_seq_length = 4  # [CLS] a [SEP] [SEP]
+
+  def convert_examples(self, examples, max_seq_length, tokenizer, split=""):
+    """`data.PairFeatures` of `tasks.SentencePair`s, one per pair."""
+    features = []
+    cut = 0
+    for i, example in enumerate(examples):
+      feature, n = data.convert_sentence_pair(i, example, self.label_map, max_seq_length,
+                                              tokenizer)
+      features.append(feature)
+      cut += int(n)
+    logging.info("%s: %d pairs (%d truncated to %d pieces)", split, len(examples), cut,
+                 max_seq_length)
+    return features
+
+  def padding_feature(self, max_seq_length):
+    zeros = [0] * max_seq_length
+    return data.PairFeatures(input_ids=zeros, input_mask=zeros, segment_ids=zeros, label_id=0,
+                             is_real_example=False)
+
+  def record_spec(self, seq_length):
+    spec = super(SequenceClassificationHead, self).record_spec(seq_length)
+    spec["label_ids"] = tf.FixedLenFeature([], tf.int64)
+    return spec
+
+  def _label_values(self, feature):
+    return [("label_ids", [feature.label_id])]
+
+  def _logits(self, bert_config, is_training, input_ids, input_mask, segment_ids,
+              use_one_hot_embeddings):
+    """[B, num_labels] logits, and the `loss` variable scope they were built in."""
+    model = _bert(bert_config, is_training, input_ids, input_mask, segment_ids,
+                  use_one_hot_embeddings)
+    output_layer = model.get_pooled_output()  # [B, H]
+    hidden_size = modeling.get_shape_list(output_layer, expected_rank=2)[-1]
+    output_weights, output_bias = _output_layer(hidden_size, self.num_labels)
+    with tf.variable_scope("loss") as scope:
+      if is_training:
+        output_layer = modeling.dropout(output_layer, HEAD_DROPOUT)
+      logits = tf.nn.bias_add(tf.matmul(output_layer, output_weights, transpose_b=True),
+                              output_bias)
+    return logits, scope
+
+  def create_model(self, bert_config, is_training, features, is_real_example,
+                   use_one_hot_embeddings):
+    """Returns {"loss", "per_example_loss" [B], "logits" [B, C], "probabilities" [B, C],
+    "label_ids" [B], "is_real_example" [B] float}."""
+    logits, scope = self._logits(bert_config, is_training, features["input_ids"],
+                                 features["input_mask"], features["segment_ids"],
+                                 use_one_hot_embeddings)
+    with tf.name_scope(scope.original_name_scope):
+      probabilities = tf.nn.softmax(logits, axis=-1)
+      log_probs = tf.nn.log_softmax(logits, axis=-1)
+      one_hot_labels = tf.one_hot(features["label_ids"], depth=self.num_labels, dtype=tf.float32)
+      per_example_loss = -tf.reduce_sum(one_hot_labels * log_probs, axis=-1)
+      loss = tf.reduce_mean(per_example_loss)
+    return {"loss": loss, "per_example_loss": per_example_loss, "logits": logits,
+            "probabilities": probabilities, "label_ids": features["label_ids"],
+            "is_real_example": is_real_example}
+
+  def serving_outputs(self, bert_config, input_ids, input_mask, segment_ids):
+    """{"probabilities": [B, C] float32, "label_ids": [B] int32}."""
+    logits, scope = self._logits(bert_config, False, input_ids, input_mask, segment_ids, False)
+    with tf.name_scope(scope.original_name_scope):
+      probabilities = tf.nn.softmax(logits, axis=-1)
+    return {"probabilities": probabilities,
+            "label_ids": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
+
+  def eval_metrics(self, model_outputs, features):
+    def metric_fn(per_example_loss, label_ids, logits, is_real_example):
+      predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+      return {
+          "eval_accuracy": tf.metrics.accuracy(label_ids, predictions, weights=is_real_example),
+          "eval_loss": tf.metrics.mean(per_example_loss, weights=is_real_example),
+      }
+    return metric_fn, [model_outputs[k] for k in ("per_example_loss", "label_ids", "logits",
+                                                  "is_real_example")]
+
+  def predict_outputs(self, model_outputs, features):
+    probabilities = model_outputs["probabilities"]
+    return {"probabilities": probabilities,
+            "label_ids": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
+            "loss_sum": model_outputs["per_example_loss"],
+            "label_count": model_outputs["is_real_example"]}
+
+  def assemble_predictions(self, examples, features, outputs):
+    """Per example the predicted label (the argmax of its "probabilities")."""
+    if len(outputs) != len(examples):
+      raise RuntimeError("%d outputs for %d sentence pairs" % (len(outputs), len(examples)))
+    return [self.label_list[int(np.argmax(o["probabilities"]))] for o in outputs]
+
+  def score(self, examples, predicted):
+    return metrics.classification_metrics([e.label for e in examples], predicted,
+                                          self.label_list)
+
+  def write_predictions(self, task, examples, predicted, outputs, output_dir, prefix):
+    """A TSV: guid, gold, predicted and each label's probability."""
+    lines = ["\t".join(["guid", "gold", "predicted"] + ["p_" + l for l in self.label_list])]
+    for e, p, o in zip(examples, predicted, outputs):
+      lines.append("\t".join([e.guid, e.label, p] + ["%.6f" % x for x in o["probabilities"]]))
+    fileio.write_text_atomic(os.path.join(output_dir, prefix + "_predictions.tsv"),
+                             "\n".join(lines) + "\n")
+
+  def majority_baseline(self, train_examples, examples):
+    counts = collections.Counter(e.label for e in train_examples)
+    label = counts.most_common(1)[0][0]
+    return sum(e.label == label for e in examples) / max(1, len(examples))
+
+
+# --------------------------------------------------------------------------------------------------
+# Which head: from a task, or from the record next to a fine-tuned checkpoint.
+
+_HEADS = {cls.name: cls for cls in (TokenClassificationHead, SequenceClassificationHead)}
+HEAD_NAMES = tuple(sorted(_HEADS))
+# The one place a task's kind of example decides its head.
+_HEAD_OF_TASK_KIND = {"ner": TokenClassificationHead, "nli": SequenceClassificationHead}
+
+
+def head_for_task(task, label_list):
+  """The head that fine-tunes `task` (a `tasks.Task`) with `label_list` (index = label id)."""
+  if task.kind not in _HEAD_OF_TASK_KIND:
+    raise ValueError("task %s has kind %r, which no head handles" % (task.name, task.kind))
+  return _HEAD_OF_TASK_KIND[task.kind](label_list)
+
+
+def _check_record(record, where):
+  """Raises InputError (naming `where`) unless `record` is {"head": name, "labels": [...]}."""
+  if not isinstance(record, dict):
+    raise fileio.InputError("%s: expected a JSON object with \"head\" and \"labels\"" % where)
+  if record.get("head") not in _HEADS:
+    raise fileio.InputError("%s: \"head\" is %r, expected one of %s" %
+                            (where, record.get("head"), ", ".join(HEAD_NAMES)))
+  labels = record.get("labels")
+  if (not isinstance(labels, list) or not labels or
+      not all(isinstance(l, str) for l in labels)):
+    raise fileio.InputError("%s: \"labels\" must be a non-empty list of strings" % where)
+
+
+def head_from_record(record):
+  """The head a `finetune_head.json` dict describes ({"head": name, "labels": [...], ...})."""
+  _check_record(record, checkpoints.HEAD_RECORD_FILE)
+  return _HEADS[record["head"]](record["labels"])
+
+
+def write_head_record(model_dir, head, task_name, do_lower_case, max_seq_length):
+  """Records the head and label order next to the checkpoint (`export_hf.py` reads it).
+
+  Returns:
+    The path written (`<model_dir>/finetune_head.json`).
+  """
+  path = os.path.join(model_dir, checkpoints.HEAD_RECORD_FILE)
+  fileio.write_json_atomic(path, {
+      "head": head.name,
+      "labels": list(head.label_list),
+      "task_name": task_name,
+      "do_lower_case": do_lower_case,
+      "max_seq_length": max_seq_length,
+  })
+  return path
+
+
+def read_head_record(model_dir):
+  """The `finetune_head.json` dict in `model_dir`, checked.
+
+  Raises:
+    InputError: naming the file when it is missing, not JSON, or not a head record.
+  """
+  path = os.path.join(model_dir, checkpoints.HEAD_RECORD_FILE)
+  try:
+    with open(path, encoding="utf-8") as f:
+      record = json.load(f)
+  except OSError as e:
+    raise fileio.InputError("%s cannot be read (is %s a fine-tuned model directory?): %s" %
+                            (path, model_dir, e)) from None
+  except ValueError as e:
+    raise fileio.InputError("%s is not valid JSON: %s" % (path, e)) from None
+  _check_record(record, path)
+  return record

@@ -1,0 +1,293 @@
+"""Running a fine-tuning job: the config, the model_fn, the Runner and `run` (the script calls it).
+
+`run(config)` reads the task once, writes the IOB files if asked, then trains, evaluates on dev and
+predicts test, or runs the paper's grid (`grid.py`). A `Runner` checks the model files, converts
+each split once (through the task's head), writes it as a TFRecord file, and builds one Estimator
+per setting (`estimator.py`).
+"""
+
+import dataclasses
+import os
+import time
+from typing import List, Optional
+
+from absl import logging
+import tensorflow.compat.v1 as tf
+
+from clinicalbert_tf import checkpoints
+from clinicalbert_tf import estimator as estimator_lib
+from clinicalbert_tf import fileio
+from clinicalbert_tf import hooks
+from clinicalbert_tf import optimization
+from clinicalbert_tf import tasks
+from clinicalbert_tf import tokenization
+from clinicalbert_tf.finetuning import data
+from clinicalbert_tf.finetuning import grid
+from clinicalbert_tf.finetuning import heads
+from clinicalbert_tf.finetuning import metrics
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+  """Everything a fine-tuning run needs (run_finetune.py fills it from flags)."""
+  task_name: str
+  data_dir: str
+  output_dir: str
+  bert_config_file: Optional[str] = None
+  vocab_file: Optional[str] = None
+  init_checkpoint: Optional[str] = None
+  do_lower_case: bool = False
+  max_seq_length: int = 150
+  do_train: bool = False
+  do_eval: bool = False
+  do_predict: bool = False
+  train_batch_size: int = 32
+  eval_batch_size: int = 8
+  predict_batch_size: int = 8
+  learning_rate: float = 5e-5
+  num_train_epochs: float = 3.0
+  warmup_proportion: float = 0.1
+  save_checkpoints_steps: int = 1000
+  keep_checkpoint_max: int = 5
+  iterations_per_loop: int = 1000
+  log_every_n_steps: int = 100
+  seed: int = 42
+  use_tpu: bool = False
+  tpu_name: Optional[str] = None
+  tpu_zone: Optional[str] = None
+  gcp_project: Optional[str] = None
+  master: Optional[str] = None
+  num_tpu_cores: int = 8
+  # Readers.
+  check_entity_text: bool = True
+  include_timex3: bool = False
+  # Conversion to the authors' IOB files.
+  iob_output_dir: Optional[str] = None
+  # Grid.
+  grid: bool = False
+  grid_learning_rates: Optional[List[float]] = None
+  grid_batch_sizes: Optional[List[int]] = None
+  grid_num_train_epochs: Optional[List[float]] = None
+  grid_keep_checkpoints: bool = False
+
+
+def config_from_flags(flags_values):
+  """A FinetuneConfig from parsed absl flags (same names)."""
+  fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+  values = {name: getattr(flags_values, name) for name in fields if name in flags_values}
+  for name in ("grid_learning_rates", "grid_batch_sizes", "grid_num_train_epochs"):
+    value = values.get(name)
+    if isinstance(value, str):
+      items = fileio.split_comma_list(value)
+      try:
+        values[name] = [int(x) if name == "grid_batch_sizes" else float(x) for x in items] or None
+      except ValueError:
+        raise fileio.InputError("--%s=%s: expected a comma list of numbers" %
+                                (name, value)) from None
+  return FinetuneConfig(**values)
+
+
+def make_task(config):
+  """The task `config` names, with its reader options."""
+  return tasks.get_task(config.task_name, tasks.ReaderOptions(
+      check_text=config.check_entity_text, include_timex3=config.include_timex3))
+
+
+def model_fn_builder(bert_config, head, init_checkpoint, learning_rate, num_train_steps,
+                     num_warmup_steps, use_tpu, use_one_hot_embeddings):
+  """The `model_fn` for the (TPU)Estimator: `head`'s model, trained with Google's optimizer."""
+
+  def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
+    is_training = mode == tf.estimator.ModeKeys.TRAIN
+    is_real_example = tf.cast(features["is_real_example"], tf.float32)
+    model_outputs = head.create_model(bert_config, is_training, features, is_real_example,
+                                      use_one_hot_embeddings)
+    scaffold_fn = checkpoints.init_from_checkpoint_in_model_fn(
+        init_checkpoint, tf.trainable_variables(), use_tpu)
+
+    if mode == tf.estimator.ModeKeys.TRAIN:
+      train_op = optimization.create_optimizer(model_outputs["loss"], learning_rate,
+                                               num_train_steps, num_warmup_steps, use_tpu)
+      # The shared Estimator's train() adds the NaN guard (NanLossHook) and the progress log.
+      return tf.estimator.tpu.TPUEstimatorSpec(mode=mode, loss=model_outputs["loss"],
+                                               train_op=train_op, scaffold_fn=scaffold_fn)
+    if mode == tf.estimator.ModeKeys.EVAL:
+      return tf.estimator.tpu.TPUEstimatorSpec(
+          mode=mode, loss=model_outputs["loss"],
+          eval_metrics=head.eval_metrics(model_outputs, features), scaffold_fn=scaffold_fn)
+    return tf.estimator.tpu.TPUEstimatorSpec(
+        mode=mode, predictions=head.predict_outputs(model_outputs, features),
+        scaffold_fn=scaffold_fn)
+
+  return model_fn
+
+
+@dataclasses.dataclass
+class PreparedSplit:
+  """A split's examples, features and the TFRecord file holding them."""
+  name: str
+  examples: list
+  features: list
+  record_file: str
+
+
+class Runner(object):
+  """Checks the model files, converts the task's splits once, trains/evaluates models on them."""
+
+  def __init__(self, config, task):
+    self.config = config
+    self.task = task
+    self._splits = {}
+    c = config
+    for flag in ("bert_config_file", "vocab_file", "output_dir"):
+      if not getattr(c, flag):
+        raise fileio.InputError("--%s is required to train or evaluate" % flag)
+    self.bert_config = checkpoints.load_bert_config(c.bert_config_file,
+                                                    max_seq_length=c.max_seq_length)
+    if not os.path.isfile(c.vocab_file):
+      raise fileio.InputError("--vocab_file=%s: no such file" % c.vocab_file)
+    try:
+      tokenization.validate_case_matches_checkpoint(c.do_lower_case, c.init_checkpoint)
+    except ValueError as e:
+      raise fileio.InputError(str(e)) from None
+    self.tokenizer = tokenization.FullTokenizer(vocab_file=c.vocab_file,
+                                                do_lower_case=c.do_lower_case)
+    checkpoints.check_vocab_matches_config(len(self.tokenizer.vocab), self.bert_config,
+                                           c.vocab_file)
+    self.head = heads.head_for_task(task, task.get_labels(c.data_dir))
+    if c.max_seq_length < self.head.min_seq_length:
+      raise fileio.InputError("--max_seq_length=%d leaves no room for words" % c.max_seq_length)
+    os.makedirs(c.output_dir, exist_ok=True)
+
+  def split(self, name):
+    """The PreparedSplit for `name` (converted and written once)."""
+    if name not in self._splits:
+      c = self.config
+      examples = self.task.get_examples(c.data_dir, name)
+      if not examples:
+        raise fileio.InputError("--data_dir=%s: the %s split is empty" % (c.data_dir, name))
+      features = self.head.convert_examples(examples, c.max_seq_length, self.tokenizer, name)
+      if name != "train" and c.use_tpu:
+        batch = c.eval_batch_size if name == "dev" else c.predict_batch_size
+        while len(features) % batch:
+          features.append(self.head.padding_feature(c.max_seq_length))
+      record_file = os.path.join(c.output_dir, "%s.tf_record" % name)
+      data.write_records(record_file, self.head, features)
+      self._splits[name] = PreparedSplit(name, examples, features, record_file)
+    return self._splits[name]
+
+  def num_train_steps(self, batch_size, epochs):
+    num_features = len(self.split("train").features)
+    return max(1, int(num_features / batch_size * epochs))
+
+  def estimator(self, model_dir, learning_rate, batch_size, epochs, init_checkpoint):
+    """The Estimator for one setting (`init_checkpoint` None: restore from model_dir only)."""
+    c = self.config
+    num_train_steps = num_warmup_steps = None
+    if epochs:
+      num_train_steps = self.num_train_steps(batch_size, epochs)
+      num_warmup_steps = int(num_train_steps * c.warmup_proportion)
+    model_fn = model_fn_builder(
+        bert_config=self.bert_config, head=self.head, init_checkpoint=init_checkpoint,
+        learning_rate=learning_rate, num_train_steps=num_train_steps,
+        num_warmup_steps=num_warmup_steps, use_tpu=c.use_tpu, use_one_hot_embeddings=c.use_tpu)
+    run_config = estimator_lib.make_run_config(
+        model_dir, save_checkpoints_steps=c.save_checkpoints_steps,
+        keep_checkpoint_max=c.keep_checkpoint_max, iterations_per_loop=c.iterations_per_loop,
+        use_tpu=c.use_tpu, tpu_name=c.tpu_name, tpu_zone=c.tpu_zone, gcp_project=c.gcp_project,
+        master=c.master, num_tpu_cores=c.num_tpu_cores, log_every_n_steps=c.log_every_n_steps,
+        seed=c.seed)
+    return estimator_lib.build_estimator(
+        model_fn, run_config, train_batch_size=batch_size, eval_batch_size=c.eval_batch_size,
+        predict_batch_size=c.predict_batch_size, use_tpu=c.use_tpu), num_train_steps
+
+  def train(self, model_dir, learning_rate, batch_size, epochs):
+    """Trains one setting into `model_dir`. Returns (number of steps, seconds)."""
+    c = self.config
+    train = self.split("train")
+    estimator, num_train_steps = self.estimator(model_dir, learning_rate, batch_size, epochs,
+                                                c.init_checkpoint)
+    logging.info("training: %d examples (%d windows), batch %d, %g epochs -> %d steps, lr %g",
+                 len(train.examples), len(train.features), batch_size, epochs, num_train_steps,
+                 learning_rate)
+    input_fn = data.input_fn_builder(train.record_file, self.head, c.max_seq_length,
+                                     is_training=True, drop_remainder=True,
+                                     num_examples=len(train.features), seed=c.seed)
+    hook = hooks.ProgressHook(num_train_steps, batch_size, max(1, c.log_every_n_steps))
+    start = time.time()
+    estimator.train(input_fn=input_fn, max_steps=num_train_steps, hooks=[hook])
+    heads.write_head_record(model_dir, self.head, c.task_name, c.do_lower_case, c.max_seq_length)
+    return num_train_steps, time.time() - start
+
+  def evaluate(self, model_dir, split_name, prefix, output_dir=None):
+    """Predicts `split_name` with the latest checkpoint in `model_dir`, scores and writes results.
+
+    Args:
+      model_dir: where the checkpoint is.
+      split_name: `dev` or `test`.
+      prefix: `eval` or `test` (file names: `<prefix>_results.txt`, ...).
+      output_dir: where results go (default model_dir).
+
+    Returns:
+      The results dict (as written to `<prefix>_results.json`).
+    """
+    c = self.config
+    output_dir = output_dir or model_dir
+    if not tf.train.latest_checkpoint(model_dir):
+      raise fileio.InputError("no checkpoint in %s to evaluate: train first (--do_train)" %
+                              model_dir)
+    split = self.split(split_name)
+    estimator, _ = self.estimator(model_dir, 0.0, c.train_batch_size, None, None)
+    input_fn = data.input_fn_builder(split.record_file, self.head, c.max_seq_length,
+                                     is_training=False, drop_remainder=c.use_tpu)
+    loss_sum = label_count = 0.0
+    outputs = []
+    for feature, prediction in zip(split.features, estimator.predict(input_fn=input_fn)):
+      if not feature.is_real_example:
+        continue
+      loss_sum += float(prediction["loss_sum"])
+      label_count += float(prediction["label_count"])
+      outputs.append(prediction)
+    num_real = sum(f.is_real_example for f in split.features)
+    if len(outputs) != num_real:
+      raise RuntimeError("the model returned %d predictions for %d inputs" %
+                         (len(outputs), num_real))
+    global_step = int(estimator.get_variable_value(tf.GraphKeys.GLOBAL_STEP))
+    results = {"global_step": global_step, "loss": loss_sum / max(1.0, label_count),
+               "num_examples": len(split.examples), "split": split_name}
+    predicted = self.head.assemble_predictions(split.examples, split.features, outputs)
+    results.update(self.head.score(split.examples, predicted))
+    self.head.write_predictions(self.task, split.examples, predicted, outputs, output_dir, prefix)
+    metrics.write_results(output_dir, prefix, results)
+    return results
+
+
+def run(config):
+  """Runs what `config` asks: conversion, training, dev evaluation, test prediction, or the grid.
+
+  Returns:
+    {"eval": results or None, "test": results or None, "grid": summary or None,
+     "converted": {split: path} or None}.
+  """
+  outcome = {"eval": None, "test": None, "grid": None, "converted": None}
+  task = make_task(config)
+  if config.iob_output_dir:
+    outcome["converted"] = tasks.convert_to_iob(task, config.data_dir, config.iob_output_dir)
+    logging.info("wrote IOB files: %s", ", ".join(sorted(outcome["converted"].values())))
+  if config.grid:
+    outcome["grid"] = grid.run_grid(config, Runner(config, task))
+    return outcome
+  if not (config.do_train or config.do_eval or config.do_predict):
+    if not config.iob_output_dir:
+      raise fileio.InputError("nothing to do: pass --do_train, --do_eval, --do_predict, --grid or "
+                              "--iob_output_dir")
+    return outcome
+  runner = Runner(config, task)
+  if config.do_train:
+    runner.train(config.output_dir, config.learning_rate, config.train_batch_size,
+                 config.num_train_epochs)
+  if config.do_eval:
+    outcome["eval"] = runner.evaluate(config.output_dir, "dev", "eval")
+  if config.do_predict:
+    outcome["test"] = runner.evaluate(config.output_dir, "test", "test")
+  return outcome
