@@ -11,7 +11,7 @@ from clinicalbert_tf import inference
 from clinicalbert_tf import note_inputs
 from clinicalbert_tf import span_outputs
 from clinicalbert_tf import tasks
-from tests import tiny_model
+from tests import testutil
 
 NER_LABELS = ["O", "B-problem", "I-problem", "B-test", "I-test"]
 
@@ -28,11 +28,11 @@ def write_model_dir(directory, labels=NER_LABELS, head="token_classification", m
                     seed=1):
   """A tiny model directory as run_finetune.py leaves it (random weights)."""
   os.makedirs(directory, exist_ok=True)
-  config = tiny_model.config()
-  tiny_model.write_config(directory, config)
-  tiny_model.write_vocab(directory)
-  tiny_model.write_checkpoint(os.path.join(directory, "model.ckpt-3"), config, heads="classifier",
-                              num_labels=len(labels), seed=seed)
+  config = testutil.tiny_config()
+  testutil.write_config(directory, config)
+  testutil.write_vocab(directory)
+  testutil.write_checkpoint(os.path.join(directory, "model.ckpt-3"), config, heads=head,
+                            num_labels=len(labels), seed=seed)
   with open(os.path.join(directory, checkpoints.HEAD_RECORD_FILE), "w") as f:
     json.dump({"head": head, "labels": labels, "do_lower_case": True,
                "max_seq_length": max_seq_length, "task_name": "i2b2_2010"}, f)
