@@ -33,7 +33,8 @@ flags.DEFINE_bool("use_one_hot_embeddings", False, "One-hot embedding lookup (TP
 
 
 def main(argv):
-  cli.require_flags(FLAGS, ("input_file", "output_file", "bert_config_file", "init_checkpoint", "vocab_file"))
+  cli.require_flags(FLAGS, ("input_file", "output_file", "bert_config_file", "init_checkpoint",
+                            "vocab_file"))
   features.extract_features(
       FLAGS.input_file, FLAGS.output_file, FLAGS.bert_config_file, FLAGS.init_checkpoint,
       FLAGS.vocab_file, layers=FLAGS.layers, max_seq_length=FLAGS.max_seq_length,

@@ -7,10 +7,10 @@
     --bert_config_file=bert_config.json --vocab_file=vocab.txt --do_lower_case=False \
     --query_words=kidney,heart,discharge --output_file=neighbors.md
 
-Every word type with at least --min_count occurrences gets one embedding: its word pieces averaged,
-then its occurrences averaged (running sums, so memory does not grow with the corpus). Neighbours are
-by cosine similarity, printed and written as markdown with one column per checkpoint. See
-clinicalbert_tf/features.py.
+Every word type with at least --min_count occurrences gets one embedding: its word pieces
+averaged, then its occurrences averaged (running sums, so memory does not grow with the corpus).
+Neighbours are by cosine similarity, printed and written as markdown with one column per
+checkpoint. See clinicalbert_tf/features.py.
 """
 
 from absl import flags
@@ -61,7 +61,8 @@ def _per_checkpoint(value, n, flag_name):
 
 
 def main(argv):
-  cli.require_flags(FLAGS, ("input_file", "init_checkpoint", "bert_config_file", "vocab_file", "query_words"))
+  cli.require_flags(FLAGS, ("input_file", "init_checkpoint", "bert_config_file", "vocab_file",
+                            "query_words"))
   ckpts = fileio.split_comma_list(FLAGS.init_checkpoint)
   if FLAGS.checkpoint_names:
     names = fileio.split_comma_list(FLAGS.checkpoint_names)

@@ -9,7 +9,8 @@ Google's `run_pretraining.py` command line works unchanged, e.g. ClinicalBERT's:
       --learning_rate=5e-5 --save_checkpoints_steps=1000 --keep_checkpoint_max=5
 
 Extra flags: --keep_checkpoint_max, --use_xla, --use_amp, --num_accumulation_steps,
---distribution_strategy (none | mirrored | multi_worker_mirrored with TF_CONFIG), --log_every_n_steps.
+--distribution_strategy (none | mirrored | multi_worker_mirrored with TF_CONFIG),
+--log_every_n_steps.
 Restarting with the same --output_dir resumes from its latest checkpoint. The work is done by
 `clinicalbert_tf.pretraining.run_pretraining`.
 """
@@ -65,7 +66,8 @@ flags.DEFINE_integer("num_warmup_steps", 10000, "Number of warmup steps.")
 
 flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
 
-# save_checkpoints_steps, iterations_per_loop, the TPU flags, keep_checkpoint_max, log_every_n_steps.
+# save_checkpoints_steps, iterations_per_loop, the TPU flags, keep_checkpoint_max and
+# log_every_n_steps.
 estimator.define_run_config_flags()
 
 ## Additions (not in Google's script)

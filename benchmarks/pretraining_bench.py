@@ -212,11 +212,12 @@ def main():
   parser.add_argument("--json", help="also write the results here")
   args = parser.parse_args()
 
-  from tests import pretraining_testutil as tu  # pylint: disable=g-import-not-at-top
+  from tests import testutil  # pylint: disable=g-import-not-at-top
 
   tmp = tempfile.mkdtemp(prefix="pretraining_bench-")
   try:
-    records = tu.write_records(os.path.join(tmp, "records.tfrecord"), 256, SEQ, PRED, VOCAB)
+    records = testutil.write_pretraining_records(os.path.join(tmp, "records.tfrecord"), 256, SEQ,
+                                                 PRED, VOCAB)
     peak = matmul_peak()
     print("float32 matmul peak (2048^3 x 4 chained, graph mode, %d cores): %.1f GFLOP/s" %
           (os.cpu_count(), peak / 1e9))
@@ -227,7 +228,7 @@ def main():
       c = dict(CONFIGS[name])
       if args.quick:
         c["steps"] = max(args.warmup_steps + 4, c["steps"] // 2)
-      config_file = tu.write_config(os.path.join(tmp, name + "_config.json"), bert_config(c))
+      config_file = testutil.write_config(os.path.join(tmp, name + "_config.json"), bert_config(c))
       flops = train_flops_per_sequence(c)
       for use_xla in ([False] if args.no_xla else [False, True]):
         best = {"google": None, "ours": None}

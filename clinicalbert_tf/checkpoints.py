@@ -58,11 +58,26 @@ def load_bert_config(bert_config_file, max_seq_length=None, flag_name="bert_conf
     if not isinstance(value, int) or isinstance(value, bool):
       raise fileio.InputError("--%s=%s: %r must be an integer, got %r" %
                               (flag_name, bert_config_file, key, value))
-  if max_seq_length is not None and max_seq_length > config.max_position_embeddings:
-    raise fileio.InputError(
-        "--max_seq_length=%d is longer than the model's max_position_embeddings (%d in %s)" %
-        (max_seq_length, config.max_position_embeddings, bert_config_file))
+  if max_seq_length is not None:
+    check_max_seq_length(max_seq_length, config, bert_config_file)
   return config
+
+
+def check_max_seq_length(max_seq_length, bert_config, bert_config_file=None):
+  """Sequences longer than the config's `max_position_embeddings` have no position embedding.
+
+  For callers that check the length later than they load the config (`load_bert_config` takes
+  `max_seq_length` too).
+
+  Raises:
+    InputError: `max_seq_length > bert_config.max_position_embeddings` (naming the config file
+      when given).
+  """
+  if max_seq_length > bert_config.max_position_embeddings:
+    where = " in %s" % bert_config_file if bert_config_file else ""
+    raise fileio.InputError(
+        "--max_seq_length=%d is longer than the model's max_position_embeddings (%d%s)" %
+        (max_seq_length, bert_config.max_position_embeddings, where))
 
 
 def check_vocab_matches_config(num_tokens, bert_config, vocab_file, flag_name="vocab_file"):

@@ -9,13 +9,15 @@ A script defines its flags and a `main(argv)` that does the work, then ends with
 `run` does, in this order: turn TF2 behaviour off (before absl parses flags, so every graph the
 script builds is a TF1 graph), apply `--use_xla` from the command line when the script has that flag
 (TF reads `TF_XLA_FLAGS` when absl initialises its devices, which is before `main`), parse flags,
-refuse positional arguments, set INFO logging (absl's and TensorFlow's own), and run `main` inside `fileio.exit_on_input_error`,
-so bad input ends with one line `<script>.py: error: <what was wrong>` and exit status 1.
+refuse positional arguments, set INFO logging (absl's and TensorFlow's own), and run `main` inside
+`fileio.exit_on_input_error`, so bad input ends with one line `<script>.py: error: <what was
+wrong>` and exit status 1.
 """
 
 import sys
 
 from absl import app
+from absl import flags
 from absl import logging
 
 from clinicalbert_tf import fileio
@@ -49,8 +51,10 @@ def run(main, uses_tensorflow=True, errors=()):
     tf.disable_v2_behavior()
     # TensorFlow's own messages (the Estimator's checkpoint and step lines) go through its logger.
     tf.logging.set_verbosity(tf.logging.INFO)
-    from clinicalbert_tf import estimator  # pylint: disable=g-import-not-at-top
-    estimator.enable_xla_from_argv(sys.argv)
+    if "use_xla" in flags.FLAGS:
+      # Only the training scripts have the flag; the others need not import the Estimator.
+      from clinicalbert_tf import estimator  # pylint: disable=g-import-not-at-top
+      estimator.enable_xla_from_argv(sys.argv)
 
   def wrapped(argv):
     if len(argv) > 1:

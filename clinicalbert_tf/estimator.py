@@ -6,9 +6,9 @@ This module does that once, and adds what a long run on shared hardware needs:
   * `make_run_config`: Google's TPU `RunConfig` (honouring `keep_checkpoint_max`, which Google's
     scripts never passed on), or an Estimator `RunConfig` with a `tf.distribute` strategy
     (`mirrored`, or `multi_worker_mirrored` configured by `TF_CONFIG`); XLA auto-clustering.
-  * `build_estimator`: the `TPUEstimator` as Google builds it, or an `Estimator` that accepts the same
-    `model_fn` (a `TPUEstimatorSpec` is converted) and `input_fn(params)` (`params["batch_size"]` is
-    the per-replica batch) under a strategy. Its `train()` adds the NaN guard and the progress log
+  * `build_estimator`: the `TPUEstimator` as Google builds it, or an `Estimator` that accepts the
+    same `model_fn` (a `TPUEstimatorSpec` is converted) and `input_fn(params)` (`params["batch_size"]`
+    is the per-replica batch) under a strategy. Its `train()` adds the NaN guard and the progress log
     of `hooks.py`.
   * `enable_xla_from_argv`: `cli.run` calls it before `absl.app.run` so that `--use_xla` reaches CPU
     clusters too.
@@ -75,7 +75,6 @@ def run_config_flag_values(flag_values):
   return {name: flag_values[name].value for name in RUN_CONFIG_FLAGS}
 
 
-
 def make_strategy(distribution_strategy):
   """Returns the `tf.distribute` strategy named by the flag, or None for "none".
 
@@ -97,12 +96,12 @@ def enable_xla_auto_clustering():
 
   The session option `global_jit_level` alone clusters only GPU ops; CPU clusters need the
   `--tf_xla_cpu_global_jit` flag, which TensorFlow reads when it first initialises its devices
-  (the first session, or listing devices). Scripts run by `absl.app` must therefore call
-  `enable_xla_from_argv(sys.argv)` before `app.run`.
+  (the first session, or listing devices). Scripts run by `absl.app` must therefore set it before
+  `app.run`: `cli.run` calls `enable_xla_from_argv(sys.argv)` for scripts with a `--use_xla` flag.
   """
-  flags = os.environ.get("TF_XLA_FLAGS", "")
-  if "--tf_xla_cpu_global_jit" not in flags:
-    os.environ["TF_XLA_FLAGS"] = (flags + " --tf_xla_cpu_global_jit").strip()
+  xla_flags = os.environ.get("TF_XLA_FLAGS", "")
+  if "--tf_xla_cpu_global_jit" not in xla_flags:
+    os.environ["TF_XLA_FLAGS"] = (xla_flags + " --tf_xla_cpu_global_jit").strip()
 
 
 def enable_xla_from_argv(argv):
@@ -133,9 +132,10 @@ def make_session_config(use_xla=False, use_amp=False):
     config.graph_options.optimizer_options.global_jit_level = tf.OptimizerOptions.ON_1
   if use_amp:
     # Grappler's float16 rewrite (GPU only; on a machine without a GPU it is skipped with a log
-    # line). The loss scaling that float16 gradients need is in `create_train_op`.
+    # line). The loss scaling that float16 gradients need is in `train_op.create_train_op`.
     from tensorflow.core.protobuf import rewriter_config_pb2  # pylint: disable=g-import-not-at-top
-    config.graph_options.rewrite_options.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
+    rewrite_options = config.graph_options.rewrite_options
+    rewrite_options.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
   return config
 
 
@@ -190,6 +190,14 @@ def make_run_config(output_dir,
   log_every = max(1, int(log_every_n_steps or 100))
   if save_summary_steps is None:
     save_summary_steps = max(log_every, 100)
+  common = dict(
+      model_dir=output_dir,
+      save_checkpoints_steps=save_checkpoints_steps,
+      keep_checkpoint_max=keep,
+      log_step_count_steps=log_every,
+      save_summary_steps=save_summary_steps,
+      tf_random_seed=seed,
+      session_config=session_config)
 
   if distribution_strategy == "none":
     tpu_cluster_resolver = None
@@ -199,32 +207,17 @@ def make_run_config(output_dir,
     return tf.estimator.tpu.RunConfig(
         cluster=tpu_cluster_resolver,
         master=master,
-        model_dir=output_dir,
-        save_checkpoints_steps=save_checkpoints_steps,
-        keep_checkpoint_max=keep,
-        log_step_count_steps=log_every,
-        save_summary_steps=save_summary_steps,
-        tf_random_seed=seed,
-        session_config=session_config,
         tpu_config=tf.estimator.tpu.TPUConfig(
             iterations_per_loop=iterations_per_loop,
             num_shards=num_tpu_cores,
-            per_host_input_for_training=tf.estimator.tpu.InputPipelineConfig.PER_HOST_V2))
+            per_host_input_for_training=tf.estimator.tpu.InputPipelineConfig.PER_HOST_V2),
+        **common)
 
-  strategy = make_strategy(distribution_strategy)
-  return tf.estimator.RunConfig(
-      model_dir=output_dir,
-      save_checkpoints_steps=save_checkpoints_steps,
-      keep_checkpoint_max=keep,
-      log_step_count_steps=log_every,
-      save_summary_steps=save_summary_steps,
-      tf_random_seed=seed,
-      session_config=session_config,
-      train_distribute=strategy)
+  return tf.estimator.RunConfig(train_distribute=make_strategy(distribution_strategy), **common)
 
 
 def _add_default_hooks(hooks, max_steps, batch_size, log_every_n_steps):
-  """Prepends a hooks_lib.NanLossHook and appends a hooks_lib.ProgressHook unless the caller passed its own."""
+  """Prepends a `hooks.NanLossHook` and appends a `hooks.ProgressHook`, unless `hooks` has its own."""
   hooks = list(hooks or [])
   if not any(isinstance(h, hooks_lib.NanLossHook) for h in hooks):
     # First in the list, so it fires before the Estimator's own NanTensorHook (which does not say
@@ -255,7 +248,7 @@ class _GuardedTPUEstimator(tf.estimator.tpu.TPUEstimator):
     pass
 
   def train(self, input_fn, hooks=None, steps=None, max_steps=None, saving_listeners=None):
-    """`TPUEstimator.train`, with `hooks_lib.NanLossHook` and `hooks_lib.ProgressHook` added (off TPU)."""
+    """`TPUEstimator.train`, with `hooks.NanLossHook` and `hooks.ProgressHook` added (off TPU)."""
     if not self._guard_hooks:
       return super(_GuardedTPUEstimator, self).train(input_fn, hooks, steps, max_steps,
                                                      saving_listeners)
@@ -374,9 +367,9 @@ def build_estimator(model_fn,
   (see `_DistributedEstimator`); `train_batch_size` stays the global batch and is split over the
   replicas.
 
-  `train()` on the returned estimator adds a `hooks_lib.NanLossHook` (first, so a NaN stops training with
-  the step named) and a `hooks_lib.ProgressHook` (steps/s, examples/s, ETA every `log_step_count_steps`)
-  unless the caller passes its own instances in `hooks`.
+  `train()` on the returned estimator adds a `hooks.NanLossHook` (first, so a NaN stops training
+  with the step named) and a `hooks.ProgressHook` (steps/s, examples/s, ETA every
+  `log_step_count_steps`) unless the caller passes its own instances in `hooks`.
 
   Args:
     model_fn: `model_fn(features, labels, mode, params)`.

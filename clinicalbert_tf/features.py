@@ -24,10 +24,11 @@ tracked, not by the corpus; neighbours are by cosine, side by side per checkpoin
 import collections
 import itertools
 import json
-import logging
+import os
 import re
 import time
 
+from absl import logging
 import numpy as np
 import tensorflow.compat.v1 as tf
 
@@ -38,11 +39,10 @@ from clinicalbert_tf import progress
 from clinicalbert_tf import tokenization
 from clinicalbert_tf import vocab as vocab_lib
 
-log = logging.getLogger(__name__)
-
 InputExample = collections.namedtuple("InputExample", ["unique_id", "text_a", "text_b"])
-InputFeatures = collections.namedtuple(
-    "InputFeatures", ["unique_id", "tokens", "input_ids", "input_mask", "input_type_ids"])
+# One example as the encoder's inputs (padded to the sequence length), with its word pieces.
+EncoderInput = collections.namedtuple(
+    "EncoderInput", ["unique_id", "tokens", "input_ids", "input_mask", "input_type_ids"])
 
 _PAIR_RE = re.compile(r"^(.*) \|\|\| (.*)$")
 
@@ -84,7 +84,7 @@ def read_examples(input_file):
 
 
 def convert_example(example, seq_length, tokenizer):
-  """One `InputExample` -> `InputFeatures`, exactly as Google's `convert_examples_to_features`."""
+  """One `InputExample` -> `EncoderInput`, exactly as Google's `convert_examples_to_features`."""
   tokens_a = tokenizer.tokenize(example.text_a)
   tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
   if tokens_b:
@@ -99,16 +99,21 @@ def convert_example(example, seq_length, tokenizer):
   input_ids = tokenizer.convert_tokens_to_ids(tokens)
   input_mask = [1] * len(input_ids)
   padding = seq_length - len(input_ids)
-  return InputFeatures(example.unique_id, tokens, input_ids + [0] * padding,
-                       input_mask + [0] * padding, input_type_ids + [0] * padding)
+  return EncoderInput(example.unique_id, tokens, input_ids + [0] * padding,
+                      input_mask + [0] * padding, input_type_ids + [0] * padding)
 
 
-def check_vocab_matches_config(tokenizer, bert_config, vocab_file):
-  """A vocabulary with more tokens than the config's `vocab_size` would index outside the table."""
-  if len(tokenizer.vocab) > bert_config.vocab_size:
-    raise fileio.InputError(
-        "--vocab_file=%s has %d tokens but the config's vocab_size is %d: they do not belong "
-        "together" % (vocab_file, len(tokenizer.vocab), bert_config.vocab_size))
+def _load_tokenizer(vocab_file, do_lower_case, bert_config):
+  """The checkpoint's `FullTokenizer`, checked against its config.
+
+  Raises:
+    InputError: no `vocab_file`, or more tokens than the config's `vocab_size`.
+  """
+  if not tf.io.gfile.exists(vocab_file):
+    raise fileio.InputError("--vocab_file=%s does not exist" % vocab_file)
+  tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
+  checkpoint_lib.check_vocab_matches_config(len(tokenizer.vocab), bert_config, vocab_file)
+  return tokenizer
 
 
 class BertEncoder(object):
@@ -136,10 +141,7 @@ class BertEncoder(object):
       InputError: no checkpoint, a shape mismatch, a variable missing from the checkpoint, or
         `max_seq_length` longer than the config allows.
     """
-    if max_seq_length > bert_config.max_position_embeddings:
-      raise fileio.InputError(
-          "--max_seq_length=%d is longer than max_position_embeddings=%d of the config" %
-          (max_seq_length, bert_config.max_position_embeddings))
+    checkpoint_lib.check_max_seq_length(max_seq_length, bert_config)
     self.layer_indexes = list(layer_indexes)
     self.checkpoint = checkpoint_lib.resolve_checkpoint(init_checkpoint)
     self.graph = tf.Graph()
@@ -172,7 +174,7 @@ class BertEncoder(object):
         self.input_type_ids: input_type_ids})
 
   def run_features(self, features):
-    """Runs a list of `InputFeatures`; returns the layers as `run` does."""
+    """Runs a list of `EncoderInput`s; returns the layers as `run` does."""
     return self.run(np.array([f.input_ids for f in features], np.int32),
                     np.array([f.input_mask for f in features], np.int32),
                     np.array([f.input_type_ids for f in features], np.int32))
@@ -191,7 +193,7 @@ def feature_json(feature, layer_outputs, layer_indexes):
   """Google's JSON line for one example.
 
   Args:
-    feature: its `InputFeatures`.
+    feature: its `EncoderInput`.
     layer_outputs: per requested layer, the example's [seq, hidden] array.
     layer_indexes: the requested layer indexes (written as "index").
 
@@ -252,19 +254,13 @@ def extract_features(input_file, output_file, bert_config_file, init_checkpoint,
     raise fileio.InputError("--batch_size must be >= 1, got %d" % batch_size)
   if max_seq_length < 3:
     raise fileio.InputError("--max_seq_length must be >= 3, got %d" % max_seq_length)
-  try:
-    bert_config = modeling.BertConfig.from_json_file(bert_config_file)
-  except (ValueError, tf.errors.OpError) as e:
-    raise fileio.InputError("--bert_config_file=%s: %s" % (bert_config_file, e)) from e
+  bert_config = checkpoint_lib.load_bert_config(bert_config_file)
   layer_indexes = parse_layers(layers, bert_config.num_hidden_layers)
   fileio.expand_file_patterns(input_file, "input_file")  # a clear error if it is missing
-  if not tf.io.gfile.exists(vocab_file):
-    raise fileio.InputError("--vocab_file=%s does not exist" % vocab_file)
-  tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
-  check_vocab_matches_config(tokenizer, bert_config, vocab_file)
+  tokenizer = _load_tokenizer(vocab_file, do_lower_case, bert_config)
 
   count = 0
-  start = last = time.time()
+  reporter = progress.Progress("examples", every_seconds=log_every_s, label="extract_features: ")
   with BertEncoder(bert_config, init_checkpoint, max_seq_length, layer_indexes,
                    use_one_hot_embeddings=use_one_hot_embeddings) as encoder:
     with fileio.atomic_open(output_file, "w", newline="\n") as writer:
@@ -274,12 +270,9 @@ def extract_features(input_file, output_file, bert_config_file, init_checkpoint,
         for b, feature in enumerate(features):
           writer.write(feature_json(feature, [o[b] for o in outputs], layer_indexes) + "\n")
         count += len(features)
-        now = time.time()
-        if now - last >= log_every_s:
-          last = now
-          log.info("extract_features: %d examples (%.1f/s)", count, count / (now - start))
-  log.info("extract_features: wrote %d examples to %s in %.1fs", count, output_file,
-           time.time() - start)
+        reporter.maybe_log(count)
+  logging.info("extract_features: wrote %d examples to %s in %s", count, output_file,
+               progress.format_duration(reporter.elapsed()))
   return count
 
 
@@ -308,7 +301,7 @@ def select_word_types(counts, min_count=5, max_word_types=30000, letters_only=Tr
   return [w for w, _ in words[:max_word_types]]
 
 
-def plan_windows(words, pieces_of, max_pieces):
+def split_into_windows(words, pieces_of, max_pieces):
   """Splits a sentence's words into windows of at most `max_pieces` word pieces.
 
   A sentence longer than the model's length is cut at word boundaries, so every word is embedded
@@ -348,8 +341,8 @@ class WordTypeEmbeddings(object):
     """Adds the occurrences of tracked words in a batch of windows.
 
     Args:
-      windows: list (batch) of windows as `plan_windows` returns; window b starts at position 1
-        (after [CLS]).
+      windows: list (batch) of windows as `split_into_windows` returns; window b starts at
+        position 1 (after [CLS]).
       layer_outputs: list of [batch, seq, hidden] arrays; their mean is the token vector.
     """
     vectors = layer_outputs[0] if len(layer_outputs) == 1 else np.mean(layer_outputs, axis=0)
@@ -406,7 +399,8 @@ def embed_word_types(encoder, tokenizer, lines, words, max_seq_length, batch_siz
   max_pieces = max_seq_length - 2
   vocab = tokenizer.vocab
   num_lines = 0
-  start = last = time.time()
+  reporter = progress.Progress("sentences", total=total_lines, every_seconds=log_every_s,
+                               label="%s: embedded " % label)
 
   def run(batch):
     ids = np.zeros([len(batch), max_seq_length], np.int32)
@@ -420,19 +414,12 @@ def embed_word_types(encoder, tokenizer, lines, words, max_seq_length, batch_siz
   batch = []
   for line in lines:
     num_lines += 1
-    for window in plan_windows(basic.tokenize(line), pieces_of, max_pieces):
+    for window in split_into_windows(basic.tokenize(line), pieces_of, max_pieces):
       batch.append(window)
       if len(batch) == batch_size:
         run(batch)
         batch = []
-    now = time.time()
-    if now - last >= log_every_s:
-      last = now
-      rate = num_lines / (now - start)
-      eta = ("; ETA %s" % progress.format_duration((total_lines - num_lines) / rate)
-             if total_lines and rate > 0 else "")
-      log.info("%s: embedded %d%s sentences (%.0f/s)%s", label, num_lines,
-               " of %d" % total_lines if total_lines else "", rate, eta)
+    reporter.maybe_log(num_lines)
   if batch:
     run(batch)
   return acc
@@ -550,14 +537,8 @@ def nearest_neighbors(input_files, checkpoints, query_words, output_file=None, n
   # Everything a checkpoint needs is checked before the long passes start.
   prepared = []
   for name, config_file, ckpt, vocab_file in checkpoints:
-    try:
-      bert_config = modeling.BertConfig.from_json_file(config_file)
-    except (ValueError, tf.errors.OpError) as e:
-      raise fileio.InputError("--bert_config_file=%s: %s" % (config_file, e)) from e
-    if not tf.io.gfile.exists(vocab_file):
-      raise fileio.InputError("--vocab_file=%s does not exist" % vocab_file)
-    tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
-    check_vocab_matches_config(tokenizer, bert_config, vocab_file)
+    bert_config = checkpoint_lib.load_bert_config(config_file)
+    tokenizer = _load_tokenizer(vocab_file, do_lower_case, bert_config)
     layer_indexes = parse_layers(layers, bert_config.num_hidden_layers)
     checkpoint_lib.resolve_checkpoint(ckpt)
     prepared.append((name, bert_config, ckpt, tokenizer, layer_indexes))
@@ -579,7 +560,7 @@ def nearest_neighbors(input_files, checkpoints, query_words, output_file=None, n
   if not num_lines:
     raise fileio.InputError("--input_file: no sentences in %s" % ", ".join(input_files))
   words = select_word_types(counts, min_count, max_word_types, letters_only)
-  log.info("counted %d sentences, %d distinct words; tracking %d word types with >= %d "
+  logging.info("counted %d sentences, %d distinct words; tracking %d word types with >= %d "
            "occurrences", num_lines, len(counts), len(words), min_count)
 
   results = {}
@@ -597,13 +578,12 @@ def nearest_neighbors(input_files, checkpoints, query_words, output_file=None, n
   markdown = format_neighbors_markdown(results, names, query_words, counts, min_count, summary)
   if output_file:
     fileio.write_text_atomic(output_file, markdown + "\n")
-  log.info("nearest neighbours done in %.1fs", time.time() - start)
+  logging.info("nearest neighbours done in %s", progress.format_duration(time.time() - start))
   return markdown, results
 
 
 def default_checkpoint_name(init_checkpoint):
   """A column name for a checkpoint: its directory's name (or the prefix's, for a bare file)."""
-  import os  # pylint: disable=g-import-not-at-top
   path = os.path.abspath(init_checkpoint.rstrip("/"))
   if os.path.isdir(path):
     return os.path.basename(path)

@@ -23,7 +23,6 @@ class NanLossError(tf.train.NanLossDuringTrainingError):
     return self.message
 
 
-
 def _global_step_read_tensor():
   """The tensor that reads the global step (the strategy-safe read the Estimator registers)."""
   reads = tf.get_collection("global_step_read_op_cache")
@@ -58,7 +57,6 @@ class ProgressHook(tf.train.SessionRunHook):
     self._next_log = None
     self._first_time = None
     self._first_step = None
-    self.last_rates = None  # (steps_per_sec, examples_per_sec, eta_seconds) of the last log line
 
   def begin(self):
     self._step_tensor = _global_step_read_tensor()
@@ -101,13 +99,14 @@ class ProgressHook(tf.train.SessionRunHook):
     examples_per_sec = steps_per_sec * self._batch_size
     eta = None
     if self._total_steps:
-      eta = max(0, self._total_steps - step) / steps_per_sec
+      # At the rate of the last interval (not the mean since the start): the steps still to go
+      # cost what the interval's steps cost.
+      eta = progress.eta_seconds(steps, steps + max(0, self._total_steps - step), elapsed)
       done = "step %d/%d (%.1f%%)" % (step, self._total_steps, 100.0 * step / self._total_steps)
     else:
       done = "step %d" % step
     logging.info("%s: loss %.4g, %.3g steps/s, %.4g examples/s, ETA %s", done, float(loss),
-                    steps_per_sec, examples_per_sec, progress.format_duration(eta))
-    self.last_rates = (steps_per_sec, examples_per_sec, eta)
+                 steps_per_sec, examples_per_sec, progress.format_duration(eta))
     self._last_time, self._last_step = now, step
     self._next_log = (step // self._every_n + 1) * self._every_n
 
@@ -119,8 +118,8 @@ class ProgressHook(tf.train.SessionRunHook):
     steps = step - self._first_step
     if elapsed > 0 and steps > 0:
       logging.info("trained to global step %d; %d steps after the first in %s: %.3g steps/s, "
-                      "%.4g examples/s", step, steps, progress.format_duration(elapsed), steps / elapsed,
-                      steps / elapsed * self._batch_size)
+                   "%.4g examples/s", step, steps, progress.format_duration(elapsed),
+                   steps / elapsed, steps / elapsed * self._batch_size)
 
 
 class NanLossHook(tf.train.SessionRunHook):

@@ -4,20 +4,21 @@ The model, the input pipeline and the metrics are Google's, so a checkpoint writ
 in Google's script and the other way round, and `--do_eval` reports the same numbers:
 
   * heads: `cls/predictions/transform/dense` (the config's activation) and
-    `cls/predictions/transform/LayerNorm`, a decoder tied to `bert/embeddings/word_embeddings` with its
-    own `cls/predictions/output_bias`; `cls/seq_relationship/output_weights` [2, H] and
-    `output_bias` [2]. Masked-LM loss = sum(w * nll) / (sum(w) + 1e-5); total loss = masked LM + next
-    sentence; the optimizer is `optimization.create_optimizer` (through `train_op.create_train_op`).
+    `cls/predictions/transform/LayerNorm`, a decoder tied to `bert/embeddings/word_embeddings` with
+    its own `cls/predictions/output_bias`; `cls/seq_relationship/output_weights` [2, H] and
+    `output_bias` [2]. Masked-LM loss = sum(w * nll) / (sum(w) + 1e-5); total loss = masked LM +
+    next sentence; the optimizer is `optimization.create_optimizer` (through
+    `train_op.create_train_op`).
   * input: the seven features `create_pretraining_data.py` writes. Training repeats the files,
-    shuffles them, reads up to 4 at a time (sloppy interleave) and shuffles records in a buffer of 100;
-    evaluation reads the files in order, repeated, for `max_eval_steps` batches.
+    shuffles them, reads up to 4 at a time (sloppy interleave) and shuffles records in a buffer of
+    100; evaluation reads the files in order, repeated, for `max_eval_steps` batches.
   * evaluation: `masked_lm_accuracy`, `masked_lm_loss`, `next_sentence_accuracy`,
     `next_sentence_loss` (weighted as Google's `metric_fn`), `loss`, `global_step`, written to
     `<output_dir>/eval_results.txt` as `key = value` lines in sorted order.
 
-What is different from Google's script (same results, see README "Differences"): records are parsed a
-batch at a time; the training loss uses a fused sparse cross-entropy (equal to Google's one-hot form up
-to float rounding); bad inputs are reported before the graph is built; and the flags
+What is different from Google's script (same results, see README "Differences"): records are parsed
+a batch at a time; the training loss uses a fused sparse cross-entropy (equal to Google's one-hot
+form up to float rounding); bad inputs are reported before the graph is built; and the flags
 `keep_checkpoint_max`, `use_xla`, `use_amp`, `num_accumulation_steps`, `distribution_strategy`,
 `log_every_n_steps` exist.
 """
@@ -25,12 +26,12 @@ to float rounding); bad inputs are reported before the graph is built; and the f
 import json
 import os
 
+from absl import logging
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import checkpoints
 from clinicalbert_tf import estimator as estimator_lib
 from clinicalbert_tf import fileio
-from clinicalbert_tf import hooks
 from clinicalbert_tf import modeling
 from clinicalbert_tf import optimization
 from clinicalbert_tf import train_op as train_op_lib
@@ -186,13 +187,13 @@ def metric_fn(masked_lm_example_loss, masked_lm_log_probs, masked_lm_ids, masked
 def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_steps,
                      num_warmup_steps, use_tpu, use_one_hot_embeddings, num_accumulation_steps=1,
                      use_amp=False):
-  """Returns the `model_fn` closure for `estimator_lib.build_estimator` (Google's signature + extras)."""
+  """The `model_fn` closure for `estimator.build_estimator` (Google's signature, plus extras)."""
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     """The `model_fn` for TPUEstimator / Estimator."""
-    tf.logging.info("*** Features ***")
+    logging.info("*** Features ***")
     for name in sorted(features.keys()):
-      tf.logging.info("  name = %s, shape = %s", name, features[name].shape)
+      logging.info("  name = %s, shape = %s", name, features[name].shape)
 
     input_ids = features["input_ids"]
     input_mask = features["input_mask"]
@@ -389,49 +390,12 @@ def check_records(input_files, max_seq_length, max_predictions_per_seq):
 # ------------------------------------------------------------------------------------------------
 
 
-def load_bert_config(bert_config_file):
-  """Reads the model config, as an InputError naming the file when it is missing or malformed."""
-  if not bert_config_file:
-    raise fileio.InputError("--bert_config_file is required (the model's bert_config.json)")
-  if not tf.io.gfile.exists(bert_config_file):
-    raise fileio.InputError("--bert_config_file=%s: no such file" % bert_config_file)
-  try:
-    config = modeling.BertConfig.from_json_file(bert_config_file)
-  except ValueError as e:
-    raise fileio.InputError("--bert_config_file=%s: %s" % (bert_config_file, e)) from e
-  for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-              "intermediate_size"):
-    if not isinstance(getattr(config, key, None), int):
-      raise fileio.InputError("--bert_config_file=%s: %r must be an integer" %
-                              (bert_config_file, key))
-  return config
-
-
 def write_eval_results(output_dir, result):
-  """Writes `eval_results.txt` as Google does (`key = value`, sorted keys); returns its path."""
-  path = os.path.join(output_dir, EVAL_RESULTS_FILE)
-  lines = []
-  tf.logging.info("***** Eval results *****")
+  """Logs the evaluation result and writes it as Google's `eval_results.txt`; returns its path."""
+  logging.info("***** Eval results *****")
   for key in sorted(result.keys()):
-    tf.logging.info("  %s = %s", key, str(result[key]))
-    lines.append("%s = %s\n" % (key, str(result[key])))
-  if "://" in output_dir:
-    with tf.io.gfile.GFile(path, "w") as writer:
-      writer.write("".join(lines))
-  else:
-    fileio.write_text_atomic(path, "".join(lines))
-  return path
-
-
-def read_eval_results(path):
-  """Parses an `eval_results.txt` (ours or Google's) into {key: float}."""
-  out = {}
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      if " = " in line:
-        key, value = line.rstrip("\n").split(" = ", 1)
-        out[key] = float(value)
-  return out
+    logging.info("  %s = %s", key, str(result[key]))
+  return fileio.write_key_values(os.path.join(output_dir, EVAL_RESULTS_FILE), result)
 
 
 def _is_chief():
@@ -493,7 +457,7 @@ def run_pretraining(bert_config_file,
     raise fileio.InputError("at least one of --do_train or --do_eval must be set")
   if not output_dir:
     raise fileio.InputError("--output_dir is required")
-  bert_config = load_bert_config(bert_config_file)
+  bert_config = checkpoints.load_bert_config(bert_config_file)
   if not input_file:
     raise fileio.InputError("--input_file is required (TFRecord files from "
                             "create_pretraining_data.py; a glob or a comma list)")
@@ -507,10 +471,7 @@ def run_pretraining(bert_config_file,
       raise fileio.InputError("--%s=%s: expected a positive integer" % (name, value))
   if do_train and (num_train_steps is None or num_train_steps < 1):
     raise fileio.InputError("--num_train_steps=%s: expected a positive integer" % num_train_steps)
-  if max_seq_length > bert_config.max_position_embeddings:
-    raise fileio.InputError(
-        "--max_seq_length=%d is longer than the model's max_position_embeddings=%d (%s)" %
-        (max_seq_length, bert_config.max_position_embeddings, bert_config_file))
+  checkpoints.check_max_seq_length(max_seq_length, bert_config, bert_config_file)
   if max_predictions_per_seq > max_seq_length:
     raise fileio.InputError("--max_predictions_per_seq=%d exceeds --max_seq_length=%d" %
                             (max_predictions_per_seq, max_seq_length))
@@ -519,9 +480,9 @@ def run_pretraining(bert_config_file,
   check_records(input_files, max_seq_length, max_predictions_per_seq)
 
   tf.io.gfile.makedirs(output_dir)
-  tf.logging.info("*** Input Files ***")
+  logging.info("*** Input Files ***")
   for path in input_files:
-    tf.logging.info("  %s", path)
+    logging.info("  %s", path)
 
   run_config = estimator_lib.make_run_config(
       output_dir,
@@ -561,9 +522,9 @@ def run_pretraining(bert_config_file,
       num_accumulation_steps=num_accumulation_steps)
 
   if do_train:
-    tf.logging.info("***** Running training *****")
-    tf.logging.info("  Batch size = %d (x %d accumulation steps)", train_batch_size,
-                    num_accumulation_steps)
+    logging.info("***** Running training *****")
+    logging.info("  Batch size = %d (x %d accumulation steps)", train_batch_size,
+                 num_accumulation_steps)
     train_input_fn = input_fn_builder(
         input_files=input_files,
         max_seq_length=max_seq_length,
@@ -576,10 +537,10 @@ def run_pretraining(bert_config_file,
   result = None
   if do_eval:
     if distribution_strategy == "multi_worker_mirrored" and not _is_chief():
-      tf.logging.info("Evaluation runs on the chief only; this worker is done.")
+      logging.info("Evaluation runs on the chief only; this worker is done.")
       return None
-    tf.logging.info("***** Running evaluation *****")
-    tf.logging.info("  Batch size = %d", eval_batch_size)
+    logging.info("***** Running evaluation *****")
+    logging.info("  Batch size = %d", eval_batch_size)
     eval_input_fn = input_fn_builder(
         input_files=input_files,
         max_seq_length=max_seq_length,

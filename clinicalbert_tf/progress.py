@@ -10,7 +10,8 @@ is printed by the same `format_duration`. Lines carry counts only, never text fr
     progress.maybe_log(i, detail="%d sentences" % num_sentences)
   progress.log(num_notes)  # a final line, whatever the interval
 
-gives lines like `format_notes: 1200 of 5000 notes (24.0%), 40.1 notes/s, ETA 1m35s; 9120 sentences`.
+gives lines like
+`format_notes: 1200 of 5000 notes (24.0%), 40.1 notes/s, ETA 1m35s; 9120 sentences`.
 """
 
 import math

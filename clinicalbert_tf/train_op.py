@@ -15,15 +15,14 @@ from clinicalbert_tf import optimization
 TRAINING_STATE_COLLECTION = "clinicalbert_tf_training_state"
 
 
-
 def _local_variable(name, shape, dtype, initializer):
   """A variable that is not checkpointed (local collection) and not trained."""
-  var = tf.get_variable(name, shape=shape, dtype=dtype, initializer=initializer, trainable=False,
-                        collections=[tf.GraphKeys.LOCAL_VARIABLES, TRAINING_STATE_COLLECTION])
-  return var
+  return tf.get_variable(name, shape=shape, dtype=dtype, initializer=initializer, trainable=False,
+                         collections=[tf.GraphKeys.LOCAL_VARIABLES, TRAINING_STATE_COLLECTION])
 
 
 def _dense(grad):
+  """A gradient as a dense tensor (embedding lookups give `IndexedSlices`)."""
   if isinstance(grad, tf.IndexedSlices):
     return tf.convert_to_tensor(grad)
   return grad
@@ -52,7 +51,7 @@ def mixed_precision_loss_scaling(loss, tvars, init_loss_scale=2.0**15, incr_ever
     good_steps = _local_variable("good_steps", [], tf.int32, tf.zeros_initializer())
   grads = tf.gradients(loss * loss_scale, tvars)
   grads = [None if g is None else _dense(g) / loss_scale for g in grads]
-  all_finite = tf.reduce_all([tf.reduce_all(tf.is_finite(g)) for g in grads if g is not None])
+  all_finite = _all_finite(grads)
 
   def _finite():
     grow = tf.greater_equal(good_steps + 1, incr_every_n_steps)
@@ -68,9 +67,19 @@ def mixed_precision_loss_scaling(loss, tvars, init_loss_scale=2.0**15, incr_ever
   return grads, all_finite, update_scale_op, loss_scale
 
 
+def _all_finite(grads):
+  """A bool tensor: every entry of every gradient is finite (None gradients are skipped)."""
+  return tf.reduce_all([tf.reduce_all(tf.is_finite(g)) for g in grads if g is not None])
+
+
+def _in_replica_context():
+  """Whether the graph is being built for the replicas of a `tf.distribute` strategy."""
+  return tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
+
+
 def _cross_replica_mean(grads):
   """Averages gradients over the replicas of the current strategy (no-op without one)."""
-  if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+  if not _in_replica_context():
     return grads
   ctx = tf.distribute.get_replica_context()
   if ctx is None or ctx.num_replicas_in_sync == 1:
@@ -104,39 +113,66 @@ def create_train_op(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu=Fa
   if tvars is None:
     tvars = tf.trainable_variables()
   n = max(1, int(num_accumulation_steps or 1))
-  distributed = tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
-  if n == 1 and not use_amp and not distributed:
-    return optimization.create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
-                                         tvars=tvars)
+
+  def optimizer_step(grads):
+    return optimization.create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
+                                         use_tpu, tvars=tvars, grads=grads)
+
+  if n == 1 and not use_amp and not _in_replica_context():
+    return optimizer_step(None)  # Google's training op, unchanged
 
   global_step = tf.train.get_or_create_global_step()
-  if use_amp:
-    grads, all_finite, update_scale_op, _ = mixed_precision_loss_scaling(loss, tvars)
-  else:
-    grads = [None if g is None else _dense(g) for g in tf.gradients(loss, tvars)]
-    all_finite, update_scale_op = None, tf.no_op()
+  grads, all_finite, update_scale_op = _gradients(loss, tvars, use_amp)
+  if n == 1 and not use_amp:
+    # Replicas only: Google's update, with the gradients all-reduced.
+    return optimizer_step(_cross_replica_mean(grads))
 
+  # The update runs inside a tf.cond from here on: its slots must exist outside it.
+  _create_optimizer_slots(tvars)
   if n == 1:
     grads = _cross_replica_mean(grads)
-    if all_finite is None:
-      with tf.control_dependencies([update_scale_op]):
-        return optimization.create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
-                                             use_tpu, tvars=tvars, grads=grads)
-    _create_optimizer_slots(tvars)
     # Replicas see the same all-reduced gradients, so they take the same branch.
-    all_finite = tf.reduce_all([tf.reduce_all(tf.is_finite(g)) for g in grads if g is not None])
+    finite = _all_finite(grads)
     with tf.control_dependencies([update_scale_op]):
-      return tf.cond(
-          all_finite,
-          lambda: _reusing_create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
-                                            use_tpu, tvars, grads),
-          lambda: tf.group(global_step.assign_add(1)))
+      return _step_or_skip(optimizer_step, grads, finite, global_step)
 
-  # Gradient accumulation.
+  accums, apply_now = _accumulate(grads, all_finite, update_scale_op, tvars, n)
+
+  def apply_and_reset():
+    mean_grads = _cross_replica_mean([a / float(n) for a in accums])
+    finite = _all_finite(mean_grads) if use_amp else tf.constant(True)
+    step = _step_or_skip(optimizer_step, mean_grads, finite, global_step)
+    with tf.control_dependencies([step]):
+      return tf.group(*[a.assign(tf.zeros_like(a)) for a in accums])
+
+  return tf.cond(apply_now, apply_and_reset, tf.no_op)
+
+
+def _gradients(loss, tvars, use_amp):
+  """Dense gradients of `loss`, loss-scaled with AMP.
+
+  Returns:
+    (grads, all_finite, update_scale_op): all_finite is a bool tensor with AMP and None without;
+    update_scale_op updates the loss scale (a no-op without AMP).
+  """
+  if use_amp:
+    grads, all_finite, update_scale_op, _ = mixed_precision_loss_scaling(loss, tvars)
+    return grads, all_finite, update_scale_op
+  grads = [None if g is None else _dense(g) for g in tf.gradients(loss, tvars)]
+  return grads, None, tf.no_op()
+
+
+def _accumulate(grads, all_finite, update_scale_op, tvars, n):
+  """Adds this micro-batch's gradients to local accumulators (one per variable).
+
+  Returns:
+    (accumulators, apply_now): the accumulator variables (in the order of `tvars`) and a bool
+    tensor, true on every `n`-th call, after this call's gradients (and the loss scale) are in.
+  """
   accums = []
   for var in tvars:
-    accums.append(_local_variable(checkpoints.variable_name(var) + "/grad_accum", var.shape.as_list(),
-                                  tf.float32, tf.zeros_initializer()))
+    accums.append(_local_variable(checkpoints.variable_name(var) + "/grad_accum",
+                                  var.shape.as_list(), tf.float32, tf.zeros_initializer()))
   micro_step = _local_variable("grad_accum_micro_step", [], tf.int32, tf.zeros_initializer())
   finite_f = tf.constant(1.0) if all_finite is None else tf.cast(all_finite, tf.float32)
   add_ops = []
@@ -146,39 +182,22 @@ def create_train_op(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu=Fa
       add_ops.append(accum.assign_add(tf.where(finite_f > 0, grad, tf.zeros_like(grad))))
   with tf.control_dependencies(add_ops + [update_scale_op]):
     new_micro = micro_step.assign_add(1)
-  apply_now = tf.equal(new_micro % n, 0)
-  _create_optimizer_slots(tvars)
+  return accums, tf.equal(new_micro % n, 0)
 
-  def _apply():
-    mean_grads = [a / float(n) for a in accums]
-    mean_grads = _cross_replica_mean(mean_grads)
-    if use_amp:
-      finite = tf.reduce_all([tf.reduce_all(tf.is_finite(g)) for g in mean_grads])
-    else:
-      finite = tf.constant(True)
-    train = tf.cond(
-        finite,
-        lambda: _reusing_create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
-                                          use_tpu, tvars, mean_grads),
-        lambda: tf.group(global_step.assign_add(1)))
-    with tf.control_dependencies([train]):
-      return tf.group(*[a.assign(tf.zeros_like(a)) for a in accums])
 
-  return tf.cond(apply_now, _apply, tf.no_op)
+def _step_or_skip(optimizer_step, grads, finite, global_step):
+  """One optimizer step with `grads` if `finite`, else only `global_step += 1` (slots must exist)."""
+  def step():
+    # The slots were created by `_create_optimizer_slots`; the optimizer reuses them by name.
+    with tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
+      return optimizer_step(grads)
+  return tf.cond(finite, step, lambda: tf.group(global_step.assign_add(1)))
 
 
 def _create_optimizer_slots(tvars):
-  """Creates `<var>/adam_m` and `/adam_v` outside any tf.cond, for `_reusing_create_optimizer`."""
+  """Creates `<var>/adam_m` and `/adam_v` outside any tf.cond, for `_step_or_skip`."""
   for var in tvars:
     name = checkpoints.variable_name(var)
     for slot in ("adam_m", "adam_v"):
       tf.get_variable(name + "/" + slot, shape=var.shape.as_list(), dtype=tf.float32,
                       trainable=False, initializer=tf.zeros_initializer())
-
-
-def _reusing_create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu, tvars,
-                              grads):
-  """`create_optimizer` whose slot variables were created beforehand (reused by name)."""
-  with tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
-    return optimization.create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
-                                         use_tpu, tvars=tvars, grads=grads)

@@ -1,21 +1,19 @@
-"""Tests for clinicalbert_tf/features.py and extract_features.py, against Google's extract_features."""
+"""Tests for clinicalbert_tf/features.py and extract_features.py, against Google's script."""
 
 import json
 import os
 import subprocess
 import sys
-import tempfile
 
+from absl.testing import absltest
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import features
 from clinicalbert_tf import fileio
-from tests import tiny_model
+from tests import testutil
 
 tf.disable_v2_behavior()
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _LINES = [
     "Patient denies chest pain .",
@@ -37,17 +35,17 @@ app.run(extract_features.main, argv=["extract_features"] + sys.argv[1:])
 """
 
 
-class FeaturesTest(tf.test.TestCase):
+class FeaturesTest(testutil.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.dir = tempfile.mkdtemp()
-    cls.vocab = tiny_model.write_vocab(cls.dir)
-    cls.config = tiny_model.config()
-    cls.config_file = tiny_model.write_config(cls.dir, cls.config)
-    cls.ckpt = tiny_model.write_checkpoint(os.path.join(cls.dir, "model.ckpt"), cls.config,
-                                           heads="pretraining")
+    cls.dir = cls.class_temp_dir()
+    cls.vocab = testutil.write_vocab(cls.dir)
+    cls.config = testutil.tiny_config()
+    cls.config_file = testutil.write_config(cls.dir, cls.config)
+    cls.ckpt = testutil.write_checkpoint(os.path.join(cls.dir, "model.ckpt"), cls.config,
+                                         heads="pretraining")
     cls.input = os.path.join(cls.dir, "input.txt")
     with open(cls.input, "w", encoding="utf-8") as f:
       f.write("\n".join(_LINES) + "\n")
@@ -60,10 +58,9 @@ class FeaturesTest(tf.test.TestCase):
     return args
 
   def _run_google(self, output):
-    env = dict(os.environ, PYTHONPATH=_REPO)
     args = ["--%s=%s" % kv for kv in sorted(self._args(output).items())]
     r = subprocess.run([sys.executable, "-c", _GOOGLE] + args, capture_output=True, text=True,
-                       env=env, check=False)
+                       env=testutil.script_env(), check=False)
     self.assertEqual(r.returncode, 0, r.stderr[-3000:])
 
   def test_matches_google(self):
@@ -103,9 +100,8 @@ class FeaturesTest(tf.test.TestCase):
     b = os.path.join(self.dir, "b.jsonl")
     features.extract_features(**self._args(a, batch_size=1))
     args = ["--%s=%s" % kv for kv in sorted(self._args(b, batch_size=5).items())]
-    r = subprocess.run([sys.executable, os.path.join(_REPO, "extract_features.py")] + args,
-                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=_REPO),
-                       check=False)
+    r = subprocess.run([sys.executable, os.path.join(testutil.REPO, "extract_features.py")] + args,
+                       capture_output=True, text=True, env=testutil.script_env(), check=False)
     self.assertEqual(r.returncode, 0, r.stderr[-3000:])
     with open(a) as fa, open(b) as fb:
       la, lb = fa.read().splitlines(), fb.read().splitlines()
@@ -123,18 +119,17 @@ class FeaturesTest(tf.test.TestCase):
     with self.assertRaisesRegex(fileio.InputError, "no checkpoint"):
       features.extract_features(**self._args(out, init_checkpoint=self.dir + "/nope.ckpt"))
     # A checkpoint of another shape: the error names the variable and both shapes.
-    other = tiny_model.config(hidden_size=16, num_attention_heads=2)
-    ckpt = tiny_model.write_checkpoint(os.path.join(self.dir, "other.ckpt"), other)
+    other = testutil.tiny_config(hidden_size=16, num_attention_heads=2)
+    ckpt = testutil.write_checkpoint(os.path.join(self.temp_dir(), "other.ckpt"), other)
     with self.assertRaisesRegex(fileio.InputError, r"word_embeddings has shape \[\d+, 16\]"):
       features.extract_features(**self._args(out, init_checkpoint=ckpt))
     self.assertFalse(os.path.exists(out))
-    r = subprocess.run([sys.executable, os.path.join(_REPO, "extract_features.py"),
+    r = subprocess.run([sys.executable, os.path.join(testutil.REPO, "extract_features.py"),
                         "--input_file=" + self.input, "--output_file=" + out,
                         "--bert_config_file=" + self.config_file, "--vocab_file=" + self.vocab,
                         "--layers=-1", "--max_seq_length=16",
                         "--init_checkpoint=" + self.dir + "/missing"],
-                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=_REPO),
-                       check=False)
+                       capture_output=True, text=True, env=testutil.script_env(), check=False)
     self.assertNotEqual(r.returncode, 0)
     self.assertIn("extract_features.py: error: --init_checkpoint", r.stderr)
     self.assertNotIn("Traceback", r.stderr)
@@ -147,4 +142,4 @@ class FeaturesTest(tf.test.TestCase):
 
 
 if __name__ == "__main__":
-  tf.test.main()
+  absltest.main()

@@ -3,15 +3,15 @@
 import json
 import math
 import os
-import tempfile
-import unittest
 
+from absl.testing import absltest
 import numpy as np
 
 from tests import oracle
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import modeling
+from tests import testutil
 
 _BATCH, _SEQ = 3, 12
 
@@ -83,10 +83,11 @@ def _run_model(module, config, batch, checkpoint=None, save_to=None, is_training
   return outputs, shapes
 
 
-class ModelingOracleTest(unittest.TestCase):
+class ModelingOracleTest(testutil.TestCase):
 
   def setUp(self):
-    self.tmp = tempfile.mkdtemp()
+    super().setUp()
+    self.tmp = self.temp_dir()
 
   def _check_against_google(self, type_vocab_size, ours_act, google_act):
     config_dict = _tiny_config_dict(type_vocab_size, ours_act)
@@ -214,4 +215,4 @@ class ModelingOracleTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-  unittest.main()
+  absltest.main()

@@ -1,28 +1,26 @@
-"""Tests for nearest_neighbors.py and the word-type embedding code in clinicalbert_tf/features.py."""
+"""Tests for nearest_neighbors.py and the word-type embeddings of clinicalbert_tf/features.py."""
 
 import collections
 import os
 import random
 import subprocess
 import sys
-import tempfile
 
+from absl.testing import absltest
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import features
 from clinicalbert_tf import fileio
 from clinicalbert_tf import tokenization
-from tests import tiny_model
+from tests import testutil
 
 tf.disable_v2_behavior()
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_corpus(path, num_lines=60, seed=0):
   rng = random.Random(seed)
-  words = tiny_model.WORDS + ["Kidney", "Heart", "renal", "kidneys", "hearts", ",", "."]
+  words = testutil.WORDS + ["Kidney", "Heart", "renal", "kidneys", "hearts", ",", "."]
   with open(path, "w", encoding="utf-8") as f:
     for i in range(num_lines):
       n = 40 if i % 17 == 0 else rng.randint(3, 12)  # some longer than a window
@@ -32,15 +30,15 @@ def write_corpus(path, num_lines=60, seed=0):
   return path
 
 
-class UnitTest(tf.test.TestCase):
+class UnitTest(testutil.TestCase):
 
-  def test_plan_windows(self):
+  def test_split_into_windows(self):
     pieces = {"a": ["a"], "bb": ["b", "##b"], "long": ["l", "##o", "##n", "##g", "##x"]}
-    windows = features.plan_windows(["a", "bb", "a", "bb", "long", "a"], pieces.get, 4)
+    windows = features.split_into_windows(["a", "bb", "a", "bb", "long", "a"], pieces.get, 4)
     self.assertEqual([[w for w, _ in win] for win in windows],
                      [["a", "bb", "a"], ["bb"], ["long"], ["a"]])
     self.assertEqual(windows[2][0][1], ["l", "##o", "##n", "##g"])  # cut to the window
-    self.assertEqual(features.plan_windows([], pieces.get, 4), [])
+    self.assertEqual(features.split_into_windows([], pieces.get, 4), [])
 
   def test_accumulator_matches_naive_average(self):
     rng = np.random.RandomState(0)
@@ -76,19 +74,19 @@ class UnitTest(tf.test.TestCase):
                      [",", "12", "c", "a", "b"])
 
 
-class EndToEndTest(tf.test.TestCase):
+class EndToEndTest(testutil.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.dir = tempfile.mkdtemp()
-    cls.vocab = tiny_model.write_vocab(cls.dir)
-    cls.config = tiny_model.config()
-    cls.config_file = tiny_model.write_config(cls.dir, cls.config)
-    cls.ckpt_a = tiny_model.write_checkpoint(os.path.join(cls.dir, "a", "model.ckpt"), cls.config,
-                                             seed=1)
-    cls.ckpt_b = tiny_model.write_checkpoint(os.path.join(cls.dir, "b", "model.ckpt"), cls.config,
-                                             seed=2)
+    cls.dir = cls.class_temp_dir()
+    cls.vocab = testutil.write_vocab(cls.dir)
+    cls.config = testutil.tiny_config()
+    cls.config_file = testutil.write_config(cls.dir, cls.config)
+    cls.ckpt_a = testutil.write_checkpoint(os.path.join(cls.dir, "a", "model.ckpt"), cls.config,
+                                           seed=1)
+    cls.ckpt_b = testutil.write_checkpoint(os.path.join(cls.dir, "b", "model.ckpt"), cls.config,
+                                           seed=2)
     cls.corpus = write_corpus(os.path.join(cls.dir, "corpus.txt"))
 
   def test_embeddings_equal_per_sentence_oracle(self):
@@ -105,9 +103,9 @@ class EndToEndTest(tf.test.TestCase):
       # The oracle: one window at a time, through the same model, averaged in plain Python.
       sums, n = collections.defaultdict(lambda: 0.0), collections.Counter()
       for line in lines:
-        for window in features.plan_windows(tokenizer.basic_tokenizer.tokenize(line),
-                                            tokenizer.wordpiece_tokenizer.tokenize_word,
-                                            max_seq_length - 2):
+        for window in features.split_into_windows(tokenizer.basic_tokenizer.tokenize(line),
+                                                  tokenizer.wordpiece_tokenizer.tokenize_word,
+                                                  max_seq_length - 2):
           tokens = ["[CLS]"] + [p for _, ps in window for p in ps] + ["[SEP]"]
           ids = np.zeros([1, max_seq_length], np.int32)
           ids[0, :len(tokens)] = tokenizer.convert_tokens_to_ids(tokens)
@@ -155,21 +153,21 @@ class EndToEndTest(tf.test.TestCase):
   def test_script(self):
     out = os.path.join(self.dir, "script.md")
     r = subprocess.run(
-        [sys.executable, os.path.join(_REPO, "nearest_neighbors.py"),
+        [sys.executable, os.path.join(testutil.REPO, "nearest_neighbors.py"),
          "--input_file=" + self.corpus, "--init_checkpoint=%s,%s" % (self.ckpt_a, self.ckpt_b),
          "--bert_config_file=" + self.config_file, "--vocab_file=" + self.vocab,
          "--query_words=kidney,heart", "--min_count=2", "--max_seq_length=16",
          "--output_file=" + out],
-        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=_REPO), check=False)
+        capture_output=True, text=True, env=testutil.script_env(), check=False)
     self.assertEqual(r.returncode, 0, r.stderr[-3000:])
     self.assertIn("| rank | a | b |", r.stdout)
     self.assertTrue(os.path.exists(out))
     r = subprocess.run(
-        [sys.executable, os.path.join(_REPO, "nearest_neighbors.py"),
+        [sys.executable, os.path.join(testutil.REPO, "nearest_neighbors.py"),
          "--input_file=" + self.corpus, "--init_checkpoint=%s,%s" % (self.ckpt_a, self.ckpt_b),
          "--checkpoint_names=one", "--bert_config_file=" + self.config_file,
          "--vocab_file=" + self.vocab, "--query_words=kidney"],
-        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=_REPO), check=False)
+        capture_output=True, text=True, env=testutil.script_env(), check=False)
     self.assertNotEqual(r.returncode, 0)
     self.assertIn("nearest_neighbors.py: error: --checkpoint_names has 1 names for 2", r.stderr)
 
@@ -185,4 +183,4 @@ class EndToEndTest(tf.test.TestCase):
 
 
 if __name__ == "__main__":
-  tf.test.main()
+  absltest.main()

@@ -1,13 +1,13 @@
 """Our optimizer against Google's (bert-tensorflow 1.0.4): same variables, slots and global step."""
 
-import unittest
-
+from absl.testing import absltest
 import numpy as np
 
 from tests import oracle
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import optimization
+from tests import testutil
 
 _NUM_TRAIN_STEPS = 10
 _NUM_WARMUP_STEPS = 2
@@ -81,7 +81,7 @@ def _train(create_optimizer, scale):
   return values, step
 
 
-class OptimizationOracleTest(unittest.TestCase):
+class OptimizationOracleTest(testutil.TestCase):
 
   def _compare(self, scale):
     ours, ours_step = _train(optimization.create_optimizer, scale)
@@ -125,4 +125,4 @@ class OptimizationOracleTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-  unittest.main()
+  absltest.main()

@@ -15,18 +15,17 @@
 
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
-import unittest
 
+from absl.testing import absltest
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from clinicalbert_tf import fileio
 from clinicalbert_tf import pretraining
 from tests import hf_util
-from tests import pretraining_testutil as tu
+from tests import testutil
 
 tf.disable_v2_behavior()
 
@@ -54,21 +53,22 @@ def _write_vocab_and_corpus(directory, seed=0):
   with open(corpus_file, "w", encoding="utf-8") as f:
     for _ in range(24):
       for _ in range(rng.randint(3, 8)):
-        words = [rng.choice(_WORDS + ["echocardiogram", "treating"]) for _ in range(rng.randint(4, 14))]
+        words = [rng.choice(_WORDS + ["echocardiogram", "treating"])
+                 for _ in range(rng.randint(4, 14))]
         f.write(" ".join(words) + " .\n")
       f.write("\n")
   return vocab_file, corpus_file, len(vocab)
 
 
-class PretrainingFidelityTest(unittest.TestCase):
+class PretrainingFidelityTest(testutil.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.tmp = tempfile.mkdtemp(prefix="pretraining_fidelity-")
+    cls.tmp = cls.class_temp_dir()
     vocab_file, corpus_file, vocab_size = _write_vocab_and_corpus(cls.tmp)
-    cls.config = tu.tiny_config(vocab_size=vocab_size, dropout=0.0)
-    cls.config_file = tu.write_config(os.path.join(cls.tmp, "bert_config.json"), cls.config)
+    cls.config = testutil.tiny_config(vocab_size=vocab_size, num_attention_heads=2, dropout=0.0)
+    cls.config_file = testutil.write_config(cls.tmp, cls.config)
     # Records from Google's own create_pretraining_data (what ours must also read).
     cls.google_records = os.path.join(cls.tmp, "google.tfrecord")
     subprocess.run(
@@ -77,18 +77,11 @@ class PretrainingFidelityTest(unittest.TestCase):
          "--do_lower_case=True", "--max_seq_length=%d" % SEQ,
          "--max_predictions_per_seq=%d" % PRED, "--masked_lm_prob=0.15", "--random_seed=7",
          "--dupe_factor=2"],
-        env=tu.subprocess_env(), check=True, capture_output=True, timeout=300)
-    cls.train_records = tu.write_records(os.path.join(cls.tmp, "train.tfrecord"), 64, SEQ, PRED,
-                                         vocab_size)
-    cls.init = tu.make_init_checkpoint(cls.config, os.path.join(cls.tmp, "init", "model.ckpt"))
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.tmp, ignore_errors=True)
-    super().tearDownClass()
-
-  def _dir(self, name):
-    return tempfile.mkdtemp(prefix=name + "-", dir=self.tmp)
+        env=testutil.script_env(), check=True, capture_output=True, timeout=300)
+    cls.train_records = testutil.write_pretraining_records(
+        os.path.join(cls.tmp, "train.tfrecord"), 64, SEQ, PRED, vocab_size)
+    cls.init = testutil.write_checkpoint(os.path.join(cls.tmp, "init", "model.ckpt"), cls.config,
+                                         heads="pretraining", released=True)
 
   def _common(self, **overrides):
     flags = dict(bert_config_file=self.config_file, max_seq_length=SEQ,
@@ -98,11 +91,11 @@ class PretrainingFidelityTest(unittest.TestCase):
 
   def test_eval_matches_google(self):
     flags = self._common(input_file=self.google_records, init_checkpoint=self.init)
-    g_dir, o_dir = self._dir("g_eval"), self._dir("o_eval")
-    tu.run_google(dict(flags, output_dir=g_dir, do_eval=True))
+    g_dir, o_dir = self.temp_dir(), self.temp_dir()
+    testutil.run_google_pretraining(dict(flags, output_dir=g_dir, do_eval=True))
     ours = pretraining.run_pretraining(output_dir=o_dir, do_eval=True, **flags)
-    google = pretraining.read_eval_results(os.path.join(g_dir, "eval_results.txt"))
-    tu.assert_close_results(self, ours, google, rtol=1e-4, keys=METRICS)
+    google = fileio.read_key_values(os.path.join(g_dir, "eval_results.txt"))
+    self.assertResultsClose(ours, google, rtol=1e-4, keys=METRICS)
     self.assertEqual(ours["global_step"], 0)
     self.assertEqual(google["global_step"], 0)
     # Same keys, same order, same "key = value" layout.
@@ -116,18 +109,18 @@ class PretrainingFidelityTest(unittest.TestCase):
     flags = self._common(input_file=self.train_records, init_checkpoint=self.init, do_train=True,
                          do_eval=True, train_batch_size=8, num_train_steps=5, num_warmup_steps=2,
                          learning_rate=1e-3, save_checkpoints_steps=5)
-    g_dir, o_dir = self._dir("g_train"), self._dir("o_train")
-    tu.run_google(dict(flags, output_dir=g_dir), no_shuffle=True)
+    g_dir, o_dir = self.temp_dir(), self.temp_dir()
+    testutil.run_google_pretraining(dict(flags, output_dir=g_dir), no_shuffle=True)
     ours = pretraining.run_pretraining(output_dir=o_dir, shuffle_buffer_size=0, **flags)
-    google = pretraining.read_eval_results(os.path.join(g_dir, "eval_results.txt"))
+    google = fileio.read_key_values(os.path.join(g_dir, "eval_results.txt"))
     self.assertEqual(google["global_step"], 5)
     self.assertEqual(ours["global_step"], 5)
-    tu.assert_close_results(self, ours, google, rtol=1e-3, keys=METRICS)
+    self.assertResultsClose(ours, google, rtol=1e-3, keys=METRICS)
 
     g_ckpt = tf.train.latest_checkpoint(g_dir)
     o_ckpt = tf.train.latest_checkpoint(o_dir)
     self.assertEqual(os.path.basename(o_ckpt), "model.ckpt-5")
-    g_vars, o_vars = tu.read_checkpoint(g_ckpt), tu.read_checkpoint(o_ckpt)
+    g_vars, o_vars = testutil.read_checkpoint(g_ckpt), testutil.read_checkpoint(o_ckpt)
     self.assertEqual(sorted(o_vars), sorted(g_vars))
     self.assertIn("bert/embeddings/word_embeddings/adam_m", o_vars)
     self.assertEqual(int(o_vars["global_step"]), 5)
@@ -139,13 +132,13 @@ class PretrainingFidelityTest(unittest.TestCase):
     # Google's checkpoint as our init_checkpoint reproduces Google's metrics ...
     eval_flags = self._common(input_file=self.train_records)
     ours_of_google = pretraining.run_pretraining(
-        output_dir=self._dir("o_of_g"), init_checkpoint=g_ckpt, do_eval=True, **eval_flags)
-    tu.assert_close_results(self, ours_of_google, google, rtol=1e-4, keys=METRICS)
+        output_dir=self.temp_dir(), init_checkpoint=g_ckpt, do_eval=True, **eval_flags)
+    self.assertResultsClose(ours_of_google, google, rtol=1e-4, keys=METRICS)
     # ... and ours as Google's reproduces ours.
-    g2_dir = self._dir("g_of_o")
-    tu.run_google(dict(eval_flags, output_dir=g2_dir, init_checkpoint=o_ckpt, do_eval=True))
-    google_of_ours = pretraining.read_eval_results(os.path.join(g2_dir, "eval_results.txt"))
-    tu.assert_close_results(self, google_of_ours, ours, rtol=1e-4, keys=METRICS)
+    g2_dir = self.temp_dir()
+    testutil.run_google_pretraining(dict(eval_flags, output_dir=g2_dir, init_checkpoint=o_ckpt, do_eval=True))
+    google_of_ours = fileio.read_key_values(os.path.join(g2_dir, "eval_results.txt"))
+    self.assertResultsClose(google_of_ours, ours, rtol=1e-4, keys=METRICS)
 
     # Both load strictly into HuggingFace's BertForPreTraining.
     hf_util.assert_strict_hf_load(o_ckpt, self.config)
@@ -153,4 +146,4 @@ class PretrainingFidelityTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-  unittest.main()
+  absltest.main()

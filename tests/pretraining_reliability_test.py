@@ -1,4 +1,4 @@
-"""run_pretraining.py as a process: SIGKILL and resume, and two-worker multi_worker_mirrored training.
+"""run_pretraining.py as a process: SIGKILL and resume, and two-worker multi_worker_mirrored runs.
 
   * a run killed with SIGKILL after it wrote a checkpoint restarts from that checkpoint (same
     command) and ends at num_train_steps;
@@ -11,20 +11,18 @@ import glob
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
-import unittest
 
+from absl.testing import absltest
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import pretraining
 from tests import hf_util
-from tests import pretraining_testutil as tu
+from tests import testutil
 
 tf.disable_v2_behavior()
 
@@ -52,21 +50,21 @@ def _checkpoint_steps(directory):
   return sorted(steps)
 
 
-class PretrainingReliabilityTest(unittest.TestCase):
+def _run_ours(flags, **kwargs):
+  """run_pretraining.py with `flags` as a child process (see `testutil.run_module`)."""
+  return testutil.run_module("run_pretraining", testutil.flag_args(flags), **kwargs)
+
+
+class PretrainingReliabilityTest(testutil.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.tmp = tempfile.mkdtemp(prefix="pretraining_reliability-")
-    cls.config = tu.tiny_config(dropout=0.1)
-    cls.config_file = tu.write_config(os.path.join(cls.tmp, "bert_config.json"), cls.config)
-    cls.records = tu.write_records(os.path.join(cls.tmp, "train.tfrecord"), 128, SEQ, PRED,
-                                   cls.config["vocab_size"])
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.tmp, ignore_errors=True)
-    super().tearDownClass()
+    cls.tmp = cls.class_temp_dir()
+    cls.config = testutil.tiny_config(vocab_size=97, num_attention_heads=2, dropout=0.1)
+    cls.config_file = testutil.write_config(cls.tmp, cls.config)
+    cls.records = testutil.write_pretraining_records(
+        os.path.join(cls.tmp, "train.tfrecord"), 128, SEQ, PRED, cls.config.vocab_size)
 
   def _flags(self, output_dir, **overrides):
     flags = dict(bert_config_file=self.config_file, input_file=self.records,
@@ -80,7 +78,7 @@ class PretrainingReliabilityTest(unittest.TestCase):
     out = os.path.join(self.tmp, "killed")
     total = 400
     flags = self._flags(out, num_train_steps=total, save_checkpoints_steps=10)
-    proc = tu.run_ours(flags, popen=True)
+    proc = _run_ours(flags, popen=True)
     killed_at = None
     try:
       deadline = time.time() + 300
@@ -102,11 +100,11 @@ class PretrainingReliabilityTest(unittest.TestCase):
     step_before = int(re.search(r"-(\d+)$", latest_before).group(1))
     self.assertLess(step_before, total, "the run finished before it was killed")
 
-    restarted = tu.run_ours(flags, timeout=600)
+    restarted = _run_ours(flags, timeout=600)
     self.assertIn("Restoring parameters from %s" % latest_before, restarted.stderr)
     final = tf.train.latest_checkpoint(out)
     self.assertEqual(os.path.basename(final), "model.ckpt-%d" % total)
-    self.assertEqual(int(tu.read_checkpoint(final)["global_step"]), total)
+    self.assertEqual(int(testutil.read_checkpoint(final)["global_step"]), total)
     # The restarted run trained only the remaining steps.
     self.assertIn("training from global step %d to %d" % (step_before, total), restarted.stderr)
 
@@ -119,7 +117,7 @@ class PretrainingReliabilityTest(unittest.TestCase):
     procs = []
     for index in range(2):
       tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-      procs.append(tu.run_ours(flags, popen=True, env={"TF_CONFIG": json.dumps(tf_config)}))
+      procs.append(_run_ours(flags, popen=True, env={"TF_CONFIG": json.dumps(tf_config)}))
     results = []
     for proc in procs:
       try:
@@ -138,7 +136,7 @@ class PretrainingReliabilityTest(unittest.TestCase):
     # means both hold the same weights.
     other = tf.train.latest_checkpoint(os.path.join(out, "tmp_worker_1"))
     self.assertIsNotNone(other)
-    a, b = tu.read_checkpoint(chief), tu.read_checkpoint(other)
+    a, b = testutil.read_checkpoint(chief), testutil.read_checkpoint(other)
     self.assertEqual(int(a["global_step"]), 6)
     for name in a:
       np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-7, err_msg=name)
@@ -153,4 +151,4 @@ class PretrainingReliabilityTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-  unittest.main()
+  absltest.main()

@@ -1,23 +1,21 @@
-"""Tests of clinicalbert_tf.pretraining / run_pretraining.py that need no oracle: input checks, errors,
-the NaN guard, gradient accumulation, progress logging, summaries and checkpoint keeping.
+"""Tests of clinicalbert_tf.pretraining / run_pretraining.py that need no oracle: input checks,
+errors, the NaN guard, gradient accumulation, progress logging, summaries and checkpoint keeping.
 
-Tiny model (2 layers, hidden 32, vocab 97), records written directly (tests/pretraining_testutil.py).
+Tiny model (2 layers, hidden 32, vocab 97), records written directly
+(tests/testutil.py).
 """
 
 import glob
 import os
-import shutil
-import tempfile
-import unittest
 
+from absl.testing import absltest
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import fileio
 from clinicalbert_tf import hooks
 from clinicalbert_tf import pretraining
-from clinicalbert_tf import progress
-from tests import pretraining_testutil as tu
+from tests import testutil
 
 tf.disable_v2_behavior()
 
@@ -25,29 +23,27 @@ SEQ = 32
 PRED = 5
 
 
-class PretrainingTest(unittest.TestCase):
+def _run_ours(flags, **kwargs):
+  """run_pretraining.py with `flags` as a child process (see `testutil.run_module`)."""
+  return testutil.run_module("run_pretraining", testutil.flag_args(flags), **kwargs)
+
+
+class PretrainingTest(testutil.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.tmp = tempfile.mkdtemp(prefix="pretraining_test-")
-    cls.config = tu.tiny_config(dropout=0.0)
-    cls.config_file = tu.write_config(os.path.join(cls.tmp, "bert_config.json"), cls.config)
-    cls.records = tu.write_records(os.path.join(cls.tmp, "train.tfrecord"), 64, SEQ, PRED,
-                                   cls.config["vocab_size"])
-    cls.init = tu.make_init_checkpoint(cls.config, os.path.join(cls.tmp, "init", "model.ckpt"))
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.tmp, ignore_errors=True)
-    super().tearDownClass()
-
-  def _dir(self, name):
-    return tempfile.mkdtemp(prefix=name + "-", dir=self.tmp)
+    cls.tmp = cls.class_temp_dir()
+    cls.config = testutil.tiny_config(vocab_size=97, num_attention_heads=2, dropout=0.0)
+    cls.config_file = testutil.write_config(cls.tmp, cls.config)
+    cls.records = testutil.write_pretraining_records(
+        os.path.join(cls.tmp, "train.tfrecord"), 64, SEQ, PRED, cls.config.vocab_size)
+    cls.init = testutil.write_checkpoint(os.path.join(cls.tmp, "init", "model.ckpt"), cls.config,
+                                         heads="pretraining", released=True)
 
   def _flags(self, **overrides):
     flags = dict(bert_config_file=self.config_file, input_file=self.records,
-                 output_dir=self._dir("out"), init_checkpoint=self.init, max_seq_length=SEQ,
+                 output_dir=self.temp_dir(), init_checkpoint=self.init, max_seq_length=SEQ,
                  max_predictions_per_seq=PRED, train_batch_size=8, eval_batch_size=8,
                  max_eval_steps=2, num_train_steps=3, num_warmup_steps=1, learning_rate=1e-3,
                  save_checkpoints_steps=100, shuffle_buffer_size=0)
@@ -72,7 +68,7 @@ class PretrainingTest(unittest.TestCase):
     self.assertIn("--max_predictions_per_seq=20", message)
 
   def test_not_pretraining_records(self):
-    path = os.path.join(self._dir("other"), "x.tfrecord")
+    path = os.path.join(self.temp_dir(), "x.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:
       writer.write(tf.train.Example().SerializeToString())
     with self.assertRaisesRegex(fileio.InputError, "missing feature.*input_ids"):
@@ -89,7 +85,7 @@ class PretrainingTest(unittest.TestCase):
       pretraining.run_pretraining(**self._flags())
 
   def test_script_reports_one_line_errors(self):
-    out = self._dir("script")
+    out = self.temp_dir()
     cases = [
         (dict(bert_config_file=os.path.join(out, "missing.json"), input_file=self.records),
          "bert_config_file"),
@@ -97,7 +93,7 @@ class PretrainingTest(unittest.TestCase):
          "input_file"),
     ]
     for flags, flag_name in cases:
-      proc = tu.run_ours(dict(flags, output_dir=out, do_train=True), check=False, timeout=120)
+      proc = _run_ours(dict(flags, output_dir=out, do_train=True), check=False, timeout=120)
       self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
       self.assertNotIn("Traceback", proc.stderr)
       lines = [l for l in proc.stderr.splitlines() if "run_pretraining.py: error:" in l]
@@ -107,8 +103,8 @@ class PretrainingTest(unittest.TestCase):
   # -- init_checkpoint ----------------------------------------------------------------------------
 
   def test_init_checkpoint_shape_mismatch_names_variable_and_shapes(self):
-    config = tu.tiny_config(dropout=0.0, vocab_size=120)
-    config_file = tu.write_config(os.path.join(self._dir("cfg"), "bert_config.json"), config)
+    config = testutil.tiny_config(vocab_size=120, num_attention_heads=2, dropout=0.0)
+    config_file = testutil.write_config(self.temp_dir(), config)
     with self.assertRaises(fileio.InputError) as cm:
       pretraining.run_pretraining(do_eval=True, **self._flags(bert_config_file=config_file))
     message = str(cm.exception)
@@ -117,9 +113,9 @@ class PretrainingTest(unittest.TestCase):
     self.assertIn("[120, 32]", message)
 
   def test_init_checkpoint_logs_count(self):
-    with self.assertLogs("tensorflow", level="INFO") as logs:
+    with self.assertLogs("absl", level="INFO") as logs:
       pretraining.run_pretraining(do_eval=True, **self._flags(max_eval_steps=1))
-    n_vars = len(tu.read_checkpoint(self.init))
+    n_vars = len(testutil.read_checkpoint(self.init))
     self.assertTrue(any("initialised %d of %d variables" % (n_vars, n_vars) in line
                         for line in logs.output), [l for l in logs.output if "initialised" in l])
 
@@ -127,8 +123,9 @@ class PretrainingTest(unittest.TestCase):
 
   def test_nan_loss_stops_naming_the_step(self):
     # Records 16..23 (the third batch with shuffling off) have NaN weights.
-    records = tu.write_records(os.path.join(self._dir("nan"), "nan.tfrecord"), 64, SEQ, PRED,
-                               self.config["vocab_size"], nan_weight_records=range(16, 24))
+    records = testutil.write_pretraining_records(
+        os.path.join(self.temp_dir(), "nan.tfrecord"), 64, SEQ, PRED, self.config.vocab_size,
+        nan_weight_records=range(16, 24))
     flags = self._flags(input_file=records, num_train_steps=10, save_checkpoints_steps=2)
     with self.assertRaises(hooks.NanLossError) as cm:
       pretraining.run_pretraining(do_train=True, **flags)
@@ -138,11 +135,12 @@ class PretrainingTest(unittest.TestCase):
                      os.path.join(flags["output_dir"], "model.ckpt-2"))
 
   def test_nan_loss_script_error(self):
-    records = tu.write_records(os.path.join(self._dir("nan2"), "nan.tfrecord"), 16, SEQ, PRED,
-                               self.config["vocab_size"], nan_weight_records=[0])
+    records = testutil.write_pretraining_records(
+        os.path.join(self.temp_dir(), "nan.tfrecord"), 16, SEQ, PRED, self.config.vocab_size,
+        nan_weight_records=[0])
     flags = self._flags(input_file=records, do_train=True, num_train_steps=5)
     flags.pop("shuffle_buffer_size")
-    proc = tu.run_ours(flags, check=False, timeout=180)
+    proc = _run_ours(flags, check=False, timeout=180)
     self.assertEqual(proc.returncode, 1, proc.stderr[-3000:])
     self.assertNotIn("Traceback", proc.stderr)
     self.assertRegex(proc.stderr, r"run_pretraining.py: error: training loss is NaN at global "
@@ -153,17 +151,18 @@ class PretrainingTest(unittest.TestCase):
   def test_accumulation_equals_the_larger_batch(self):
     # With the same number of masks in every record, the masked-LM loss of a batch of 8 is the mean
     # of its two halves' losses, so 2 x 4 accumulated must match one batch of 8.
-    records = tu.write_records(os.path.join(self._dir("acc"), "acc.tfrecord"), 64, SEQ, PRED,
-                               self.config["vocab_size"], full_masks=True)
+    records = testutil.write_pretraining_records(
+        os.path.join(self.temp_dir(), "acc.tfrecord"), 64, SEQ, PRED, self.config.vocab_size,
+        full_masks=True)
     big = self._flags(input_file=records, train_batch_size=8, num_train_steps=3)
     acc = self._flags(input_file=records, train_batch_size=4, num_accumulation_steps=2,
                       num_train_steps=3)
     r_big = pretraining.run_pretraining(do_train=True, do_eval=True, **big)
     r_acc = pretraining.run_pretraining(do_train=True, do_eval=True, **acc)
     self.assertEqual(r_acc["global_step"], 3)
-    tu.assert_close_results(self, r_acc, r_big, rtol=1e-5)
-    a = tu.read_checkpoint(tf.train.latest_checkpoint(big["output_dir"]))
-    b = tu.read_checkpoint(tf.train.latest_checkpoint(acc["output_dir"]))
+    self.assertResultsClose(r_acc, r_big, rtol=1e-5)
+    a = testutil.read_checkpoint(tf.train.latest_checkpoint(big["output_dir"]))
+    b = testutil.read_checkpoint(tf.train.latest_checkpoint(acc["output_dir"]))
     self.assertEqual(sorted(a), sorted(b))  # accumulators are not checkpointed
     for name in a:
       np.testing.assert_allclose(b[name], a[name], rtol=1e-4, atol=1e-6, err_msg=name)
@@ -176,30 +175,31 @@ class PretrainingTest(unittest.TestCase):
     r_plain = pretraining.run_pretraining(do_train=True, do_eval=True, **plain)
     r_amp = pretraining.run_pretraining(do_train=True, do_eval=True, **amp)
     self.assertEqual(r_amp["global_step"], 3)
-    tu.assert_close_results(self, r_amp, r_plain, rtol=1e-5)
-    a = tu.read_checkpoint(tf.train.latest_checkpoint(plain["output_dir"]))
-    b = tu.read_checkpoint(tf.train.latest_checkpoint(amp["output_dir"]))
+    self.assertResultsClose(r_amp, r_plain, rtol=1e-5)
+    a = testutil.read_checkpoint(tf.train.latest_checkpoint(plain["output_dir"]))
+    b = testutil.read_checkpoint(tf.train.latest_checkpoint(amp["output_dir"]))
     self.assertEqual(sorted(a), sorted(b))  # the loss scale is not checkpointed
 
   def test_script_use_xla_compiles(self):
-    out = self._dir("xla")
+    out = self.temp_dir()
     flags = self._flags(output_dir=out, do_train=True, num_train_steps=2, use_xla=True)
     flags.pop("shuffle_buffer_size")
-    proc = tu.run_ours(flags, env={"TF_CPP_MIN_LOG_LEVEL": "0"}, timeout=300)
+    proc = _run_ours(flags, env={"TF_CPP_MIN_LOG_LEVEL": "0"}, timeout=300)
     self.assertIn("Compiled cluster using XLA", proc.stderr)
     self.assertEqual(os.path.basename(tf.train.latest_checkpoint(out)), "model.ckpt-2")
 
   def test_progress_summaries_and_keep_checkpoint_max(self):
     flags = self._flags(num_train_steps=6, save_checkpoints_steps=1, keep_checkpoint_max=2,
                         log_every_n_steps=2)
-    with self.assertLogs("tensorflow", level="INFO") as logs:
+    with self.assertLogs("absl", level="INFO") as logs:
       pretraining.run_pretraining(do_train=True, **flags)
     progress = [l for l in logs.output if "steps/s" in l]
     self.assertTrue(progress, "no progress line")
-    self.assertRegex("\n".join(progress), r"step 6/6 \(100.0%\): loss [\d.e+]+, [\d.e+]+ steps/s, [\d.e+]+ examples/s, "
-                     r"ETA 0m00s")
+    self.assertRegex("\n".join(progress), r"step 6/6 \(100.0%\): loss [\d.e+]+, [\d.e+]+ steps/s, "
+                     r"[\d.e+]+ examples/s, ETA 0m00s")
     out = flags["output_dir"]
-    indexes = sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "model.ckpt-*.index")))
+    indexes = sorted(os.path.basename(p)
+                     for p in glob.glob(os.path.join(out, "model.ckpt-*.index")))
     self.assertEqual(indexes, ["model.ckpt-5.index", "model.ckpt-6.index"])
     tags = set()
     for path in glob.glob(os.path.join(out, "events.out.tfevents.*")):
@@ -222,14 +222,5 @@ class PretrainingTest(unittest.TestCase):
     self.assertEqual(lines[1], "loss = %s" % str(result["loss"]))
 
 
-class FormatDurationTest(unittest.TestCase):
-
-  def test_format(self):
-    self.assertEqual(progress.format_duration(65), "1m05s")
-    self.assertEqual(progress.format_duration(3725), "1h02m05s")
-    self.assertEqual(progress.format_duration(93784), "1d02h03m")
-    self.assertEqual(progress.format_duration(None), "?")
-
-
 if __name__ == "__main__":
-  unittest.main()
+  absltest.main()
