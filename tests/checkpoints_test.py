@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 from absl.testing import absltest
 import numpy as np
@@ -177,6 +179,16 @@ class CheckpointsTest(testutil.TestCase):
       self.assertTrue(callable(scaffold_fn))
       self.assertIsInstance(scaffold_fn(), tf.train.Scaffold)
       self.assertIsNone(checkpoints.init_from_checkpoint_in_model_fn(self.ckpt, tvars, False))
+
+  def test_no_estimator_import(self):
+    # Inference code (features, export, prediction) loads models without the Estimator machinery.
+    code = ("import sys; from clinicalbert_tf import checkpoints, features; "
+            "print(sorted(m for m in sys.modules if m == 'clinicalbert_tf.estimator' or "
+            "m.startswith('tensorflow_estimator')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=testutil.script_env(), check=False, timeout=300)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    self.assertEqual(proc.stdout.strip().splitlines()[-1], "[]")
 
   def test_variable_name(self):
     with tf.Graph().as_default():
