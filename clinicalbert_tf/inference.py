@@ -62,7 +62,7 @@ def _heads():
   return heads
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Finding and loading a model.
 
 @dataclasses.dataclass
@@ -217,13 +217,13 @@ class LoadedModel(object):
 
 def load_model(model_dir, bert_config_file=None, vocab_file=None, init_checkpoint=None,
                max_seq_length=None, do_lower_case=None, num_threads=0):
-  """`LoadedModel` of `model_dir` (fine-tuned directory or SavedModel); flags override the record."""
+  """The `LoadedModel` of `model_dir` (fine-tuned directory or SavedModel); flags override."""
   files = locate_model(model_dir, bert_config_file, vocab_file, init_checkpoint)
   return LoadedModel(files, max_seq_length=max_seq_length, do_lower_case=do_lower_case,
                      num_threads=num_threads)
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Notes -> sentences of words with character offsets.
 
 @dataclasses.dataclass
@@ -234,8 +234,9 @@ class Sentence:
   line: int
 
 
-def note_blocks(text, block_chars=BLOCK_CHARS):
-  """(start, end) of blocks of whole lines of about `block_chars` characters covering `text`."""
+def note_blocks(text, block_chars=None):
+  """(start, end) of blocks of whole lines of about `block_chars` (BLOCK_CHARS) characters."""
+  block_chars = block_chars or BLOCK_CHARS
   start = 0
   while start < len(text):
     end = text.find("\n", min(len(text), start + block_chars))
@@ -289,7 +290,7 @@ def sentence_spans(sentence, labels, ids, probabilities):
   return spans
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Predicting.
 
 class _Pending(object):
@@ -306,7 +307,16 @@ class _Pending(object):
 class Predictor(object):
   """Runs a token-classification `LoadedModel` over notes, batched across notes, streamed."""
 
-  def __init__(self, model, batch_size=32, min_probability=None, buffer_words=None):
+  def __init__(self, model, batch_size=32, min_probability=None, buffer_words=None,
+               after_batch=None):
+    """Args:
+      model: a LoadedModel with a token-classification head.
+      batch_size: windows per session run.
+      min_probability: see `word_labels`.
+      buffer_words: words of notes collected before they are predicted together.
+      after_batch: called with no arguments after each buffer is predicted (progress lines
+        within one long note).
+    """
     if model.record["head"] != TOKEN_HEAD:
       raise fileio.InputError("the model has a %s head: spans come from a %s model (a sentence-"
                               "pair model predicts pairs: see predict_pairs)" %
@@ -317,6 +327,7 @@ class Predictor(object):
     # Enough words for many full batches, so length sorting has something to sort.
     self.buffer_words = buffer_words or 64 * batch_size * max(8, model.max_seq_length // 4)
     self.words_done = 0
+    self.after_batch = after_batch
 
   def _run(self, pending):
     """Predicts the buffered blocks [(state, sentences)] and adds their spans to their notes."""
@@ -338,6 +349,8 @@ class Predictor(object):
         k += 1
       state.blocks_left -= 1
     self.words_done += sum(len(s.words) for s in sentences)
+    if self.after_batch:
+      self.after_batch()
 
   def predict(self, items, text_of=lambda item: item.text):
     """Yields (item, spans) for each item (a note), in order, spans sorted by start.
@@ -408,7 +421,7 @@ def predict_pairs(model, pairs, batch_size=32):
     yield from run(chunk)
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Jobs: predict.py and deidentify.py.
 
 @dataclasses.dataclass
@@ -461,18 +474,6 @@ def check_options(options, pairs):
     raise fileio.InputError("--mask_char=%r: expected one character" % o.mask_char)
 
 
-def note_file_name(note, suffix, seen):
-  """`<id><suffix>` for a per-note output; InputError for an id unfit for a file name or repeated."""
-  if not note.id or note.id in (".", "..") or "/" in note.id or "\\" in note.id or \
-      "\0" in note.id:
-    raise fileio.InputError("%s: note id %r cannot name an output file" % (note.where, note.id))
-  if note.id in seen:
-    raise fileio.InputError("%s: note id %r repeats an earlier note's (outputs are one file per "
-                            "id)" % (note.where, note.id))
-  seen.add(note.id)
-  return note.id + suffix
-
-
 def _good_notes(stream, options, counts):
   """The readable notes of `stream`; bad ones stop the job, or are counted up to max_bad_notes."""
   for _, note in stream:
@@ -486,62 +487,6 @@ def _good_notes(stream, options, counts):
       logging.warning("skipped an unreadable note (%d so far): %s", counts["bad"], message)
       continue
     yield note
-
-
-class _PerInputWriter(object):
-  """JSON lines per input file, `<output_dir>/<input stem>.jsonl`, each written atomically."""
-
-  def __init__(self, output_dir, input_files):
-    self.output_dir = output_dir
-    self.remaining = collections.deque(input_files)
-    self.current = None  # (input file, context manager, file)
-
-  @staticmethod
-  def path_for(output_dir, input_file):
-    return os.path.join(output_dir, note_inputs.file_stem(input_file) + ".jsonl")
-
-  def _commit(self):
-    if self.current:
-      self.current[1].__exit__(None, None, None)
-      self.current = None
-
-  def _open_next(self):
-    self._commit()
-    source = self.remaining.popleft()
-    context = fileio.atomic_open(self.path_for(self.output_dir, source))
-    self.current = (source, context, context.__enter__())
-
-  def write(self, source, record):
-    while self.current is None or self.current[0] != source:
-      self._open_next()  # an input file without a readable note gets an empty output
-    self.current[2].write(json.dumps(record, ensure_ascii=False) + "\n")
-
-  def close(self, ok):
-    if not ok:
-      if self.current:
-        self.current[1].__exit__(RuntimeError, RuntimeError("aborted"), None)
-        self.current = None
-      return
-    while self.remaining or self.current:
-      if self.remaining:
-        self._open_next()
-      else:
-        self._commit()
-
-
-def _count_notes(input_files, input_format):
-  """The number of notes to expect when it is cheap to know (text files, JSON lines), else None."""
-  total = 0
-  for path in input_files:
-    kind = note_inputs.input_format_of(path, input_format)
-    if kind == "text":
-      total += 1
-    elif kind == "jsonl":
-      with open(path, "rb") as f:
-        total += sum(1 for line in f if line.strip())
-    else:
-      return None
-  return total
 
 
 def run_job(model, options):
@@ -565,7 +510,7 @@ def run_job(model, options):
   counts = collections.Counter(notes=0, words=0, entities=0, bad=0, skipped=0)
   if o.skip_existing and not per_note:
     kept = [p for p in input_files
-            if not os.path.exists(_PerInputWriter.path_for(o.output_dir, p))]
+            if not os.path.exists(span_outputs.PerInputWriter.path_for(o.output_dir, p))]
     counts["skipped"] = len(input_files) - len(kept)
     input_files = kept
   stream = _good_notes(note_inputs.read_notes(input_files, o.input_format, o.id_field,
@@ -574,25 +519,31 @@ def run_job(model, options):
   if per_note:
     def unfinished(notes):
       for note in notes:
-        name = note_file_name(note, suffix, seen)
+        name = note_inputs.output_name(note, suffix, seen)
         if o.skip_existing and os.path.exists(os.path.join(o.output_dir, name)):
           counts["skipped"] += 1
         else:
           yield note
     stream = unfinished(stream)
   what = "deidentify" if o.replace is not None else "predict"
-  progress = progress_lib.Progress("notes", total=_count_notes(input_files, o.input_format),
+  progress = progress_lib.Progress("notes",
+                                   total=note_inputs.count_notes(input_files, o.input_format),
                                    every_seconds=o.progress_seconds, label=what + ": ")
   if pairs:
     results = ((pair, {"id": pair.id, "label": label, "probabilities": probs})
                for pair, label, probs in predict_pairs(model, stream, o.batch_size))
     predictor = None
   else:
-    predictor = Predictor(model, o.batch_size, o.min_probability)
+    def log_words():
+      progress.maybe_log(counts["notes"], detail="%d words, %.0f words/s" % (
+          predictor.words_done, predictor.words_done / max(progress.elapsed(), 1e-9)))
+    predictor = Predictor(model, o.batch_size, o.min_probability, after_batch=log_words)
     results = predictor.predict(stream)
   spans_file = fileio.atomic_open(o.output_file) if o.output_file else None
   spans_out = spans_file.__enter__() if spans_file else None
-  writer = _PerInputWriter(o.output_dir, input_files) if (o.output_dir and not per_note) else None
+  writer = None
+  if o.output_dir and not per_note:
+    writer = span_outputs.PerInputWriter(o.output_dir, input_files)
   ok = False
   try:
     for note, result in results:
@@ -632,7 +583,7 @@ def run_job(model, options):
   return dict(counts)
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The flags predict.py and deidentify.py share (defined once, here).
 
 def define_flags(deidentify=False):
@@ -650,7 +601,8 @@ def define_flags(deidentify=False):
   flags.DEFINE_string("text_field", "text", "JSON lines: the field holding a note's text.")
   flags.DEFINE_string("bert_config_file", None,
                       "The model's bert_config.json (default: the one in --model_dir).")
-  flags.DEFINE_string("vocab_file", None, "The model's vocab.txt (default: the one in --model_dir).")
+  flags.DEFINE_string("vocab_file", None,
+                      "The model's vocab.txt (default: the one in --model_dir).")
   flags.DEFINE_string("init_checkpoint", None,
                       "Checkpoint prefix or directory (default: the latest in --model_dir).")
   flags.DEFINE_integer("predict_batch_size", 32, "Windows per batch.")
@@ -677,8 +629,9 @@ def define_flags(deidentify=False):
     flags.DEFINE_string("output_dir", None,
                         "One output per input file (jsonl) or per note (brat, i2b2_2014, con).")
     flags.DEFINE_enum("output_format", "jsonl", list(span_outputs.OUTPUT_FORMATS),
-                      "jsonl: {id, entities: [{start, end, label, score}]} per note; brat: <id>.ann; "
-                      "i2b2_2014: <id>.xml (the n2c2 de-id scorer's XML); con: i2b2 2010 <id>.con.")
+                      "jsonl: {id, entities: [{start, end, label, score}]} per note; brat: "
+                      "<id>.ann; i2b2_2014: <id>.xml (the n2c2 de-id scorer's XML); con: i2b2 "
+                      "2010 <id>.con.")
     flags.DEFINE_bool("include_text", False,
                       "jsonl: put each note's text in its line (it is protected health "
                       "information: off by default).")

@@ -11,9 +11,9 @@ by its kind (`--input_format=auto` decides by the name):
   * `noteevents` (`.csv`, `.csv.gz`): MIMIC-III's NOTEEVENTS through the project's streaming reader,
     id = ROW_ID.
 
-A note that cannot be used (bad UTF-8, an unreadable file, a JSON line that is not an object with the
-fields, a bad CSV row) becomes a `BadNote` naming where it is and why -- never its text -- so the
-caller decides whether to stop (the default) or count it and go on (`--max_bad_notes`).
+A note that cannot be used (bad UTF-8, an unreadable file, a JSON line that is not an object with
+the fields, a bad CSV row) becomes a `BadNote` naming where it is and why -- never its text -- so
+the caller decides whether to stop (the default) or count it and go on (`--max_bad_notes`).
 """
 
 import dataclasses
@@ -70,7 +70,8 @@ def decode_utf8(data, where):
   try:
     return data.decode("utf-8")
   except UnicodeDecodeError as e:
-    raise fileio.InputError("%s: not UTF-8 text (byte %d: %s)" % (where, e.start, e.reason)) from None
+    raise fileio.InputError("%s: not UTF-8 text (byte %d: %s)" %
+                            (where, e.start, e.reason)) from None
 
 
 def read_text_note(path):
@@ -159,3 +160,30 @@ def read_notes(input_files, input_format="auto", id_field="id", text_field="text
         raise fileio.InputError("%s: a sentence-pair model reads JSON lines, not NOTEEVENTS" % path)
       for note in read_noteevents_notes(path):
         yield path, note
+
+
+def count_notes(input_files, input_format):
+  """The number of notes to expect when it is cheap to know (text files, JSON lines), else None."""
+  total = 0
+  for path in input_files:
+    kind = input_format_of(path, input_format)
+    if kind == "text":
+      total += 1
+    elif kind == "jsonl":
+      with open(path, "rb") as f:
+        total += sum(1 for line in f if line.strip())
+    else:
+      return None
+  return total
+
+
+def output_name(note, suffix, seen):
+  """`<id><suffix>` for a per-note output; InputError for an id unfit to name a file or repeated."""
+  if not note.id or note.id in (".", "..") or "/" in note.id or "\\" in note.id or \
+      "\0" in note.id:
+    raise fileio.InputError("%s: note id %r cannot name an output file" % (note.where, note.id))
+  if note.id in seen:
+    raise fileio.InputError("%s: note id %r repeats an earlier note's (outputs are one file per "
+                            "id)" % (note.where, note.id))
+  seen.add(note.id)
+  return note.id + suffix

@@ -2,8 +2,8 @@
 
   savedmodel.export("finetune/i2b2_2010", "serving/i2b2_2010")   # -> serving/i2b2_2010/1
 
-Writes `<export_dir>/<version>/` (version: one more than the highest already there, or the one given)
-with the `serve` tag and a `serving_default` signature:
+Writes `<export_dir>/<version>/` (version: one more than the highest already there, or the one
+given) with the `serve` tag and a `serving_default` signature:
 
   inputs   input_ids, input_mask, segment_ids        int32 [batch, length], length <= the model's
   outputs  probabilities  float32 [batch, length, num_labels] (token head) or [batch, num_labels]

@@ -5,10 +5,14 @@ the note's text hold it (brat's entity text, the i2b2 2014 XML's TEXT, `.con`'s 
 lines with `include_text`): JSON lines without it carry no clinical text.
 """
 
+import collections
 import dataclasses
+import json
+import os
 from typing import Optional, Tuple
 from xml.sax import saxutils
 
+from clinicalbert_tf import fileio
 from clinicalbert_tf.tasks import i2b2_2010
 
 OUTPUT_FORMATS = ("jsonl", "brat", "i2b2_2014", "con")
@@ -118,3 +122,44 @@ def replace_spans(text, spans, mode="placeholder", mask_char="*"):
     last = s.end
   parts.append(text[last:])
   return "".join(parts)
+
+
+class PerInputWriter(object):
+  """JSON lines per input file, `<output_dir>/<input stem>.jsonl`, each written atomically."""
+
+  def __init__(self, output_dir, input_files):
+    self.output_dir = output_dir
+    self.remaining = collections.deque(input_files)
+    self.current = None  # (input file, context manager, file)
+
+  @staticmethod
+  def path_for(output_dir, input_file):
+    return os.path.join(output_dir, os.path.splitext(os.path.basename(input_file))[0] + ".jsonl")
+
+  def _commit(self):
+    if self.current:
+      self.current[1].__exit__(None, None, None)
+      self.current = None
+
+  def _open_next(self):
+    self._commit()
+    source = self.remaining.popleft()
+    context = fileio.atomic_open(self.path_for(self.output_dir, source))
+    self.current = (source, context, context.__enter__())
+
+  def write(self, source, record):
+    while self.current is None or self.current[0] != source:
+      self._open_next()  # an input file without a readable note gets an empty output
+    self.current[2].write(json.dumps(record, ensure_ascii=False) + "\n")
+
+  def close(self, ok):
+    if not ok:
+      if self.current:
+        self.current[1].__exit__(RuntimeError, RuntimeError("aborted"), None)
+        self.current = None
+      return
+    while self.remaining or self.current:
+      if self.remaining:
+        self._open_next()
+      else:
+        self._commit()

@@ -1,4 +1,4 @@
-"""Tests for inference.py, note_inputs.py and span_outputs.py: notes -> words -> windows -> spans."""
+"""inference.py, note_inputs.py and span_outputs.py: notes -> words -> windows -> spans."""
 
 import json
 import os
@@ -130,6 +130,33 @@ class InferenceTest(tf.test.TestCase):
     self.assertEqual([(s.words, s.offsets, s.line) for s in sentences],
                      [(s.words, s.offsets, s.line) for s in whole])
     self.assertEqual([s.line for s in whole], [1, 3, 4])
+
+  def test_streams_notes_and_cuts_a_long_note_into_buffers(self):
+    # Notes are read lazily: the first result comes before the last note is read.
+    read = []
+
+    def stream():
+      for note in notes(NOTES * 20):
+        read.append(note.id)
+        yield note
+    predictor = inference.Predictor(self.model, batch_size=4, buffer_words=50)
+    first = next(iter(predictor.predict(stream())))
+    self.assertEqual(first[0].id, "n0")
+    self.assertLess(len(read), 20)
+    # One long note (many lines) goes through several buffers, with the same spans.
+    long_note = "\n".join(NOTES * 30)
+    calls = []
+    cut = inference.Predictor(self.model, buffer_words=40, after_batch=lambda: calls.append(1))
+    old = inference.BLOCK_CHARS
+    try:
+      inference.BLOCK_CHARS = 200
+      (_, spans), = list(cut.predict(notes([long_note])))
+    finally:
+      inference.BLOCK_CHARS = old
+    (_, whole), = self.predict([long_note])
+    self.assertGreater(len(calls), 5)
+    self.assertEqual([(s.start, s.end, s.label, s.first) for s in spans],
+                     [(s.start, s.end, s.label, s.first) for s in whole])
 
   def test_min_probability_trades_precision_for_recall(self):
     probabilities = np.array([[0.6, 0.3, 0.1, 0.0, 0.0], [0.9, 0.02, 0.03, 0.05, 0.0]], np.float32)

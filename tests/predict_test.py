@@ -52,7 +52,8 @@ class PredictTest(testutil.TestCase):
     tf.disable_v2_behavior()
     cls.root = cls.class_temp_dir()
     # Short windows: the tiny vocabulary spells most words letter by letter, so lines are split.
-    cls.ner_dir, cls.config_file, cls.vocab = finetune(cls.root, "i2b2_2010", "token_classification", 7, max_seq_length=24)
+    cls.ner_dir, cls.config_file, cls.vocab = finetune(cls.root, "i2b2_2010",
+                                                       "token_classification", 7, max_seq_length=24)
     cls.model_flags = ["--model_dir=" + cls.ner_dir, "--bert_config_file=" + cls.config_file,
                        "--vocab_file=" + cls.vocab]
     cls.notes = os.path.join(TESTDATA, "i2b2_2010", "test", "test_data", "*.txt")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo's prediction step: the fine-tuned demo models put to work on raw notes.
 #
-#   predict.py           the i2b2 2010 model (problems, tests, treatments) over the invented i2b2 2010
-#                        test note and the NOTEEVENTS sample: entity spans as JSON lines, and .con
+#   predict.py           the i2b2 2010 model (problems, tests, treatments) over the invented
+#                        i2b2 2010 test note and the NOTEEVENTS sample: entity spans as JSON
+#                        lines, and .con
 #   export_savedmodel.py the i2b2 2010 model as a versioned SavedModel; predict.py reads it alone
 #   deidentify.py        the i2b2 2014 model (PHI) over the 2014 test note as plain text, at a few
 #                        --min_phi_probability values: de-identified text, and the recall/precision
@@ -67,7 +68,8 @@ echo "  - export_savedmodel.py, and predict.py from the SavedModel alone"
 rm -rf "$P/serving"
 step export export_savedmodel.py "${NER[@]}" --export_dir="$P/serving"
 step predict_savedmodel predict.py --model_dir="$P/serving" \
-  --input_file=testdata/i2b2_2010/test/test_data/note-201.txt --output_file="$P/from_savedmodel.jsonl"
+  --input_file=testdata/i2b2_2010/test/test_data/note-201.txt \
+  --output_file="$P/from_savedmodel.jsonl"
 
 echo "  - deidentify.py, i2b2 2014 model: the 2014 test note as plain text"
 "$PY" - "$P/notes" testdata/i2b2_2014/test/*.xml <<'PYEOF'
@@ -110,7 +112,8 @@ for threshold in ("none", "0.5", "0.2", "0.05"):
     covered += len(predicted)
     total += len(phi)
   # Character-level: the share of predicted characters that are PHI, and of PHI characters caught.
-  print("      %-22s %9d %9.2f %8.2f" % (threshold, found, hit / max(1, covered), hit / max(1, total)))
+  print("      %-22s %9d %9.2f %8.2f" % (threshold, found, hit / max(1, covered),
+                                           hit / max(1, total)))
 PYEOF
 echo "    de-identified (placeholders), the first lines:"
 head -n 5 "$P/deid_0.2/"*.txt | sed 's/^/      /'
