@@ -5,9 +5,14 @@ Example:
       --all_notes_file=sentences/all_notes.txt --num_workers=2
 
 Writes `<output_dir>/<category>.txt` per category (`discharge_summary.txt`, `nursing_other.txt`, ...)
-with a `.json` sidecar each. The section and sentence rules are listed in
-`clinicalbert_tf/sections.py` and `clinicalbert_tf/notes.py`, the handling of rows in
-`clinicalbert_tf/noteevents.py`.
+with a `.json` sidecar each. `--phi=surrogate` replaces MIMIC's placeholders by realistic,
+consistent surrogates first (`clinicalbert_tf/surrogates.py`), for a "Surrogate ClinicalBERT":
+
+  python format_notes.py --input_file=NOTEEVENTS.csv.gz --output_dir=surrogate_sentences \\
+      --phi=surrogate --random_seed=12345 --num_workers=8
+
+The section and sentence rules are listed in `clinicalbert_tf/sections.py` and
+`clinicalbert_tf/notes.py`, the handling of rows in `clinicalbert_tf/noteevents.py`.
 """
 
 import sys
@@ -17,6 +22,7 @@ from absl import flags
 from clinicalbert_tf import cli
 from clinicalbert_tf import noteevents
 from clinicalbert_tf import notes
+from clinicalbert_tf import surrogates
 
 FLAGS = flags.FLAGS
 
@@ -39,6 +45,16 @@ flags.DEFINE_integer("num_workers", 1,
 flags.DEFINE_integer("max_bad_rows", noteevents.DEFAULT_MAX_BAD_ROWS,
                      "Stop with an error when more rows than this cannot be parsed; -1: no limit.")
 flags.DEFINE_float("progress_every_s", 30.0, "Seconds between progress log lines.")
+flags.DEFINE_enum("phi", "keep", surrogates.PHI_MODES,
+                  "keep: de-identification placeholders ([**...**]) stay as they are. surrogate: "
+                  "each is replaced by a realistic value of its category (Faker), consistent "
+                  "within a note, dates shifted into the present keeping their intervals.")
+flags.DEFINE_integer("random_seed", surrogates.DEFAULT_SEED,
+                     "With --phi=surrogate: the seed of the surrogates (with each note's ROW_ID), "
+                     "so the output is the same for any --num_workers and across runs.")
+flags.DEFINE_string("surrogate_locale", surrogates.DEFAULT_LOCALE,
+                    "With --phi=surrogate: the Faker locale of names, places and numbers (en_US, "
+                    "en_GB, de_DE, ...).")
 
 
 def main(argv):
@@ -57,7 +73,10 @@ def main(argv):
       spacy_model=FLAGS.spacy_model,
       num_workers=FLAGS.num_workers,
       max_bad_rows=FLAGS.max_bad_rows,
-      progress_every_s=FLAGS.progress_every_s)
+      progress_every_s=FLAGS.progress_every_s,
+      phi=FLAGS.phi,
+      random_seed=FLAGS.random_seed,
+      surrogate_locale=FLAGS.surrogate_locale)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,13 @@ process or a pool) and writes one file per category named as the ClinicalBERT sc
 (`discharge_summary.txt`, `nursing_other.txt`, ...) and optionally one file of all notes: one
 sentence per line, a blank line after each note, notes in input order.
 
+PHI: with `phi="keep"` (the default) placeholders such as `[**Last Name (NamePattern1) 1234**]` stay
+as they are (rule S1 of `notes.py` keeps each whole). With `phi="surrogate"` each note's
+placeholders are first replaced by realistic surrogates (`surrogates.py`: Faker in `locale`,
+seeded per note from `random_seed` and the ROW_ID, so the bytes do not depend on the number of
+workers), and the note is then split like any text. The sidecar records the mode, seed, locale and
+the placeholders replaced per category (counts only).
+
 Rows: a row with `ISERROR` = 1 is skipped and counted; a row whose TEXT is empty is skipped and
 counted; a row that cannot be parsed (wrong number of columns, non-integer ROW_ID, empty CATEGORY,
 ISERROR neither empty, 0 nor 1, a CSV error) is reported by ROW_ID (or line number) in the log,
@@ -36,6 +43,7 @@ from absl import logging
 from clinicalbert_tf import fileio
 from clinicalbert_tf import notes
 from clinicalbert_tf import progress as progress_lib
+from clinicalbert_tf import surrogates as surrogates_lib
 
 # MIMIC-III NOTEEVENTS header, in file order.
 NOTEEVENTS_COLUMNS = ("ROW_ID", "SUBJECT_ID", "HADM_ID", "CHARTDATE", "CHARTTIME", "STORETIME",
@@ -59,6 +67,11 @@ MAX_CATEGORIES = 500
 
 # The category under which rows without a usable CATEGORY are counted.
 UNPARSEABLE = "(unparseable)"
+
+PhiOptions = collections.namedtuple("PhiOptions", ["mode", "random_seed", "locale"])
+PhiOptions.__doc__ = """What becomes of PHI placeholders: `mode` `keep` or `surrogate` (with a seed and
+a Faker locale)."""
+KEEP_PHI = PhiOptions("keep", surrogates_lib.DEFAULT_SEED, surrogates_lib.DEFAULT_LOCALE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,29 +288,72 @@ def format_chunk(splitter, texts):
   return rendered
 
 
+def make_surrogates(phi):
+  """The `surrogates.Surrogates` of `phi` (a PhiOptions), or None when PHI is kept."""
+  if phi is None or phi.mode == "keep":
+    return None
+  return surrogates_lib.Surrogates(locale=phi.locale, random_seed=phi.random_seed)
+
+
+def process_chunk(splitter, surrogates, chunk):
+  """Surrogates (if any) and then sentences for a chunk of notes.
+
+  Args:
+    splitter: a `notes.SentenceSplitter`.
+    surrogates: a `surrogates.Surrogates`, or None to keep placeholders as they are.
+    chunk: (texts, note_keys): note texts and their ROW_IDs, which seed their surrogates.
+
+  Returns:
+    (rendered, phi_counts): `rendered` as `format_chunk` returns it; `phi_counts` None when PHI is
+    kept, else one `collections.Counter` (category -> placeholders) per note.
+  """
+  texts, note_keys = chunk
+  if surrogates is None:
+    return format_chunk(splitter, texts), None
+  replaced, phi_counts, failed = [], [], {}
+  for i, (text, key) in enumerate(zip(texts, note_keys)):
+    try:
+      text, counts = surrogates.replace(text, key)
+    except Exception as e:  # pylint: disable=broad-except
+      failed[i] = "could not be given surrogates (%s)" % type(e).__name__
+      text, counts = "", None
+    replaced.append(text)
+    phi_counts.append(counts)
+  rendered = format_chunk(splitter, replaced)
+  for i, reason in failed.items():
+    rendered[i] = reason
+  return rendered, phi_counts
+
+
 _WORKER_SPLITTER = None
+_WORKER_SURROGATES = None
 
 
-def _init_worker(spacy_model):
-  global _WORKER_SPLITTER
+def _init_worker(spacy_model, phi=None):
+  global _WORKER_SPLITTER, _WORKER_SURROGATES
   # A worker forked while the parent held a pipeline for this model starts with a copy of it.
   if _WORKER_SPLITTER is None or _WORKER_SPLITTER.spacy_model != spacy_model:
     _WORKER_SPLITTER = notes.SentenceSplitter(spacy_model)
+  _WORKER_SURROGATES = make_surrogates(phi)
 
 
-def _format_chunk_in_worker(texts):
-  return format_chunk(_WORKER_SPLITTER, texts)
+def _format_chunk_in_worker(chunk):
+  return process_chunk(_WORKER_SPLITTER, _WORKER_SURROGATES, chunk)
 
 
 class InProcessRunner(object):
   """Formats chunks in this process (num_workers=1); the same interface as `PoolRunner`."""
 
-  def __init__(self, spacy_model):
+  def __init__(self, spacy_model, phi=None):
     self._splitter = notes.SentenceSplitter(spacy_model)
+    self._surrogates = make_surrogates(phi)
 
   def submit(self, chunk, meta):
-    """Formats `chunk` (note texts); yields (meta, rendered) for every chunk that is done."""
-    yield meta, format_chunk(self._splitter, chunk)
+    """Formats `chunk` ((texts, note_keys)); yields (meta, result) for every chunk that is done.
+
+    `result` is what `process_chunk` returns.
+    """
+    yield meta, process_chunk(self._splitter, self._surrogates, chunk)
 
   def drain(self):
     """Yields (meta, rendered) for the chunks still in flight, in submission order."""
@@ -310,7 +366,7 @@ class InProcessRunner(object):
 class PoolRunner(object):
   """Formats chunks in worker processes; yields results in submission order, bounded in flight."""
 
-  def __init__(self, spacy_model, num_workers):
+  def __init__(self, spacy_model, num_workers, phi=None):
     global _WORKER_SPLITTER
     fork = "fork" in multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if fork else "spawn")
@@ -320,14 +376,15 @@ class PoolRunner(object):
       # by --spacy_model is loaded by each worker (it may hold BLAS thread state unsafe to fork).
       _WORKER_SPLITTER = notes.SentenceSplitter(spacy_model)
     try:
-      self._pool = context.Pool(num_workers, initializer=_init_worker, initargs=(spacy_model,))
+      self._pool = context.Pool(num_workers, initializer=_init_worker,
+                                initargs=(spacy_model, phi))
     finally:
       _WORKER_SPLITTER = None  # the workers have their copies; a replacement worker builds one
     self._pending = collections.deque()
     self._max_pending = IN_FLIGHT_PER_WORKER * num_workers
 
   def submit(self, chunk, meta):
-    """Queues `chunk`; yields (meta, rendered) of the oldest chunks while too many are in flight."""
+    """Queues `chunk`; yields (meta, result) of the oldest chunks while too many are in flight."""
     self._pending.append((meta, self._pool.apply_async(_format_chunk_in_worker, (chunk,))))
     while len(self._pending) > self._max_pending:
       meta, result = self._pending.popleft()
@@ -348,11 +405,14 @@ class PoolRunner(object):
     self._pool.join()
 
 
-def make_runner(spacy_model, num_workers):
-  """An `InProcessRunner` for one worker, else a `PoolRunner` of `num_workers` processes."""
+def make_runner(spacy_model, num_workers, phi=None):
+  """An `InProcessRunner` for one worker, else a `PoolRunner` of `num_workers` processes.
+
+  `phi`: a PhiOptions (None: placeholders are kept).
+  """
   if num_workers == 1:
-    return InProcessRunner(spacy_model)
-  return PoolRunner(spacy_model, num_workers)
+    return InProcessRunner(spacy_model, phi)
+  return PoolRunner(spacy_model, num_workers, phi)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,6 +433,7 @@ class _Tally(object):
     self.num_bad_rows = 0
     self.rows_read = 0
     self.notes_written = 0
+    self.phi_counts = collections.Counter()  # category -> placeholders replaced (surrogate mode)
 
   def counts_for(self, category, ref):
     """The counts of `category`, created at its first row (`ref` names that row in errors)."""
@@ -483,7 +544,12 @@ class _Outputs(object):
         (path, out.record()) for path, out in items + list(self._by_path.items()))
 
 
-def _check_arguments(output_dir, all_notes_file, category_files, num_workers, max_bad_rows):
+def _check_arguments(output_dir, all_notes_file, category_files, num_workers, max_bad_rows, phi):
+  if phi.mode not in surrogates_lib.PHI_MODES:
+    raise fileio.InputError("--phi=%s: expected one of %s" % (phi.mode,
+                                                            ", ".join(surrogates_lib.PHI_MODES)))
+  if phi.mode == "surrogate":
+    surrogates_lib.check_locale(phi.locale)
   if num_workers < 1:
     raise fileio.InputError("--num_workers=%d: expected 1 or more" % num_workers)
   if max_bad_rows < -1:
@@ -559,13 +625,16 @@ def _chunks(notes_and_meta):
     yield chunk, meta
 
 
-def _write_results(meta, rendered, tally, outputs):
-  """Writes a formatted chunk's notes in order; counts empty notes and notes that failed."""
-  for (category, row_id, line), data in zip(meta, rendered):
+def _write_results(meta, result, tally, outputs):
+  """Writes a formatted chunk's notes in order; counts empty notes, notes that failed, and PHI."""
+  rendered, phi_counts = result
+  for i, ((category, row_id, line), data) in enumerate(zip(meta, rendered)):
     counts = tally.categories[category]
     if isinstance(data, str):
       tally.bad_row("ROW_ID %d" % row_id, line, data, category)
       continue
+    if phi_counts is not None:
+      tally.phi_counts.update(phi_counts[i])
     if not data:
       counts["skipped_empty"] += 1
       continue
@@ -578,7 +647,9 @@ def _write_results(meta, rendered, tally, outputs):
 
 def format_notes_file(input_file, output_dir=None, categories=None, all_notes_file=None,
                       category_files=True, spacy_model=notes.RULES_MODEL, num_workers=1,
-                      max_bad_rows=DEFAULT_MAX_BAD_ROWS, progress_every_s=30.0):
+                      max_bad_rows=DEFAULT_MAX_BAD_ROWS, progress_every_s=30.0, phi="keep",
+                      random_seed=surrogates_lib.DEFAULT_SEED,
+                      surrogate_locale=surrogates_lib.DEFAULT_LOCALE):
   """Formats MIMIC-III notes into pretraining text files (see the module docstring).
 
   Args:
@@ -592,6 +663,9 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
     num_workers: processes formatting notes; the output does not depend on it.
     max_bad_rows: stop with an error when more rows than this cannot be parsed (-1: never stop).
     progress_every_s: seconds between progress log lines.
+    phi: `keep` (placeholders as they are) or `surrogate` (realistic values, `surrogates.py`).
+    random_seed: with `surrogate`, the seed of every note's surrogates (with its ROW_ID).
+    surrogate_locale: with `surrogate`, the Faker locale of the values (en_US, en_GB, de_DE, ...).
 
   Returns:
     The summary dict that is also written as the sidecar of every output file.
@@ -600,7 +674,9 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
     InputError: for bad flags, an unreadable input, or too many bad rows. No output file is
       created or replaced then.
   """
-  _check_arguments(output_dir, all_notes_file, category_files, num_workers, max_bad_rows)
+  phi_options = PhiOptions(phi, random_seed, surrogate_locale)
+  _check_arguments(output_dir, all_notes_file, category_files, num_workers, max_bad_rows,
+                   phi_options)
   notes.check_spacy_model(spacy_model)
   selected = _category_selector(categories)
   progress = progress_lib.Progress("rows", every_seconds=progress_every_s, label="format_notes: ")
@@ -611,15 +687,15 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
     logging.info("Reading %s (%s, %s header) with spacy_model=%s, %d worker(s)", input_file,
                  "gzip" if reader.gzip else "plain CSV", reader.header_case, spacy_model,
                  num_workers)
-    runner = make_runner(spacy_model, num_workers)
+    runner = make_runner(spacy_model, num_workers, phi_options)
     ok = False
     try:
       outputs = _Outputs(stack, output_dir, category_files, all_notes_file)
       for chunk, meta in _chunks(_notes_to_format(reader, tally, selected, progress)):
-        for done_meta, rendered in runner.submit(chunk, meta):
-          _write_results(done_meta, rendered, tally, outputs)
-      for done_meta, rendered in runner.drain():
-        _write_results(done_meta, rendered, tally, outputs)
+        for done_meta, result in runner.submit((chunk, [m[1] for m in meta]), meta):
+          _write_results(done_meta, result, tally, outputs)
+      for done_meta, result in runner.drain():
+        _write_results(done_meta, result, tally, outputs)
       # A requested category with no notes still gets its (empty) file.
       if category_files:
         seen = set(notes.category_file_name(c) for c in tally.categories)
@@ -640,6 +716,7 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
       ("input_gzip", reader.gzip),
       ("header_case", reader.header_case),
       ("spacy_model", spacy_model),
+      ("phi", _phi_record(phi_options, tally.phi_counts)),
       ("num_workers", num_workers),
       ("categories_requested", list(categories or [])),
       ("max_bad_rows", max_bad_rows),
@@ -658,4 +735,22 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
                summary["notes_per_s"] or 0.0, tally.num_bad_rows)
   for line in tally.table():
     logging.info("%s", line)
+  if phi_options.mode == "surrogate":
+    logging.info("Surrogate PHI (%s, seed %d): %d placeholders replaced; per category: %s",
+                 phi_options.locale, phi_options.random_seed, sum(tally.phi_counts.values()),
+                 ", ".join("%s %d" % item for item in summary["phi"]["counts"].items()) or "none")
   return summary
+
+
+def _phi_record(phi, phi_counts):
+  """The sidecar's record of what became of PHI placeholders (counts only, never text)."""
+  if phi.mode == "keep":
+    return collections.OrderedDict([("mode", "keep")])
+  return collections.OrderedDict([
+      ("mode", phi.mode),
+      ("random_seed", phi.random_seed),
+      ("locale", phi.locale),
+      ("faker_version", surrogates_lib.faker_version()),
+      ("placeholders", sum(phi_counts.values())),
+      ("counts", surrogates_lib.counts_record(phi_counts)),
+  ])

@@ -1,14 +1,17 @@
 """Tests for clinicalbert_tf/noteevents.py and format_notes.py on invented notes.
 
 The reader's records, CSV dialects (upper-case MIMIC, lower-case Postgres export, gzip, CRLF),
-ISERROR and bad rows, --max_bad_rows, --categories, worker-count identity, atomic output and the
-missing-model error.
+ISERROR and bad rows, --max_bad_rows, --categories, worker-count identity, atomic output, the
+missing-model error, and --phi (keep: today's bytes; surrogate: surrogates.py over whole files).
 """
 
+import collections
 import csv
 import gzip
+import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +23,7 @@ from absl.testing import absltest
 from clinicalbert_tf import fileio
 from clinicalbert_tf import noteevents
 from clinicalbert_tf import notes
+from clinicalbert_tf import surrogates
 from tests import testutil
 
 SAMPLE = os.path.join(testutil.REPO, "testdata", "NOTEEVENTS_sample.csv")
@@ -483,6 +487,127 @@ class WorkersAndAtomicityTest(testutil.TestCase):
     self.assertFalse(os.path.exists(os.path.join(out, "nursing.txt")))
 
 
+# The sha256 of the sample's all-notes file with placeholders kept: today's bytes, which the
+# default --phi=keep must keep.
+SAMPLE_ALL_NOTES_SHA256 = "894add6133eeab87d03a4b893e5c71c79e965ccd7fe1a25aca8244b0261d7538"
+
+
+def phi_notes_file(path, copies=3, secret="ZORBLAX"):
+  """Invented notes with placeholders of every category (and a word that must never be logged)."""
+  rows = []
+  row_id = 1
+  examples = list(surrogates.EXAMPLE_PLACEHOLDERS.values())
+  for copy in range(copies):
+    for start in range(0, len(examples), 6):
+      group = examples[start:start + 6]
+      text = ("Admission Date: [**2101-10-%d**] Discharge Date: [**2101-11-2**]\n"
+              "History: %s pt seen by Dr. [**Last Name (STitle) 12**] at [**Hospital1 18**].\n"
+              % (10 + copy, secret) +
+              " ".join("Item %d is %s. Again %s." % (i, p, p) for i, p in enumerate(group)) +
+              "\nFollow-up on [**10-30**] with Dr. [**Last Name (STitle) 12**].\n")
+      rows.append(note_row(row_id, "Nursing" if row_id % 2 else "Discharge summary", text))
+      row_id += 1
+  rows.append(note_row(row_id, "Nursing", "Written in error [**Hospital1 18**].", iserror="1"))
+  return write_csv(path, rows)
+
+
+def placeholder_counts(path):
+  """category -> placeholders in the notes of `path` that are not flagged ISERROR."""
+  counts = collections.Counter()
+  for row in read_rows(path)[1:]:
+    if row[9] != "1":
+      counts.update(surrogates.classify(p[3:-3])[0] for p in notes.PLACEHOLDER_RE.findall(row[10]))
+  return counts
+
+
+class PhiTest(testutil.TestCase):
+  """--phi=keep (today's bytes) and --phi=surrogate (surrogates.py) over whole files."""
+
+  def setUp(self):
+    super().setUp()
+    self.tmp = self.temp_dir()
+
+  def run_phi(self, input_file, name, **kwargs):
+    out = os.path.join(self.tmp, name)
+    all_notes = os.path.join(out, "all", "all.txt")
+    summary = noteevents.format_notes_file(input_file, output_dir=out, all_notes_file=all_notes,
+                                           progress_every_s=3600, **kwargs)
+    with open(all_notes, "rb") as f:
+      return read_outputs(out), f.read(), summary
+
+  def test_keep_is_todays_bytes(self):
+    default, all_default, summary = self.run_phi(SAMPLE, "default")
+    keep, all_keep, _ = self.run_phi(SAMPLE, "keep", phi="keep", random_seed=99,
+                                     surrogate_locale="de_DE")
+    self.assertEqual(keep, default)
+    self.assertEqual(all_keep, all_default)
+    self.assertEqual(hashlib.sha256(all_default).hexdigest(), SAMPLE_ALL_NOTES_SHA256)
+    self.assertIn(b"[**Last Name (NamePattern1) ", all_default)
+    self.assertEqual(summary["phi"], {"mode": "keep"})
+
+  def test_surrogates_over_a_file(self):
+    path = phi_notes_file(os.path.join(self.tmp, "phi.csv"))
+    expected_counts = placeholder_counts(path)
+    self.assertEqual(set(expected_counts), set(surrogates.CATEGORIES))
+    results = {}
+    with mock.patch.object(noteevents, "CHUNK_NOTES", 3):
+      with self.assertLogs(logger="absl", level="INFO") as logs:
+        results[1, 5] = self.run_phi(path, "w1", phi="surrogate", random_seed=5, num_workers=1)
+      results[2, 5] = self.run_phi(path, "w2", phi="surrogate", random_seed=5, num_workers=2)
+      results["again", 5] = self.run_phi(path, "again", phi="surrogate", random_seed=5)
+      results[1, 6] = self.run_phi(path, "seed6", phi="surrogate", random_seed=6)
+    files, all_notes, summary = results[1, 5]
+    # No placeholder is left; the notes' other text is.
+    self.assertNotIn(b"[**", all_notes)
+    self.assertNotIn(b"**]", all_notes)
+    self.assertIn(b"ZORBLAX pt seen by Dr. ", all_notes)
+    # 1 vs 2 workers, and a second run: the same bytes; another seed: others.
+    self.assertEqual(results[2, 5][:2], (files, all_notes))
+    self.assertEqual(results["again", 5][:2], (files, all_notes))
+    self.assertNotEqual(results[1, 6][1], all_notes)
+    self.assertEqual(results[2, 5][2]["phi"], summary["phi"])
+    # The sidecar: mode, seed, locale and the count per category, equal to the input's.
+    record = summary["phi"]
+    self.assertEqual((record["mode"], record["random_seed"], record["locale"]),
+                     ("surrogate", 5, "en_US"))
+    self.assertEqual(record["faker_version"], surrogates.faker_version())
+    self.assertEqual(record["counts"], dict(expected_counts))
+    self.assertEqual(record["placeholders"], sum(expected_counts.values()))
+    with open(os.path.join(self.tmp, "w1", "nursing.txt.json")) as f:
+      self.assertEqual(json.load(f)["phi"], json.loads(json.dumps(record)))
+    # Logs: counts only, never note text (nor the placeholders' labels).
+    log_text = "\n".join(logs.output)
+    self.assertIn("placeholders replaced", log_text)
+    self.assertNotIn("ZORBLAX", log_text)
+    self.assertNotIn("Spaceship", log_text)
+    # Within a note the same placeholder gives the same surrogate: the doctor named twice.
+    for note in all_notes.decode("utf-8").split("\n\n")[:-1]:
+      doctors = re.findall(r"(?:by|with) Dr\. ([^\s.]+)", note)
+      self.assertLen(doctors, 2, note)
+      self.assertEqual(doctors[0], doctors[1])
+
+  def test_sentences_around_surrogates(self):
+    # The surrogate is split like ordinary text: the same sentences as a note written with it.
+    path = write_csv(os.path.join(self.tmp, "one.csv"), [note_row(
+        3, "Nursing", "Pt seen by Dr. [**Last Name (STitle) 12**] today. Plan: home.")])
+    _, all_notes, _ = self.run_phi(path, "one", phi="surrogate", random_seed=1)
+    lines = all_notes.decode("utf-8").split("\n")
+    self.assertEqual(len(lines), 4, lines)  # two sentences, the blank line, the end
+    name = re.fullmatch(r"Pt seen by Dr\. (\S+) today\.", lines[0]).group(1)
+    self.assertEqual(lines[1], "Plan: home.")
+    text, _ = surrogates.Surrogates(random_seed=1).replace(
+        "Pt seen by Dr. [**Last Name (STitle) 12**] today. Plan: home.", 3)
+    self.assertIn(name, text)
+
+  def test_phi_flag_errors(self):
+    with self.assertRaisesRegex(fileio.InputError, "--phi=scramble: expected one of keep, "
+                                "surrogate"):
+      self.run_phi(SAMPLE, "bad", phi="scramble")
+    with self.assertRaisesRegex(fileio.InputError, "--surrogate_locale=xx_YY: not a Faker"):
+      self.run_phi(SAMPLE, "bad", phi="surrogate", surrogate_locale="xx_YY")
+    self.assertEqual(listing(os.path.join(self.tmp, "bad")), [])
+
+
 class ScriptTest(testutil.TestCase):
 
   def test_script_runs_and_fails_cleanly(self):
@@ -513,6 +638,29 @@ class ScriptTest(testutil.TestCase):
     self.assertEqual(done.returncode, 1)
     self.assertIn("format_notes.py: error: --input_file", done.stderr)
     self.assertIn("more than --max_bad_rows=0", done.stderr)
+
+  def test_script_phi_flags(self):
+    tmp = self.temp_dir()
+    out = os.path.join(tmp, "out")
+    done = subprocess.run(
+        [sys.executable, SCRIPT, "--input_file=" + SAMPLE, "--output_dir=" + out,
+         "--categories=Discharge summary", "--phi=surrogate", "--random_seed=3",
+         "--surrogate_locale=en_GB"],
+        env=testutil.script_env(), capture_output=True, text=True, timeout=300)
+    self.assertEqual(done.returncode, 0, done.stderr)
+    with open(os.path.join(out, "discharge_summary.txt"), encoding="utf-8") as f:
+      self.assertNotIn("[**", f.read())
+    with open(os.path.join(out, "discharge_summary.txt.json")) as f:
+      record = json.load(f)["phi"]
+    self.assertEqual((record["mode"], record["random_seed"], record["locale"]),
+                     ("surrogate", 3, "en_GB"))
+    done = subprocess.run(
+        [sys.executable, SCRIPT, "--input_file=" + SAMPLE, "--output_dir=" + out,
+         "--phi=surrogate", "--surrogate_locale=xx_YY"],
+        env=testutil.script_env(), capture_output=True, text=True, timeout=300)
+    self.assertEqual(done.returncode, 1)
+    self.assertIn("format_notes.py: error: --surrogate_locale=xx_YY: not a Faker locale",
+                  done.stderr)
 
 
 if __name__ == "__main__":
