@@ -32,4 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main, uses_tensorflow=False)
+  cli.run(main)

@@ -38,16 +38,16 @@ Name mapping (L = layer): `bert/encoder/layer_L/...` <-> `bert.encoder.layer.L..
 """
 
 import json
-import logging
 import os
 import re
 import shutil
 
+from absl import logging
 import numpy as np
 
+from clinicalbert_tf import checkpoints
 from clinicalbert_tf import fileio
-
-log = logging.getLogger(__name__)
+from clinicalbert_tf import modeling
 
 HIDDEN_ACT_TO_HF = {"gelu": "gelu_new", "gelu_exact": "gelu", "relu": "relu", "tanh": "tanh"}
 # HF's "gelu_pytorch_tanh" is the same tanh approximation as "gelu_new".
@@ -61,7 +61,6 @@ ARCHITECTURES = {
     "token_classification": "BertForTokenClassification",
     "sequence_classification": "BertForSequenceClassification",
 }
-HEAD_FILE = "finetune_head.json"
 SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
                   "cls_token": "[CLS]", "mask_token": "[MASK]"}
 _GOOGLE_CONFIG_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -261,7 +260,7 @@ def google_config_from_hf(hf_config):
                             "\"absolute\", as Google's BERT)" % hf_config["position_embedding_type"])
   eps = hf_config.get("layer_norm_eps", 1e-12)
   if abs(eps - 1e-12) > 1e-15:
-    log.warning("config.json: layer_norm_eps is %g; Google's BERT uses 1e-12, so outputs will "
+    logging.warning("config.json: layer_norm_eps is %g; Google's BERT uses 1e-12, so outputs will "
                 "differ slightly", eps)
   defaults = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
               "intermediate_size": 3072, "hidden_dropout_prob": 0.1,
@@ -320,8 +319,9 @@ def _resolve_head(head, names, ckpt_dir, labels):
   """Decides the head and its labels (see module docstring)."""
   has_cls = any(n.startswith("cls/") for n in names)
   has_classifier = all(n in names for n in _CLASSIFIER_NAMES)
-  head_file = os.path.join(ckpt_dir, HEAD_FILE)
-  recorded = _read_json(head_file, HEAD_FILE) if os.path.exists(head_file) else None
+  head_file = os.path.join(ckpt_dir, checkpoints.HEAD_RECORD_FILE)
+  recorded = (_read_json(head_file, checkpoints.HEAD_RECORD_FILE) if os.path.exists(head_file)
+              else None)
   if head == "auto":
     if has_classifier and recorded:
       head = recorded.get("head")
@@ -329,7 +329,7 @@ def _resolve_head(head, names, ckpt_dir, labels):
       raise fileio.InputError(
           "the checkpoint has a fine-tuned head (output_weights/output_bias) and no %s next to "
           "it: pass --head=token_classification (NER) or --head=sequence_classification (NLI) and "
-          "--labels" % HEAD_FILE)
+          "--labels" % checkpoints.HEAD_RECORD_FILE)
     elif has_cls:
       head = "pretraining"
     else:
@@ -344,7 +344,7 @@ def _resolve_head(head, names, ckpt_dir, labels):
       labels = recorded.get("labels")
     if not labels:
       raise fileio.InputError("--head=%s needs the label list (--labels, or %s next to the "
-                              "checkpoint)" % (head, HEAD_FILE))
+                              "checkpoint)" % (head, checkpoints.HEAD_RECORD_FILE))
   elif head == "pretraining":
     missing = [n for n in PRETRAINING_HEAD_NAMES if n not in names]
     if missing:
@@ -354,20 +354,6 @@ def _resolve_head(head, names, ckpt_dir, labels):
   else:
     labels = None
   return head, labels
-
-
-def _checkpoint_reader(init_checkpoint):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  path = init_checkpoint
-  if tf.io.gfile.isdir(path):
-    path = tf.train.latest_checkpoint(path)
-    if not path:
-      raise fileio.InputError("--init_checkpoint=%s is a directory without a checkpoint" %
-                              init_checkpoint)
-  try:
-    return path, tf.train.load_checkpoint(path)
-  except (tf.errors.OpError, ValueError) as e:
-    raise fileio.InputError("--init_checkpoint=%s cannot be read: %s" % (init_checkpoint, e)) from e
 
 
 def checkpoint_to_hf_tensors(init_checkpoint, bert_config, head="auto", labels=None):
@@ -383,7 +369,7 @@ def checkpoint_to_hf_tensors(init_checkpoint, bert_config, head="auto", labels=N
     (tensors, head, labels, skipped): {hf_name: float array}, the resolved head, labels or None,
     and the checkpoint names left out (optimizer state, heads not exported).
   """
-  path, reader = _checkpoint_reader(init_checkpoint)
+  path, reader = checkpoints.load_checkpoint(init_checkpoint)
   shapes = reader.get_variable_to_shape_map()
   names = sorted(n for n in shapes if not is_optimizer_variable(n))
   head, labels = _resolve_head(head, set(names), os.path.dirname(os.path.abspath(path)), labels)
@@ -445,19 +431,15 @@ def export_checkpoint(bert_config_file, init_checkpoint, vocab_file, do_lower_ca
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
   if head not in HEADS:
     raise fileio.InputError("--head=%r: expected one of %s" % (head, ", ".join(HEADS)))
-  bert_config = _read_json(bert_config_file, "--bert_config_file")
-  for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-              "intermediate_size"):
-    if key not in bert_config:
-      raise fileio.InputError("--bert_config_file=%s has no %s" % (bert_config_file, key))
+  config = checkpoints.load_bert_config(bert_config_file)
+  # The conversion reads the config as a dict of Google's keys (defaults filled in).
+  bert_config = config.to_dict()
   if not os.path.isfile(vocab_file):
     raise fileio.InputError("--vocab_file=%s does not exist" % vocab_file)
   num_tokens = _count_lines(vocab_file)
-  if num_tokens > bert_config["vocab_size"]:
-    raise fileio.InputError("--vocab_file=%s has %d lines but vocab_size is %d: they do not "
-                            "belong together" % (vocab_file, num_tokens, bert_config["vocab_size"]))
+  checkpoints.check_vocab_matches_config(num_tokens, config, vocab_file)
   if num_tokens < bert_config["vocab_size"]:
-    log.warning("--vocab_file has %d tokens, fewer than vocab_size %d (the extra rows of the "
+    logging.warning("--vocab_file has %d tokens, fewer than vocab_size %d (the extra rows of the "
                 "embedding table are never used)", num_tokens, bert_config["vocab_size"])
 
   tensors, head, labels, skipped = checkpoint_to_hf_tensors(init_checkpoint, bert_config, head,
@@ -465,8 +447,8 @@ def export_checkpoint(bert_config_file, init_checkpoint, vocab_file, do_lower_ca
   optimizer = [n for n in skipped if is_optimizer_variable(n)]
   other = [n for n in skipped if not is_optimizer_variable(n)]
   if other:
-    log.warning("not exported (not part of a %s): %s", ARCHITECTURES[head], ", ".join(other))
-  log.info("exporting %d tensors as %s (%d optimizer variables left out)", len(tensors),
+    logging.warning("not exported (not part of a %s): %s", ARCHITECTURES[head], ", ".join(other))
+  logging.info("exporting %d tensors as %s (%d optimizer variables left out)", len(tensors),
            ARCHITECTURES[head], len(optimizer))
 
   os.makedirs(output_dir, exist_ok=True)
@@ -597,10 +579,9 @@ def import_hf_dir(hf_dir, output_dir):
   vocab_path = os.path.join(hf_dir, "vocab.txt")
   if not os.path.isfile(vocab_path):
     raise fileio.InputError("--hf_dir=%s has no vocab.txt (a BERT WordPiece vocabulary)" % hf_dir)
-  num_tokens = _count_lines(vocab_path)
-  if num_tokens > bert_config["vocab_size"]:
-    raise fileio.InputError("--hf_dir: vocab.txt has %d tokens but vocab_size is %d" %
-                            (num_tokens, bert_config["vocab_size"]))
+  checkpoints.check_vocab_matches_config(_count_lines(vocab_path),
+                                         modeling.BertConfig.from_dict(bert_config), vocab_path,
+                                         flag_name="hf_dir")
 
   do_lower_case = None
   tok_path = os.path.join(hf_dir, "tokenizer_config.json")
@@ -609,7 +590,7 @@ def import_hf_dir(hf_dir, output_dir):
   if do_lower_case is None:
     # HF's BertTokenizer lower-cases unless told otherwise.
     do_lower_case = True
-    log.warning("--hf_dir has no do_lower_case in tokenizer_config.json: HuggingFace's default "
+    logging.warning("--hf_dir has no do_lower_case in tokenizer_config.json: HuggingFace's default "
                 "(True) assumed; check it against the model card")
 
   arrays, dropped = hf_tensors_to_checkpoint_arrays(read_hf_weights(hf_dir))
@@ -647,7 +628,7 @@ def import_hf_dir(hf_dir, output_dir):
   fileio.write_json_atomic(os.path.join(output_dir, "bert_config.json"), bert_config)
   with fileio.atomic_output(os.path.join(output_dir, "vocab.txt")) as tmp:
     shutil.copyfile(vocab_path, tmp)
-  head_file = os.path.join(output_dir, HEAD_FILE)
+  head_file = os.path.join(output_dir, checkpoints.HEAD_RECORD_FILE)
   if labels is not None:
     fileio.write_json_atomic(head_file, {"head": head, "labels": labels})
   elif os.path.exists(head_file):
@@ -663,6 +644,6 @@ def import_hf_dir(hf_dir, output_dir):
       "checkpoint": prefix,
   }
   fileio.write_sidecar(prefix, summary)
-  log.info("imported %d tensors (%s) into %s; use --do_lower_case=%s with this model",
+  logging.info("imported %d tensors (%s) into %s; use --do_lower_case=%s with this model",
            len(arrays), ARCHITECTURES[head], prefix, bool(do_lower_case))
   return summary

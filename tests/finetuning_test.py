@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 
+from absl.testing import absltest
 import numpy as np
 import tensorflow.compat.v1 as tf
 
@@ -17,6 +18,7 @@ from clinicalbert_tf.finetuning import data as data_lib
 from clinicalbert_tf.finetuning import heads
 from clinicalbert_tf.finetuning import metrics
 from clinicalbert_tf.finetuning import runner
+from tests import testutil
 
 tf.disable_v2_behavior()
 
@@ -108,7 +110,7 @@ class FakeTokenizer(object):
     return [len(t) for t in tokens]
 
 
-class WindowTest(tf.test.TestCase):
+class WindowTest(testutil.TestCase):
 
   def test_plan_windows_partitions_words(self):
     rng = random.Random(0)
@@ -169,14 +171,14 @@ class WindowTest(tf.test.TestCase):
     self.assertEqual(feature.label_id, 2)
 
 
-class LossAndHeadTest(tf.test.TestCase):
+class LossAndHeadTest(testutil.TestCase):
 
   def test_loss_is_the_mean_over_labelled_positions_only(self):
     rng = np.random.RandomState(0)
     logits = rng.randn(2, 5, 3).astype(np.float32)
     label_ids = rng.randint(0, 3, size=[2, 5]).astype(np.int32)
     mask = np.array([[0, 1, 0, 1, 0], [0, 1, 1, 0, 0]], dtype=np.int32)
-    with self.session(graph=tf.Graph()) as sess:
+    with tf.Graph().as_default(), tf.Session() as sess:
       loss, per_token = heads.masked_token_loss(tf.constant(logits), tf.constant(label_ids),
                                                 tf.constant(mask))
       other_labels = np.where(mask == 1, label_ids, (label_ids + 1) % 3)
@@ -223,7 +225,7 @@ class LossAndHeadTest(tf.test.TestCase):
       self.assertEqual(per_example.shape.as_list(), [2])
 
 
-class MetricsTest(tf.test.TestCase):
+class MetricsTest(testutil.TestCase):
 
   def test_strict_span_metrics(self):
     gold = [["B-a", "I-a", "O", "B-b"], ["O", "B-a"]]
@@ -250,11 +252,11 @@ class MetricsTest(tf.test.TestCase):
     self.assertEqual(lines, "a_f1 = 0.25\nf1 = 0.5\n")
 
 
-class EndToEndTest(tf.test.TestCase):
+class EndToEndTest(testutil.TestCase):
   """Tiny models (2 layers, hidden 32, random init) on learnable invented tasks."""
 
   def _setup(self, make_task, dropout=0.1):
-    root = self.create_tempdir().full_path
+    root = self.temp_dir()
     data = os.path.join(root, "data")
     os.makedirs(data)
     words = make_task(data)
@@ -367,7 +369,7 @@ class EndToEndTest(tf.test.TestCase):
       self.assertTrue(os.path.exists(os.path.join(out, "grid", setting, "eval_results.txt")))
 
 
-class ScriptTest(tf.test.TestCase):
+class ScriptTest(testutil.TestCase):
 
   def _run(self, *args):
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -377,7 +379,7 @@ class ScriptTest(tf.test.TestCase):
 
   def test_convert_only_and_errors(self):
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = self.create_tempdir().full_path
+    out = self.temp_dir()
     result = self._run("--task_name=i2b2_2010",
                        "--data_dir=" + os.path.join(here, "testdata", "i2b2_2010"),
                        "--iob_output_dir=" + out)
@@ -394,4 +396,4 @@ class ScriptTest(tf.test.TestCase):
 
 
 if __name__ == "__main__":
-  tf.test.main()
+  absltest.main()

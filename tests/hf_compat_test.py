@@ -8,16 +8,15 @@ checkpoint; then HuggingFace's outputs are compared with ours for both GELU form
 """
 
 import os
-import tempfile
-import unittest
 
+from absl.testing import absltest
 import numpy as np
-
-from tests import hf_util
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import modeling
 from clinicalbert_tf import optimization
+from tests import hf_util
+from tests import testutil
 
 tf.disable_v2_behavior()
 
@@ -93,12 +92,12 @@ def _save_and_run_ours(config, ckpt):
       }, feed)
 
 
-class HuggingFaceCompatibilityTest(unittest.TestCase):
+class HuggingFaceCompatibilityTest(testutil.TestCase):
 
   def _check(self, hidden_act):
     import torch  # pylint: disable=g-import-not-at-top
     config = _config(hidden_act)
-    ckpt = os.path.join(tempfile.mkdtemp(), "model.ckpt")
+    ckpt = os.path.join(self.temp_dir(), "model.ckpt")
     ours = _save_and_run_ours(config, ckpt)
 
     names = [name for name, _ in tf.train.list_variables(ckpt)]
@@ -134,7 +133,7 @@ class HuggingFaceCompatibilityTest(unittest.TestCase):
     # outside the tolerance, so the comparisons can fail.
     import torch  # pylint: disable=g-import-not-at-top
     config = _config("gelu")
-    ckpt = os.path.join(tempfile.mkdtemp(), "model.ckpt")
+    ckpt = os.path.join(self.temp_dir(), "model.ckpt")
     ours = _save_and_run_ours(config, ckpt)
     wrong = _config("gelu_exact")
     hf_model = hf_util.assert_strict_hf_load(ckpt, wrong)
@@ -146,4 +145,4 @@ class HuggingFaceCompatibilityTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-  unittest.main()
+  absltest.main()

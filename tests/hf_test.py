@@ -11,8 +11,8 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
+from absl.testing import absltest
 import numpy as np
 import tensorflow.compat.v1 as tf
 import torch
@@ -25,7 +25,7 @@ from clinicalbert_tf import hf
 from clinicalbert_tf import modeling
 from clinicalbert_tf import tokenization
 from tests import hf_util
-from tests import tiny_model
+from tests import testutil
 
 tf.disable_v2_behavior()
 torch.set_num_threads(1)
@@ -110,22 +110,22 @@ def load_hf(cls, directory):
   return model, info
 
 
-class ExportTest(tf.test.TestCase):
+class ExportTest(testutil.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.dir = tempfile.mkdtemp()
-    cls.vocab = tiny_model.write_vocab(cls.dir)
-    cls.ids, cls.mask, cls.types = tiny_model.random_ids(3, SEQ, len(tiny_model.vocab_tokens()))
+    cls.dir = cls.class_temp_dir()
+    cls.vocab = testutil.write_vocab(cls.dir)
+    cls.ids, cls.mask, cls.types = testutil.random_ids(3, SEQ, len(testutil.vocab_tokens()))
 
   def _model(self, name, head, hidden_act="gelu", **kwargs):
     d = os.path.join(self.dir, name)
     os.makedirs(d)
-    config = tiny_model.config(hidden_act=hidden_act)
-    config_file = tiny_model.write_config(d, config)
-    ckpt = tiny_model.write_checkpoint(os.path.join(d, "model.ckpt-7"), config, heads=head,
-                                       **kwargs)
+    config = testutil.tiny_config(hidden_act=hidden_act)
+    config_file = testutil.write_config(d, config)
+    ckpt = testutil.write_checkpoint(os.path.join(d, "model.ckpt-7"), config, heads=head,
+                                     **kwargs)
     return config, config_file, ckpt
 
   def _check_loading_info(self, info):
@@ -180,7 +180,7 @@ class ExportTest(tf.test.TestCase):
 
   def test_classifier_heads(self):
     labels = ["O", "B-problem", "I-problem", "B-test", "I-test"]
-    config, config_file, ckpt = self._model("ner", "classifier", num_labels=len(labels))
+    config, config_file, ckpt = self._model("ner", "token_classification", num_labels=len(labels))
     for head, cls in (("token_classification", transformers.BertForTokenClassification),
                       ("sequence_classification", transformers.BertForSequenceClassification)):
       out = os.path.join(self.dir, "hf_" + head)
@@ -198,14 +198,14 @@ class ExportTest(tf.test.TestCase):
 
   def test_head_resolution(self):
     labels = ["contradiction", "entailment", "neutral"]
-    _, config_file, ckpt = self._model("nli", "classifier", num_labels=3)
+    _, config_file, ckpt = self._model("nli", "sequence_classification", num_labels=3)
     out = os.path.join(self.dir, "hf_nli")
     with self.assertRaisesRegex(fileio.InputError, "finetune_head.json"):
       hf.export_checkpoint(config_file, ckpt, self.vocab, False, out)
     with self.assertRaisesRegex(fileio.InputError, r"output_weights has shape \[3, 32\]"):
       hf.export_checkpoint(config_file, ckpt, self.vocab, False, out,
                            head="sequence_classification", labels=["a", "b"])
-    fileio.write_json_atomic(os.path.join(os.path.dirname(ckpt), hf.HEAD_FILE),
+    fileio.write_json_atomic(os.path.join(os.path.dirname(ckpt), checkpoints.HEAD_RECORD_FILE),
                              {"head": "sequence_classification", "labels": labels})
     summary = hf.export_checkpoint(config_file, os.path.dirname(ckpt), self.vocab, False, out)
     self.assertEqual(summary["architecture"], "BertForSequenceClassification")
@@ -219,13 +219,14 @@ class ExportTest(tf.test.TestCase):
     out = os.path.join(self.dir, "hf_err")
     with self.assertRaisesRegex(fileio.InputError, "lacks cls/predictions/output_bias"):
       hf.export_checkpoint(config_file, ckpt, self.vocab, False, out, head="pretraining")
-    other = tiny_model.write_config(self.dir, tiny_model.config(num_hidden_layers=3), "c3.json")
+    other = testutil.write_config(os.path.join(self.dir, "c3.json"),
+                                  testutil.tiny_config(num_hidden_layers=3))
     with self.assertRaisesRegex(fileio.InputError, "layer_2"):
       hf.export_checkpoint(other, ckpt, self.vocab, False, out)
     short_vocab = os.path.join(self.dir, "short_vocab.txt")
     with open(short_vocab, "w") as f:
       f.write("[PAD]\n[UNK]\n" * 100)
-    with self.assertRaisesRegex(fileio.InputError, "has 200 lines but vocab_size"):
+    with self.assertRaisesRegex(fileio.InputError, "has 200 tokens but the config's vocab_size"):
       hf.export_checkpoint(config_file, ckpt, short_vocab, False, out)
     self.assertFalse(os.path.exists(os.path.join(out, "model.safetensors")))
     del config
@@ -240,18 +241,18 @@ def _randomise(model, seed=3):
   return model
 
 
-class ImportTest(tf.test.TestCase):
+class ImportTest(testutil.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.dir = tempfile.mkdtemp()
-    cls.vocab = tiny_model.write_vocab(cls.dir)
-    cls.ids, cls.mask, cls.types = tiny_model.random_ids(3, SEQ, len(tiny_model.vocab_tokens()))
+    cls.dir = cls.class_temp_dir()
+    cls.vocab = testutil.write_vocab(cls.dir)
+    cls.ids, cls.mask, cls.types = testutil.random_ids(3, SEQ, len(testutil.vocab_tokens()))
 
   def _hf_dir(self, name, cls, hidden_act="gelu", do_lower_case=False, **config_kwargs):
     config = transformers.BertConfig(
-        vocab_size=len(tiny_model.vocab_tokens()), hidden_size=32, num_hidden_layers=2,
+        vocab_size=len(testutil.vocab_tokens()), hidden_size=32, num_hidden_layers=2,
         num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
         type_vocab_size=2, hidden_act=hidden_act, **config_kwargs)
     torch.manual_seed(0)
@@ -312,7 +313,7 @@ class ImportTest(tf.test.TestCase):
     summary = self._round_trip("ner", transformers.BertForTokenClassification,
                                "token_classification", id2label=ner,
                                label2id={v: k for k, v in ner.items()})
-    with open(os.path.join(self.dir, "ner_google", hf.HEAD_FILE)) as f:
+    with open(os.path.join(self.dir, "ner_google", checkpoints.HEAD_RECORD_FILE)) as f:
       self.assertEqual(json.load(f), {"head": "token_classification",
                                       "labels": ["O", "B-problem", "I-problem"]})
 
@@ -354,4 +355,4 @@ class ImportTest(tf.test.TestCase):
 
 
 if __name__ == "__main__":
-  tf.test.main()
+  absltest.main()

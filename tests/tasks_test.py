@@ -10,6 +10,7 @@ from absl.testing import absltest
 from clinicalbert_tf import fileio
 from clinicalbert_tf import tasks
 from clinicalbert_tf.tasks import documents
+from tests import testutil
 
 
 def testdata(*parts):
@@ -22,11 +23,11 @@ def spans_of(sentence):
   return [(" ".join(sentence.words[s:e]), t) for s, e, t in tasks.iob_to_spans(sentence.labels)]
 
 
-class TempDataTest(absltest.TestCase):
+class TempDataTest(testutil.TestCase):
   """Copies a sample into a temporary folder so that a test can break it."""
 
   def copy_sample(self, name):
-    root = self.create_tempdir().full_path
+    root = self.temp_dir()
     target = os.path.join(root, name)
     shutil.copytree(testdata(name), target)
     return target
@@ -45,7 +46,7 @@ class TempDataTest(absltest.TestCase):
     return str(cm.exception)
 
 
-class IobTest(absltest.TestCase):
+class IobTest(testutil.TestCase):
 
   def test_spans_to_iob_and_back(self):
     labels = tasks.spans_to_iob(7, [(0, 2, "problem"), (2, 3, "test"), (5, 7, "problem")])
@@ -150,7 +151,7 @@ class CharacterOffsetTest(TempDataTest):
     self.assertEqual(n, 2)
 
   def test_xml_bombs_and_external_entities_are_refused(self):
-    folder = self.create_tempdir().full_path
+    folder = self.temp_dir()
     bomb = os.path.join(folder, "bomb.xml")
     with open(bomb, "w") as f:
       f.write('<?xml version="1.0"?>\n<!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>\n'
@@ -197,7 +198,7 @@ class I2b2_2010Test(TempDataTest):  # pylint: disable=invalid-name
   def test_con_predictions_round_trip(self):
     data = testdata("i2b2_2010")
     test = self.task.get_examples(data, "test")
-    out = self.create_tempdir().full_path
+    out = self.temp_dir()
     paths = self.task.write_native_predictions(test, [s.labels for s in test], out)
     self.assertEqual([os.path.basename(p) for p in paths], ["note-201.con"])
     with open(paths[0]) as f:
@@ -249,7 +250,7 @@ class I2b2_2010Test(TempDataTest):  # pylint: disable=invalid-name
 
   def test_conversion_writes_what_conll_reads_back(self):
     data = testdata("i2b2_2010")
-    out = self.create_tempdir().full_path
+    out = self.temp_dir()
     paths = tasks.convert_to_iob(self.task, data, out)
     self.assertEqual(sorted(os.path.basename(p) for p in paths.values()),
                      ["dev.tsv", "test.tsv", "train.tsv"])

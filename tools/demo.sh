@@ -12,8 +12,7 @@
 #   extract_features.py    per-token embeddings of a few sentences (Google's JSON lines)
 #
 # Every command is printed as it runs, with its progress lines; full logs are in demo_output/logs/.
-# A second run starts from an empty demo_output/. A step whose script is missing from this checkout
-# is skipped with a message (and so are the steps that need its output).
+# A second run starts from an empty demo_output/.
 #
 #   tools/demo.sh            (what `make demo` runs after setting up .venv)
 set -euo pipefail
@@ -37,16 +36,10 @@ PROGRESS='^wrote |\] (step [0-9]+/[0-9]+|trained to global step|training from gl
 
 step_no=0
 demo_start=$SECONDS
-skipped=()
 
 banner() {
   step_no=$((step_no + 1))
   printf '\n[%d/%d] %s\n' "$step_no" "$TOTAL" "$1"
-}
-
-skip() {
-  echo "    SKIPPED: $1"
-  skipped+=("$step_no: $1")
 }
 
 # run LOGNAME SCRIPT ARGS...: prints the command, streams its progress lines, keeps the full log,
@@ -81,10 +74,6 @@ run() {
   echo "    done in $((SECONDS - t0)) s"
 }
 
-have() {  # have SCRIPT: true when the script is in this checkout
-  [ -f "$1" ]
-}
-
 echo "clinicalbert_tf demo: the ClinicalBERT pipeline on invented data, into $OUT/"
 rm -rf "$OUT"
 mkdir -p "$OUT/logs"
@@ -92,31 +81,20 @@ mkdir -p "$OUT/logs"
 # 1. Notes -> sentences --------------------------------------------------------------------------
 banner "format_notes.py: NOTEEVENTS sample -> sections and sentences (one per line)"
 CORPUS=$OUT/sentences/all_notes.txt
-if have format_notes.py; then
-  run format_notes format_notes.py --input_file=testdata/NOTEEVENTS_sample.csv \
-    --output_dir="$OUT/sentences" --all_notes_file="$CORPUS"
-  echo "    $(grep -c . "$CORPUS") sentences in $CORPUS; per category: $(ls "$OUT"/sentences/*.txt | wc -l) files"
-else
-  skip "format_notes.py is not in this checkout (issue 4); nothing downstream can run"
-  CORPUS=
-fi
+run format_notes format_notes.py --input_file=testdata/NOTEEVENTS_sample.csv \
+  --output_dir="$OUT/sentences" --all_notes_file="$CORPUS"
+echo "    $(grep -c . "$CORPUS") sentences in $CORPUS; per category: $(ls "$OUT"/sentences/*.txt | wc -l) files"
 
 # 2. Vocabulary ----------------------------------------------------------------------------------
 banner "build_vocab.py: a cased WordPiece vocabulary learnt from the notes"
 VOCAB=$OUT/vocab.txt
-if [ -n "$CORPUS" ] && have build_vocab.py; then
-  run build_vocab build_vocab.py --input_file="$CORPUS" --output_file="$VOCAB" \
-    --vocab_size=1000 --lower_thresh=2
-  echo "    $(wc -l <"$VOCAB") tokens; first: $(head -n 5 "$VOCAB" | tr '\n' ' ')"
-else
-  skip "needs format_notes.py output and build_vocab.py"
-  VOCAB=
-fi
+run build_vocab build_vocab.py --input_file="$CORPUS" --output_file="$VOCAB" \
+  --vocab_size=1000 --lower_thresh=2
+echo "    $(wc -l <"$VOCAB") tokens; first: $(head -n 5 "$VOCAB" | tr '\n' ' ')"
 
 # A tiny BERT for the vocabulary just built (BERT-Base is 12 x 768; this runs on 2 CPU cores).
 CONFIG=$OUT/bert_config.json
-if [ -n "$VOCAB" ]; then
-  cat >"$CONFIG" <<EOF
+cat >"$CONFIG" <<EOF
 {
   "vocab_size": $(wc -l <"$VOCAB"),
   "hidden_size": 64,
@@ -131,51 +109,36 @@ if [ -n "$VOCAB" ]; then
   "initializer_range": 0.02
 }
 EOF
-fi
 
 # 3. Pretraining data ----------------------------------------------------------------------------
 banner "create_pretraining_data.py: masked-LM and next-sentence instances (dupe_factor 5)"
 RECORDS=$OUT/pretraining_data/all_notes.tfrecord
-if [ -n "$VOCAB" ] && have create_pretraining_data.py; then
-  run create_pretraining_data create_pretraining_data.py --input_file="$CORPUS" \
-    --output_file="$RECORDS" --vocab_file="$VOCAB" --do_lower_case=False \
-    --max_seq_length=$SEQ --max_predictions_per_seq=10 --masked_lm_prob=0.15 \
-    --random_seed=12345 --dupe_factor=5
-else
-  skip "needs the vocabulary and create_pretraining_data.py (issue 3)"
-  RECORDS=
-fi
+run create_pretraining_data create_pretraining_data.py --input_file="$CORPUS" \
+  --output_file="$RECORDS" --vocab_file="$VOCAB" --do_lower_case=False \
+  --max_seq_length=$SEQ --max_predictions_per_seq=10 --masked_lm_prob=0.15 \
+  --random_seed=12345 --dupe_factor=5
 
 # 4. Pretraining ---------------------------------------------------------------------------------
 banner "run_pretraining.py: a tiny BERT from scratch, $PRETRAIN_STEPS steps"
 PRETRAINED=$OUT/pretrained
-CKPT=
-if [ -n "$RECORDS" ] && have run_pretraining.py; then
-  run run_pretraining run_pretraining.py --bert_config_file="$CONFIG" --input_file="$RECORDS" \
-    --output_dir="$PRETRAINED" --do_train=True --do_eval=True --train_batch_size=16 \
-    --eval_batch_size=16 --max_seq_length=$SEQ --max_predictions_per_seq=10 \
-    --num_train_steps="$PRETRAIN_STEPS" --num_warmup_steps=$((PRETRAIN_STEPS / 10)) \
-    --learning_rate=1e-3 --save_checkpoints_steps="$PRETRAIN_STEPS" --max_eval_steps=20 \
-    --log_every_n_steps=100
-  CKPT=$PRETRAINED/model.ckpt-$PRETRAIN_STEPS
-else
-  skip "needs the pretraining records and run_pretraining.py (issue 5)"
-fi
+run run_pretraining run_pretraining.py --bert_config_file="$CONFIG" --input_file="$RECORDS" \
+  --output_dir="$PRETRAINED" --do_train=True --do_eval=True --train_batch_size=16 \
+  --eval_batch_size=16 --max_seq_length=$SEQ --max_predictions_per_seq=10 \
+  --num_train_steps="$PRETRAIN_STEPS" --num_warmup_steps=$((PRETRAIN_STEPS / 10)) \
+  --learning_rate=1e-3 --save_checkpoints_steps="$PRETRAIN_STEPS" --max_eval_steps=20 \
+  --log_every_n_steps=100
+CKPT=$PRETRAINED/model.ckpt-$PRETRAIN_STEPS
 
 # 5. Fine-tuning on the five tasks ---------------------------------------------------------------
 banner "run_finetune.py: i2b2 2006, 2010, 2012, 2014 (NER, exact-span F1) and MedNLI (accuracy)"
-if [ -n "$CKPT" ] && have run_finetune.py; then
-  for task in i2b2_2006 i2b2_2010 i2b2_2012 i2b2_2014 mednli; do
-    echo "  - $task (testdata/$task)"
-    run "finetune_$task" run_finetune.py --task_name=$task --data_dir="testdata/$task" \
-      --bert_config_file="$CONFIG" --vocab_file="$VOCAB" --init_checkpoint="$CKPT" \
-      --output_dir="$OUT/finetune/$task" --do_lower_case=False --do_train=True --do_eval=True \
-      --do_predict=True --max_seq_length=$SEQ --train_batch_size=4 --learning_rate=1e-3 \
-      --num_train_epochs="$FINETUNE_EPOCHS" --seed=12345
-  done
-else
-  skip "needs the pretrained checkpoint and run_finetune.py (issue 6)"
-fi
+for task in i2b2_2006 i2b2_2010 i2b2_2012 i2b2_2014 mednli; do
+  echo "  - $task (testdata/$task)"
+  run "finetune_$task" run_finetune.py --task_name=$task --data_dir="testdata/$task" \
+    --bert_config_file="$CONFIG" --vocab_file="$VOCAB" --init_checkpoint="$CKPT" \
+    --output_dir="$OUT/finetune/$task" --do_lower_case=False --do_train=True --do_eval=True \
+    --do_predict=True --max_seq_length=$SEQ --train_batch_size=4 --learning_rate=1e-3 \
+    --num_train_epochs="$FINETUNE_EPOCHS" --seed=12345
+done
 
 # 6. Summary -------------------------------------------------------------------------------------
 banner "Summary (Table-2 style): $OUT/summary.md"
@@ -183,51 +146,33 @@ banner "Summary (Table-2 style): $OUT/summary.md"
 
 # 7. Nearest neighbours --------------------------------------------------------------------------
 banner "nearest_neighbors.py: neighbours of $QUERY_WORDS, untrained vs pretrained (Table-3 style)"
-if [ -n "$CKPT" ] && have nearest_neighbors.py; then
-  run nearest_neighbors nearest_neighbors.py --input_file="$CORPUS" \
-    --init_checkpoint="$PRETRAINED/model.ckpt-0,$CKPT" \
-    --checkpoint_names="untrained (step 0),pretrained (step $PRETRAIN_STEPS)" \
-    --bert_config_file="$CONFIG" --vocab_file="$VOCAB" --do_lower_case=False \
-    --query_words="$QUERY_WORDS" --num_neighbors=5 --min_count=3 --max_seq_length=$SEQ \
-    --output_file="$OUT/nearest_neighbors.md"
-  sed 's/^/    /' "$OUT/nearest_neighbors.md"
-else
-  skip "needs the pretrained checkpoint"
-fi
+run nearest_neighbors nearest_neighbors.py --input_file="$CORPUS" \
+  --init_checkpoint="$PRETRAINED/model.ckpt-0,$CKPT" \
+  --checkpoint_names="untrained (step 0),pretrained (step $PRETRAIN_STEPS)" \
+  --bert_config_file="$CONFIG" --vocab_file="$VOCAB" --do_lower_case=False \
+  --query_words="$QUERY_WORDS" --num_neighbors=5 --min_count=3 --max_seq_length=$SEQ \
+  --output_file="$OUT/nearest_neighbors.md"
+sed 's/^/    /' "$OUT/nearest_neighbors.md"
 
 # 8. HuggingFace export --------------------------------------------------------------------------
 banner "export_hf.py: the pretrained model and the MedNLI classifier as HuggingFace directories"
-if [ -n "$CKPT" ] && have export_hf.py; then
-  run export_hf export_hf.py --bert_config_file="$CONFIG" --init_checkpoint="$CKPT" \
-    --vocab_file="$VOCAB" --do_lower_case=False --output_dir="$OUT/hf_model"
-  echo "    $(ls "$OUT/hf_model" | tr '\n' ' ')"
-  if [ -d "$OUT/finetune/mednli" ]; then
-    # A fine-tuned head: the NLI classifier as BertForSequenceClassification with its labels,
-    # both read from the finetune_head.json run_finetune.py wrote next to the checkpoint.
-    run export_hf_mednli export_hf.py --bert_config_file="$CONFIG" \
-      --init_checkpoint="$OUT/finetune/mednli" --vocab_file="$VOCAB" --do_lower_case=False \
-      --output_dir="$OUT/hf_mednli"
-  fi
-else
-  skip "needs the pretrained checkpoint"
-fi
+run export_hf export_hf.py --bert_config_file="$CONFIG" --init_checkpoint="$CKPT" \
+  --vocab_file="$VOCAB" --do_lower_case=False --output_dir="$OUT/hf_model"
+echo "    $(ls "$OUT/hf_model" | tr '\n' ' ')"
+# A fine-tuned head: the NLI classifier as BertForSequenceClassification with its labels, both
+# read from the finetune_head.json run_finetune.py wrote next to the checkpoint.
+run export_hf_mednli export_hf.py --bert_config_file="$CONFIG" \
+  --init_checkpoint="$OUT/finetune/mednli" --vocab_file="$VOCAB" --do_lower_case=False \
+  --output_dir="$OUT/hf_mednli"
 
 # 9. Features ------------------------------------------------------------------------------------
 banner "extract_features.py: per-token embeddings of three sentences"
-if [ -n "$CKPT" ] && have extract_features.py; then
-  head -n 3 "$CORPUS" >"$OUT/features_input.txt"
-  run extract_features extract_features.py --input_file="$OUT/features_input.txt" \
-    --output_file="$OUT/features.jsonl" --bert_config_file="$CONFIG" --init_checkpoint="$CKPT" \
-    --vocab_file="$VOCAB" --do_lower_case=False --layers=-1,-2 --max_seq_length=$SEQ
-  echo "    $(wc -l <"$OUT/features.jsonl") JSON lines in $OUT/features.jsonl"
-else
-  skip "needs the pretrained checkpoint"
-fi
+head -n 3 "$CORPUS" >"$OUT/features_input.txt"
+run extract_features extract_features.py --input_file="$OUT/features_input.txt" \
+  --output_file="$OUT/features.jsonl" --bert_config_file="$CONFIG" --init_checkpoint="$CKPT" \
+  --vocab_file="$VOCAB" --do_lower_case=False --layers=-1,-2 --max_seq_length=$SEQ
+echo "    $(wc -l <"$OUT/features.jsonl") JSON lines in $OUT/features.jsonl"
 
 # 10. Done ---------------------------------------------------------------------------------------
 banner "Done"
 echo "    everything is in $OUT/ (logs in $OUT/logs/); total $((SECONDS - demo_start)) s"
-if [ ${#skipped[@]} -gt 0 ]; then
-  echo "    skipped steps:"
-  printf '      %s\n' "${skipped[@]}"
-fi

@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from clinicalbert_tf import fileio
+
 # The paper's Table 2 tasks, in its order, with the metric it reports.
 TASKS = [
     ("mednli", "MedNLI", "accuracy"),
@@ -33,13 +35,7 @@ def _json(path):
 def _key_values(path):
   if not os.path.exists(path):
     return None
-  out = {}
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      if " = " in line:
-        key, value = line.strip().split(" = ", 1)
-        out[key] = value
-  return out
+  return fileio.read_key_values(path, convert=None)
 
 
 def _fmt(results, metric):
@@ -71,10 +67,7 @@ def summary(out_dir):
 def main(argv):
   out_dir = argv[1] if len(argv) > 1 else "demo_output"
   text = summary(out_dir)
-  path = os.path.join(out_dir, "summary.md")
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
+  fileio.write_text_atomic(os.path.join(out_dir, "summary.md"), text)
   print(text)
 
 

@@ -9,13 +9,13 @@ Which fields a record holds is the head's business (`Head.record_spec`, `Head.re
 this module writes and reads them.
 """
 
-import collections
 import dataclasses
 from typing import List
 
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import fileio
+from clinicalbert_tf import tfrecord
 from clinicalbert_tf import tokenization
 
 
@@ -185,22 +185,12 @@ def convert_sentence_pair(example_index, example, label_map, max_seq_length, tok
 
 
 def write_records(path, head, features):
-  """Writes `features` as tf.train.Examples (the fields of `head.record_values`), atomically."""
-  _write_int64_examples(path, (head.record_values(f) for f in features))
+  """Writes `features` as tf.train.Examples (the fields of `head.record_values`), atomically.
 
-
-def _write_int64_examples(path, records):
-  """`records` ({name: list of ints}, in field order) as tf.train.Examples, atomically."""
-
-  def ints(values):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
-
-  with fileio.atomic_output(path) as tmp:
-    with tf.io.TFRecordWriter(tmp) as writer:
-      for record in records:
-        feature = collections.OrderedDict((name, ints(v)) for name, v in record.items())
-        writer.write(tf.train.Example(
-            features=tf.train.Features(feature=feature)).SerializeToString())
+  Returns:
+    The number of records written.
+  """
+  return tfrecord.write_int64_examples(path, (head.record_values(f) for f in features))
 
 
 def input_fn_builder(input_file, head, seq_length, is_training, drop_remainder, num_examples=None,

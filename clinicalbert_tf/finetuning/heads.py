@@ -70,13 +70,10 @@ def _output_layer(hidden_size, num_labels):
 
 
 def _bert(bert_config, is_training, input_ids, input_mask, segment_ids, use_one_hot_embeddings):
-  return modeling.BertModel(
-      config=bert_config,
-      is_training=is_training,
-      input_ids=input_ids,
-      input_mask=input_mask,
-      token_type_ids=segment_ids,
-      use_one_hot_embeddings=use_one_hot_embeddings)
+  """The encoder under Google's variable names (`bert/...`)."""
+  return modeling.BertModel(bert_config, is_training, input_ids, input_mask=input_mask,
+                            token_type_ids=segment_ids,
+                            use_one_hot_embeddings=use_one_hot_embeddings)
 
 
 class Head(object):
@@ -106,7 +103,29 @@ class Head(object):
   # Examples -> features -> records.
 
   def convert_examples(self, examples, max_seq_length, tokenizer, split=""):
-    """Features for all examples, in order. Logs counts, never text."""
+    """Features for all examples, in order (`_convert_example` each). Logs counts, never text.
+
+    Args:
+      examples: the head's kind of example (see the subclass).
+      max_seq_length: word pieces per input, [CLS] and [SEP] included.
+      tokenizer: a `tokenization.FullTokenizer`.
+      split: a name for the log lines (`train`, `dev`, ...).
+    """
+    features = []
+    cut = 0
+    for i, example in enumerate(examples):
+      converted, n = self._convert_example(i, example, max_seq_length, tokenizer)
+      features.extend(converted)
+      cut += int(n)
+    self._log_conversion(split, len(examples), len(features), cut, max_seq_length)
+    return features
+
+  def _convert_example(self, example_index, example, max_seq_length, tokenizer):
+    """(features of one example, how many of its pieces were cut)."""
+    raise NotImplementedError()
+
+  def _log_conversion(self, split, num_examples, num_features, cut, max_seq_length):
+    """Logs what the conversion made (counts only)."""
     raise NotImplementedError()
 
   def padding_feature(self, max_seq_length):
@@ -166,11 +185,11 @@ class Head(object):
     """
     raise NotImplementedError()
 
-  def eval_metrics(self, model_outputs, features):
+  def eval_metrics(self, model_outputs):
     """The TPUEstimatorSpec `eval_metrics` (metric_fn, tensors) for `create_model`'s outputs."""
     raise NotImplementedError()
 
-  def predict_outputs(self, model_outputs, features):
+  def predict_outputs(self, model_outputs):
     """The PREDICT tensors: `serving_outputs`' keys plus per input "loss_sum", "label_count"."""
     raise NotImplementedError()
 
@@ -207,22 +226,18 @@ class TokenClassificationHead(Head):
   paper_epochs = (2, 3, 4)
   min_seq_length = 3  # [CLS] word [SEP]
 
-  def convert_examples(self, examples, max_seq_length, tokenizer, split=""):
-    """Windows (`data.TokenFeatures`) of `tasks.TaggedSentence`s; labels may all be "O"."""
-    features = []
-    cut = 0
-    for i, example in enumerate(examples):
-      windows, n = data.convert_tagged_sentence(i, example, self.label_map, max_seq_length,
-                                                tokenizer)
-      features.extend(windows)
-      cut += int(n)
+  def _convert_example(self, example_index, example, max_seq_length, tokenizer):
+    """Windows (`data.TokenFeatures`) of a `tasks.TaggedSentence` (labels may all be "O")."""
+    return data.convert_tagged_sentence(example_index, example, self.label_map, max_seq_length,
+                                        tokenizer)
+
+  def _log_conversion(self, split, num_examples, num_features, cut, max_seq_length):
     logging.info("%s: %d sentences -> %d windows of at most %d pieces (%d sentences split, %d "
-                 "words cut to fit)", split, len(examples), len(features), max_seq_length,
-                 len(features) - len(examples), cut)
+                 "words cut to fit)", split, num_examples, num_features, max_seq_length,
+                 num_features - num_examples, cut)
     if cut:
       logging.warning("%s: %d words have more word pieces than a window holds; their first %d "
                       "pieces are kept", split, cut, max_seq_length - 2)
-    return features
 
   def padding_feature(self, max_seq_length):
     zeros = [0] * max_seq_length
@@ -280,7 +295,7 @@ class TokenClassificationHead(Head):
     with tf.name_scope(scope.original_name_scope):
       return self._prediction_tensors(logits)
 
-  def eval_metrics(self, model_outputs, features):
+  def eval_metrics(self, model_outputs):
     def metric_fn(per_token_loss, label_ids, predictions, label_mask):
       weights = tf.cast(label_mask, tf.float32)
       return {
@@ -290,7 +305,7 @@ class TokenClassificationHead(Head):
     return metric_fn, [model_outputs[k] for k in ("per_token_loss", "label_ids", "predictions",
                                                   "label_mask")]
 
-  def predict_outputs(self, model_outputs, features):
+  def predict_outputs(self, model_outputs):
     mask = tf.cast(model_outputs["label_mask"], tf.float32)
     outputs = self._prediction_tensors(model_outputs["logits"])
     outputs["loss_sum"] = tf.reduce_sum(model_outputs["per_token_loss"], axis=-1)
@@ -368,18 +383,15 @@ class SequenceClassificationHead(Head):
   paper_epochs = (3, 4)
   min_seq_length = 4  # [CLS] a [SEP] [SEP]
 
-  def convert_examples(self, examples, max_seq_length, tokenizer, split=""):
-    """`data.PairFeatures` of `tasks.SentencePair`s, one per pair."""
-    features = []
-    cut = 0
-    for i, example in enumerate(examples):
-      feature, n = data.convert_sentence_pair(i, example, self.label_map, max_seq_length,
-                                              tokenizer)
-      features.append(feature)
-      cut += int(n)
-    logging.info("%s: %d pairs (%d truncated to %d pieces)", split, len(examples), cut,
+  def _convert_example(self, example_index, example, max_seq_length, tokenizer):
+    """One `data.PairFeatures` for a `tasks.SentencePair`."""
+    feature, truncated = data.convert_sentence_pair(example_index, example, self.label_map,
+                                                    max_seq_length, tokenizer)
+    return [feature], truncated
+
+  def _log_conversion(self, split, num_examples, num_features, cut, max_seq_length):
+    logging.info("%s: %d pairs (%d truncated to %d pieces)", split, num_examples, cut,
                  max_seq_length)
-    return features
 
   def padding_feature(self, max_seq_length):
     zeros = [0] * max_seq_length
@@ -434,7 +446,7 @@ class SequenceClassificationHead(Head):
     return {"probabilities": probabilities,
             "label_ids": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
 
-  def eval_metrics(self, model_outputs, features):
+  def eval_metrics(self, model_outputs):
     def metric_fn(per_example_loss, label_ids, logits, is_real_example):
       predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
       return {
@@ -444,7 +456,7 @@ class SequenceClassificationHead(Head):
     return metric_fn, [model_outputs[k] for k in ("per_example_loss", "label_ids", "logits",
                                                   "is_real_example")]
 
-  def predict_outputs(self, model_outputs, features):
+  def predict_outputs(self, model_outputs):
     probabilities = model_outputs["probabilities"]
     return {"probabilities": probabilities,
             "label_ids": tf.argmax(probabilities, axis=-1, output_type=tf.int32),

@@ -114,9 +114,9 @@ def model_fn_builder(bert_config, head, init_checkpoint, learning_rate, num_trai
     if mode == tf.estimator.ModeKeys.EVAL:
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=model_outputs["loss"],
-          eval_metrics=head.eval_metrics(model_outputs, features), scaffold_fn=scaffold_fn)
+          eval_metrics=head.eval_metrics(model_outputs), scaffold_fn=scaffold_fn)
     return tf.estimator.tpu.TPUEstimatorSpec(
-        mode=mode, predictions=head.predict_outputs(model_outputs, features),
+        mode=mode, predictions=head.predict_outputs(model_outputs),
         scaffold_fn=scaffold_fn)
 
   return model_fn
@@ -142,8 +142,9 @@ class Runner(object):
     for flag in ("bert_config_file", "vocab_file", "output_dir"):
       if not getattr(c, flag):
         raise fileio.InputError("--%s is required to train or evaluate" % flag)
-    self.bert_config = checkpoints.load_bert_config(c.bert_config_file,
-                                                    max_seq_length=c.max_seq_length)
+    self.bert_config = checkpoints.load_bert_config(c.bert_config_file)
+    # Without the file name, as run_finetune.py has always worded it.
+    checkpoints.check_max_seq_length(c.max_seq_length, self.bert_config)
     if not os.path.isfile(c.vocab_file):
       raise fileio.InputError("--vocab_file=%s: no such file" % c.vocab_file)
     try:

@@ -11,7 +11,6 @@ file, line and column.
 """
 
 import bisect
-import collections
 import dataclasses
 import glob
 import os
@@ -380,11 +379,3 @@ class DocumentNerTask(tasks.Task):
               seen.update(tasks.label_type(l) for l in s.labels if l != "O")
       types = seen
     return tasks.ner_label_list(types)
-
-
-def count_types(sentences):
-  """{type: number of entities} over sentences (for logs and summaries)."""
-  counts = collections.Counter()
-  for s in sentences:
-    counts.update(t for _, _, t in tasks.iob_to_spans(s.labels))
-  return dict(counts)
