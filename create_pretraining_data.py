@@ -62,16 +62,9 @@ def main(argv):
   cli.require_flags(FLAGS, ("input_file", "output_file", "vocab_file"))
   if FLAGS.log_examples < 0:
     raise fileio.InputError("--log_examples must be >= 0, got %d" % FLAGS.log_examples)
+  # Every field of Options is the flag of the same name.
   options = pretraining_data.Options(
-      max_seq_length=FLAGS.max_seq_length,
-      max_predictions_per_seq=FLAGS.max_predictions_per_seq,
-      masked_lm_prob=FLAGS.masked_lm_prob,
-      short_seq_prob=FLAGS.short_seq_prob,
-      dupe_factor=FLAGS.dupe_factor,
-      do_whole_word_mask=FLAGS.do_whole_word_mask,
-      do_lower_case=FLAGS.do_lower_case,
-      random_seed=FLAGS.random_seed,
-      preserve_unused_tokens=FLAGS.preserve_unused_tokens)
+      **{name: FLAGS[name].value for name in pretraining_data.Options._fields})
   # Check flags and the vocabulary before globbing so the message names the first problem.
   pretraining_data.validate_options(options)
   input_files = fileio.expand_file_patterns(FLAGS.input_file, "input_file")

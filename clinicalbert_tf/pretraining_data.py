@@ -33,7 +33,8 @@ Why it is faster and smaller (same random draws, same result):
     `_randbelow`), which halves the cost of the candidate shuffle that dominates;
   * instances are kept as packed arrays (~350 bytes each at length 128, instead of Python objects),
     and written in batches: the Example protobuf bytes, the TFRecord framing and its CRC-32C are
-    computed with numpy for thousands of records at a time, without importing TensorFlow.
+    computed with numpy for thousands of records at a time (tfrecord.py), without importing
+    TensorFlow.
 
 Sharded mode (`num_workers > 1` or `shard_per_file`) treats each input file as an independent shard with
 its own RNG and outputs; see `shard_seed` and `shard_output_path`.
@@ -52,6 +53,8 @@ import numpy as np
 from absl import logging
 
 from clinicalbert_tf import fileio
+from clinicalbert_tf import progress as progress_lib
+from clinicalbert_tf import tfrecord
 from clinicalbert_tf import tokenization
 
 # Feature names in the order Google's script inserts them into the Example (its OrderedDict).
@@ -60,7 +63,8 @@ FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions"
 
 # The order in which protobuf 4.25 (upb) serializes those seven map entries: upb writes a map in its
 # hash-table order, which for these keys inserted in Google's order is this one (fixed, not seeded per
-# process). A test checks it against tf.train.Example.SerializeToString().
+# process): `tfrecord.serialized_feature_order(FEATURE_NAMES)`, written out here so that
+# writing needs no TensorFlow. A test checks it against tf.train.Example.SerializeToString().
 SERIALIZED_FEATURE_ORDER = ("masked_lm_ids", "input_ids", "masked_lm_positions",
                             "next_sentence_labels", "input_mask", "masked_lm_weights", "segment_ids")
 
@@ -148,7 +152,7 @@ def _decode_line(raw, path, line_number):
     raise fileio.InputError("%s:%d: not valid UTF-8 (%s)" % (path, line_number, e.reason)) from None
 
 
-def load_vocab(vocab_file):
+def load_vocab_without_tensorflow(vocab_file):
   """Reads a vocabulary as Google's `tokenization.load_vocab` does, without importing TensorFlow.
 
   Each line, stripped, is a token; a repeated token keeps its first id and takes no new one (so ids
@@ -270,7 +274,10 @@ class Corpus(object):
       self.doc_starts.append(self.num_sentences)
 
   def read(self, input_files, encoder, progress=None):
-    """Reads `input_files` with Google's rules (documents continue across files)."""
+    """Reads `input_files` with Google's rules (documents continue across files).
+
+    `progress`, a progress.Progress counting kB, gets a line now and then.
+    """
     tokens = self.tokens
     starts = self.sentence_starts
     encode = encoder.encode
@@ -286,8 +293,8 @@ class Corpus(object):
           if ids:
             tokens.extend(ids)
             starts.append(len(tokens))
-          if progress is not None and not number & 1023:
-            progress.maybe_log(self)
+          if progress is not None and not number & 1023 and progress.due():
+            progress.log(self.bytes_read // 1000, "%d documents" % self.num_documents)
       except OSError as e:
         raise fileio.InputError("--input_file: cannot read %s: %s" % (path, e)) from None
     self._end_document()
@@ -446,6 +453,10 @@ class InstanceStore(object):
 def create_instances(corpus, vocab, options, rng, store, progress=None):
   """Builds every instance of `corpus` into `store` with Google's draws; returns the document order.
 
+  Google's `create_training_instances` after reading: shuffle the documents, then `dupe_factor`
+  passes of `create_instances_from_document` over them. Each step is one function below; each
+  binds what its loop needs once, so that the calls per instance stay cheap.
+
   Args:
     corpus: a Corpus with at least one document.
     vocab: a Vocab.
@@ -453,501 +464,269 @@ def create_instances(corpus, vocab, options, rng, store, progress=None):
     rng: the `random.Random` shared with the rest of the run (its state advances exactly as in
       Google's `create_training_instances`, before the final shuffle of instances).
     store: an InstanceStore that receives the instances in creation order.
-    progress: optional _Progress.
+    progress: optional progress.Progress counting documents over all passes.
   """
-  o = options
-  getrandbits = rng.getrandbits
-  rand = rng.random
-  shuffler = _Shuffler(getrandbits)
-  shuffle = shuffler.shuffle
-  shuffle_prefix = shuffler.shuffle_prefix
-
   num_docs = corpus.num_documents
   order = list(range(num_docs))
   rng.shuffle(order)  # Google shuffles its list of documents: the draws depend only on the count
-
   doc_starts = corpus.doc_starts
-  sent = corpus.sentence_starts
-  flat = corpus.tokens
   # Per shuffled position: first sentence index and sentence count of that document.
   doc_first = [doc_starts[d] for d in order]
   doc_nsent = [doc_starts[d + 1] - doc_starts[d] for d in order]
 
-  max_seq_length = o.max_seq_length
-  max_num_tokens = max_seq_length - 3
-  short_seq_prob = o.short_seq_prob
-  p = o.max_predictions_per_seq
+  add_instance = _instance_adder(store, corpus.tokens, vocab, options, rng)
+  document_instances = _document_instance_maker(corpus.sentence_starts, doc_first, doc_nsent,
+                                                options, rng, add_instance)
+  for dupe in range(options.dupe_factor):
+    for document_index in range(num_docs):
+      if progress is not None and not document_index & 255 and progress.due():
+        progress.log(dupe * num_docs + document_index, "pass %d of %d, %d instances, %.0f "
+                     "instances/s" % (dupe + 1, options.dupe_factor, len(store),
+                                      progress.rate(len(store))))
+      document_instances(document_index)
+  return order
+
+
+def _document_instance_maker(sent, doc_first, doc_nsent, options, rng, add_instance):
+  """Returns `make(document_index)`: Google's `create_instances_from_document` for one document.
+
+  Args:
+    sent: the corpus's sentence starts (sentence s is tokens[sent[s]:sent[s + 1]]).
+    doc_first, doc_nsent: first sentence and sentence count per shuffled document position.
+    options: Options.
+    rng: the run's `random.Random`.
+    add_instance: `_instance_adder`'s function; gets the token bounds of segments A and B.
+
+  Sentences are gathered into a chunk until it reaches the target length (or the document ends);
+  a random number of them form segment A; B is the rest of the chunk, or (half the time, and
+  always for a one-sentence chunk) a random run of another document, the unused sentences then
+  going back to the document.
+  """
+  getrandbits = rng.getrandbits
+  rand = rng.random
+  draw_target_length = _target_length_draw(getrandbits, rand, options)
+  random_segment = _random_segment_picker(sent, doc_first, doc_nsent, getrandbits)
+  truncate = _pair_truncator(rand, options.max_seq_length - 3)
+
+  def make(document_index):
+    s0 = doc_first[document_index]
+    n_sent = doc_nsent[document_index]
+    target_seq_length = draw_target_length()
+    i = 0
+    chunk_first = s0  # sentence index of the first sentence in the current chunk
+    chunk_count = 0
+    current_length = 0
+    while i < n_sent:
+      chunk_count += 1
+      current_length += sent[s0 + i + 1] - sent[s0 + i]
+      if i == n_sent - 1 or current_length >= target_seq_length:
+        a_end = 1
+        if chunk_count >= 2:
+          a_end = 1 + _randbelow(getrandbits, chunk_count - 1)
+        a_lo = sent[chunk_first]
+        a_hi = sent[chunk_first + a_end]
+        if chunk_count == 1 or rand() < 0.5:
+          is_random_next = 1
+          b_lo, b_hi = random_segment(document_index, target_seq_length - (a_hi - a_lo))
+          # Google puts the unused sentences of the chunk back.
+          i -= chunk_count - a_end
+        else:
+          is_random_next = 0
+          b_lo = a_hi
+          b_hi = sent[chunk_first + chunk_count]
+        a_lo, a_hi, b_lo, b_hi = truncate(a_lo, a_hi, b_lo, b_hi)
+        add_instance(a_lo, a_hi, b_lo, b_hi, is_random_next)
+        chunk_count = 0
+        current_length = 0
+        chunk_first = s0 + i + 1
+      i += 1
+  return make
+
+
+def _target_length_draw(getrandbits, rand, options):
+  """Returns `draw()`: a document's target length, short (`randint(2, max)`) with short_seq_prob."""
+  max_num_tokens = options.max_seq_length - 3
+  short_seq_prob = options.short_seq_prob
+  short_k = (max_num_tokens - 1).bit_length()
+
+  def draw():
+    if rand() < short_seq_prob:
+      # randint(2, max_num_tokens)
+      r = getrandbits(short_k)
+      while r >= max_num_tokens - 1:
+        r = getrandbits(short_k)
+      return 2 + r
+    return max_num_tokens
+  return draw
+
+
+def _random_segment_picker(sent, doc_first, doc_nsent, getrandbits):
+  """Returns `pick(document_index, target_b_length)`: the token bounds of a random segment B.
+
+  Google's draws: up to 10 `randint`s for a document other than the current one (the last one is
+  taken if all 10 hit it), one for the start sentence; sentences are then added until the segment
+  reaches the target length or the document ends.
+  """
+  num_docs = len(doc_first)
+  docs_k = num_docs.bit_length()
+
+  def pick(document_index, target_b_length):
+    for _ in range(10):
+      r = getrandbits(docs_k)
+      while r >= num_docs:
+        r = getrandbits(docs_k)
+      if r != document_index:
+        break
+    r_first = doc_first[r]
+    r_n = doc_nsent[r]
+    j = r_first + _randbelow(getrandbits, r_n)
+    b_lo = sent[j]
+    last = r_first + r_n
+    while True:
+      j += 1
+      b_hi = sent[j]
+      if b_hi - b_lo >= target_b_length or j == last:
+        return b_lo, b_hi
+  return pick
+
+
+def _pair_truncator(rand, max_num_tokens):
+  """Returns `truncate(a_lo, a_hi, b_lo, b_hi)`: Google's `truncate_seq_pair` on token bounds.
+
+  Until A and B fit in `max_num_tokens`, one token goes from the longer segment (B on ties), from
+  its front or back by one `random() < 0.5` draw.
+  """
+  def truncate(a_lo, a_hi, b_lo, b_hi):
+    la = a_hi - a_lo
+    lb = b_hi - b_lo
+    while la + lb > max_num_tokens:
+      if la > lb:
+        if rand() < 0.5:
+          a_lo += 1
+        else:
+          a_hi -= 1
+        la -= 1
+      else:
+        if rand() < 0.5:
+          b_lo += 1
+        else:
+          b_hi -= 1
+        lb -= 1
+    return a_lo, a_hi, b_lo, b_hi
+  return truncate
+
+
+def _instance_adder(store, flat, vocab, options, rng):
+  """Returns `add(a_lo, a_hi, b_lo, b_hi, is_random_next)`: masks one instance into `store`.
+
+  The input ids `[CLS] A [SEP] B [SEP]` (A and B token bounds into `flat`, the corpus's tokens) go
+  straight into the store; masking then edits them there. Google's masking: `num_to_predict`
+  positions from the candidates (`_candidate_chooser`), then per chosen position, in draw order,
+  `random() < 0.8`: [MASK]; else `random() < 0.5`: kept; else a random word of the vocabulary.
+  """
+  getrandbits = rng.getrandbits
+  rand = rng.random
+  p = options.max_predictions_per_seq
   zeros_p = [0] * p
   cls_id, sep_id, mask_id = vocab.cls_id, vocab.sep_id, vocab.mask_id
   vocab_size = vocab.size
   vocab_k = vocab_size.bit_length()
-  is_cont = vocab.is_continuation
-  wwm = o.do_whole_word_mask
   # num_to_predict by sequence length, with Python 3's round() as in Google's code.
-  to_predict = [min(p, max(1, int(round(n * o.masked_lm_prob)))) for n in range(max_seq_length + 1)]
-  ranks = list(range(max_seq_length))
-  short_k = (max_num_tokens - 1).bit_length()
-  docs_k = num_docs.bit_length()
-
+  to_predict = [min(p, max(1, int(round(n * options.masked_lm_prob))))
+                for n in range(options.max_seq_length + 1)]
   st_tokens = store.tokens
+  append_token = st_tokens.append
+  extend_tokens = st_tokens.extend
   st_offsets = store.offsets
   st_seg = store.segment_starts
   st_mpos = store.masked_positions
   st_mids = store.masked_ids
   st_mcnt = store.masked_counts
   st_nsl = store.next_sentence
+  choose = _candidate_chooser(st_tokens, vocab, options, getrandbits)
 
-  for dupe in range(o.dupe_factor):
-    for document_index in range(num_docs):
-      if progress is not None and not document_index & 255:
-        progress.maybe_log_generation(dupe, document_index, num_docs, len(store))
-      s0 = doc_first[document_index]
-      n_sent = doc_nsent[document_index]
+  def add(a_lo, a_hi, b_lo, b_hi, is_random_next):
+    la = a_hi - a_lo
+    base = len(st_tokens)
+    append_token(cls_id)
+    extend_tokens(flat[a_lo:a_hi])
+    append_token(sep_id)
+    extend_tokens(flat[b_lo:b_hi])
+    append_token(sep_id)
+    n_tokens = la + (b_hi - b_lo) + 3
+    chosen = choose(base, la, n_tokens, to_predict[n_tokens])
+    positions = sorted(chosen)
+    labels = [st_tokens[base + pos] for pos in positions]
+    # The 80/10/10 draws, in candidate order.
+    for pos in chosen:
+      if rand() < 0.8:
+        st_tokens[base + pos] = mask_id
+      elif rand() >= 0.5:
+        r = getrandbits(vocab_k)
+        while r >= vocab_size:
+          r = getrandbits(vocab_k)
+        st_tokens[base + pos] = r
+    n_masked = len(positions)
 
-      target_seq_length = max_num_tokens
-      if rand() < short_seq_prob:
-        # randint(2, max_num_tokens)
-        r = getrandbits(short_k)
-        while r >= max_num_tokens - 1:
-          r = getrandbits(short_k)
-        target_seq_length = 2 + r
-
-      i = 0
-      chunk_first = s0  # sentence index of the first sentence in the current chunk
-      chunk_count = 0
-      current_length = 0
-      while i < n_sent:
-        chunk_count += 1
-        current_length += sent[s0 + i + 1] - sent[s0 + i]
-        if i == n_sent - 1 or current_length >= target_seq_length:
-          a_end = 1
-          if chunk_count >= 2:
-            a_end = 1 + _randbelow(getrandbits, chunk_count - 1)
-          a_lo = sent[chunk_first]
-          a_hi = sent[chunk_first + a_end]
-
-          if chunk_count == 1 or rand() < 0.5:
-            is_random_next = 1
-            target_b_length = target_seq_length - (a_hi - a_lo)
-            for _ in range(10):
-              r = getrandbits(docs_k)
-              while r >= num_docs:
-                r = getrandbits(docs_k)
-              random_document_index = r
-              if random_document_index != document_index:
-                break
-            r_first = doc_first[random_document_index]
-            r_n = doc_nsent[random_document_index]
-            random_start = _randbelow(getrandbits, r_n)
-            b_lo = sent[r_first + random_start]
-            j = r_first + random_start
-            last = r_first + r_n
-            while True:
-              j += 1
-              b_hi = sent[j]
-              if b_hi - b_lo >= target_b_length or j == last:
-                break
-            # Google puts the unused sentences of the chunk back.
-            i -= chunk_count - a_end
-          else:
-            is_random_next = 0
-            b_lo = a_hi
-            b_hi = sent[chunk_first + chunk_count]
-
-          # truncate_seq_pair: one draw per removed token, from the longer segment (B on ties).
-          la = a_hi - a_lo
-          lb = b_hi - b_lo
-          while la + lb > max_num_tokens:
-            if la > lb:
-              if rand() < 0.5:
-                a_lo += 1
-              else:
-                a_hi -= 1
-              la -= 1
-            else:
-              if rand() < 0.5:
-                b_lo += 1
-              else:
-                b_hi -= 1
-              lb -= 1
-
-          # The instance's input ids go straight into the store; masking then edits them there.
-          base = len(st_tokens)
-          st_tokens.append(cls_id)
-          st_tokens += flat[a_lo:a_hi]
-          st_tokens.append(sep_id)
-          st_tokens += flat[b_lo:b_hi]
-          st_tokens.append(sep_id)
-          n_tokens = la + lb + 3
-          num_to_predict = to_predict[n_tokens]
-
-          groups = None
-          if wwm:
-            groups = _word_groups(st_tokens[base:base + n_tokens].tolist(), la, is_cont)
-          if groups is not None:
-            # Google's whole-word masking: a word that would overshoot num_to_predict is skipped.
-            shuffle(groups)
-            chosen = []
-            for group in groups:
-              if len(chosen) >= num_to_predict:
-                break
-              if len(chosen) + len(group) > num_to_predict:
-                continue
-              chosen += group
-          else:
-            # Candidates are positions 1..la and la+2..n_tokens-2 ([CLS] and [SEP]s excluded).
-            cand = ranks[1:la + 1] + ranks[la + 2:n_tokens - 1]
-            shuffle_prefix(cand, num_to_predict)
-            chosen = cand[:num_to_predict]
-          positions = sorted(chosen)
-          labels = [st_tokens[base + pos] for pos in positions]
-          # The 80/10/10 draws, in candidate order.
-          for pos in chosen:
-            if rand() < 0.8:
-              st_tokens[base + pos] = mask_id
-            elif rand() >= 0.5:
-              r = getrandbits(vocab_k)
-              while r >= vocab_size:
-                r = getrandbits(vocab_k)
-              st_tokens[base + pos] = r
-          n_masked = len(positions)
-
-          st_offsets.append(base + n_tokens)
-          st_seg.append(la + 2)
-          st_mpos.extend(positions)
-          st_mids.extend(labels)
-          if n_masked < p:
-            st_mpos.extend(zeros_p[n_masked:])
-            st_mids.extend(zeros_p[n_masked:])
-          st_mcnt.append(n_masked)
-          st_nsl.append(is_random_next)
-
-          chunk_count = 0
-          current_length = 0
-          chunk_first = s0 + i + 1
-        i += 1
-  return order
+    st_offsets.append(base + n_tokens)
+    st_seg.append(la + 2)
+    st_mpos.extend(positions)
+    st_mids.extend(labels)
+    if n_masked < p:
+      st_mpos.extend(zeros_p[n_masked:])
+      st_mids.extend(zeros_p[n_masked:])
+    st_mcnt.append(n_masked)
+    st_nsl.append(is_random_next)
+  return add
 
 
-# --------------------------------------------------------------------------------------------------
-# Serialization: tf.train.Example protobuf bytes and TFRecord framing, for many records at once.
+def _candidate_chooser(tokens, vocab, options, getrandbits):
+  """Returns `choose(base, la, n_tokens, num_to_predict)`: the positions to mask, in draw order.
 
-
-def _varint_bytes(n):
-  out = bytearray()
-  while True:
-    b = n & 0x7F
-    n >>= 7
-    if n:
-      out.append(b | 0x80)
-    else:
-      out.append(b)
-      return bytes(out)
-
-
-def _varint_len(values):
-  """Varint byte counts (int64 array) of non-negative integers below 2**35 (numpy, any shape)."""
-  v = np.asarray(values)
-  if v.size and int(v.max()) < 1 << 16:
-    return np.take(_VARINT_LEN, v).astype(np.int64)
-  n = np.ones(v.shape, np.int64)
-  for bits in (7, 14, 21, 28):
-    n += v >= (1 << bits)
-  return n
-
-
-def _varint_tables():
-  v = np.arange(1 << 16, dtype=np.int64)
-  lengths = 1 + (v >= 1 << 7) + (v >= 1 << 14)
-  slots = np.empty((1 << 16, 3), np.uint8)
-  for s in range(3):
-    slots[:, s] = ((v >> (7 * s)) & 0x7F) | ((lengths > s + 1) << 7)
-  mask = np.arange(3)[None, :] < lengths[:, None]
-  # Contiguous tables per slot count (np.take on a column slice would copy the table every call).
-  return ({w: np.ascontiguousarray(slots[:, :w]) for w in (2, 3)},
-          {w: np.ascontiguousarray(mask[:, :w]) for w in (2, 3)}, lengths.astype(np.uint8))
-
-
-# Varint bytes and their validity (2 or 3 slots) and byte count, for every value below 2**16.
-_VARINT_SLOTS, _VARINT_MASK, _VARINT_LEN = _varint_tables()
-
-
-class _Pieces(object):
-  """Builds many records at once as rows of byte slots plus a validity mask per slot.
-
-  Each appended piece is a block of columns; a record's bytes are its valid slots read left to right,
-  so `join` extracts every record, in order, with one boolean selection.
+  The instance is `tokens[base:base + n_tokens]` with segment A `la` tokens long. Candidates are
+  every position but [CLS] and the two [SEP]s, shuffled (Google's `rng.shuffle(cand_indexes)`);
+  with whole-word masking a candidate is a word (`_word_groups`), and a word that would overshoot
+  `num_to_predict` is skipped.
   """
+  shuffler = _Shuffler(getrandbits)
+  shuffle = shuffler.shuffle
+  shuffle_prefix = shuffler.shuffle_prefix
+  ranks = list(range(options.max_seq_length))
+  is_cont = vocab.is_continuation
 
-  def __init__(self, num_records):
-    self.n = num_records
-    self.bytes = []
-    self.masks = []
+  def choose_pieces(base, la, n_tokens, num_to_predict):
+    # Candidates are positions 1..la and la+2..n_tokens-2 ([CLS] and [SEP]s excluded).
+    cand = ranks[1:la + 1] + ranks[la + 2:n_tokens - 1]
+    shuffle_prefix(cand, num_to_predict)
+    return cand[:num_to_predict]
 
-  def const(self, data):
-    row = np.frombuffer(data, np.uint8)
-    self.bytes.append(np.broadcast_to(row, (self.n, len(row))))
-    self.masks.append(np.ones((self.n, len(row)), bool))
-
-  def raw(self, matrix):
-    """Appends fixed-width bytes ([n, w] uint8)."""
-    self.bytes.append(matrix)
-    self.masks.append(np.ones(matrix.shape, bool))
-
-  def varints(self, values, lengths=None):
-    """Appends the varints of `values` ([n, k] non-negative integers below 2**35)."""
-    v = np.asarray(values)
-    if lengths is None:
-      lengths = _varint_len(v)
-    width = int(lengths.max()) if lengths.size else 1
-    if width == 1:
-      self.raw(v.astype(np.uint8))
-      return
-    if width <= 3 and int(v.max()) < 1 << 16:
-      # Values below 65,536 (word-piece ids of most vocabularies): look the bytes up.
-      slots = np.take(_VARINT_SLOTS[width], v, axis=0)
-      mask = np.take(_VARINT_MASK[width], v, axis=0)
-    else:
-      v = v.astype(np.int64)
-      slots = np.empty(v.shape + (width,), np.uint8)
-      for s in range(width):
-        slots[..., s] = ((v >> (7 * s)) & 0x7F) | ((lengths > s + 1) << 7)
-      mask = np.arange(width)[None, None, :] < lengths[..., None]
-    self.bytes.append(slots.reshape(self.n, -1))
-    self.masks.append(mask.reshape(self.n, -1))
-
-  def join(self):
-    """Returns (flat uint8 data of all records in order, per-record lengths as int64)."""
-    data = np.concatenate(self.bytes, axis=1)
-    mask = np.concatenate(self.masks, axis=1)
-    return data[mask], mask.sum(axis=1).astype(np.int64)
-
-
-def encode_examples(features):
-  """Serializes a batch of tf.train.Examples exactly as Google's protobuf call does.
-
-  Args:
-    features: dict of feature name -> [n, k] array (non-negative integers for the int64 features,
-      float32 for masked_lm_weights), as returned by InstanceStore.gather.
-
-  Returns:
-    (data, lengths): the concatenated serialized records (uint8 array) and each one's length.
-  """
-  n = features["input_ids"].shape[0]
-  # First the length of every nested message, per record (they prefix the messages).
-  parts = []
-  features_len = np.zeros(n, np.int64)
-  for name in SERIALIZED_FEATURE_ORDER:
-    values = features[name]
-    key = name.encode("ascii")
-    count = values.shape[1]
-    if name == "masked_lm_weights":
-      payload_lens = None
-      packed_len = np.full(n, 4 * count, np.int64)
-      list_tag = b"\x12"  # Feature.float_list
-    else:
-      if count and int(values.max()) < 128:
-        payload_lens = None  # one byte per value
-        packed_len = np.full(n, count, np.int64)
-      else:
-        payload_lens = _varint_len(values)
-        packed_len = payload_lens.sum(axis=1)
-      list_tag = b"\x1a"  # Feature.int64_list
-    if count:  # a packed field with no values is not written at all
-      list_len = 1 + _varint_len(packed_len) + packed_len
-    else:
-      list_len = np.zeros(n, np.int64)
-    feature_len = 1 + _varint_len(list_len) + list_len
-    entry_len = 2 + len(key) + 1 + _varint_len(feature_len) + feature_len
-    features_len += 1 + _varint_len(entry_len) + entry_len
-    parts.append((name, key, values, payload_lens, packed_len, list_tag, count, list_len,
-                  feature_len, entry_len))
-
-  pieces = _Pieces(n)
-  pieces.const(b"\x0a")  # Example.features
-  pieces.varints(features_len[:, None])
-  for (name, key, values, payload_lens, packed_len, list_tag, count, list_len, feature_len,
-       entry_len) in parts:
-    pieces.const(b"\x0a")  # an entry of the Features.feature map
-    pieces.varints(entry_len[:, None])
-    pieces.const(b"\x0a" + _varint_bytes(len(key)) + key + b"\x12")  # key, then the value's tag
-    pieces.varints(feature_len[:, None])
-    pieces.const(list_tag)
-    pieces.varints(list_len[:, None])
-    if count:
-      pieces.const(b"\x0a")  # the packed `value` field
-      pieces.varints(packed_len[:, None])
-      if name == "masked_lm_weights":
-        pieces.raw(np.ascontiguousarray(values, dtype="<f4").view(np.uint8).reshape(n, -1))
-      elif payload_lens is None:
-        pieces.raw(values.astype(np.uint8))
-      else:
-        pieces.varints(values, payload_lens)
-  return pieces.join()
-
-
-_CRC32C_POLY = 0x82F63B78
-
-
-def _crc_tables():
-  """Tables for CRC-32C four bytes at a time, and the usual one-byte table."""
-  x = np.arange(1 << 16, dtype=np.uint32)
-
-  def shift(values, nbits):
-    r = values.copy()
-    for _ in range(nbits):
-      r = np.where(r & 1, (r >> 1) ^ np.uint32(_CRC32C_POLY), r >> 1).astype(np.uint32)
-    return r
-  # register' = LO[v & 0xFFFF] ^ HI[v >> 16] where v = register ^ (next 4 bytes, little-endian).
-  return shift(x, 32), shift(x << np.uint32(16), 32), [int(v) for v in shift(x[:256], 8)]
-
-
-_CRC_LO, _CRC_HI, _CRC_BYTE = _crc_tables()
-# _INIT_EFFECT[k]: what the initial register value 0xFFFFFFFF has become after k bytes, all else 0.
-_INIT_EFFECT = [0xFFFFFFFF]
-
-
-def _init_effects(lengths):
-  """The linear contribution of the initial register to the CRC of each length in `lengths`."""
-  top = int(lengths.max())
-  table = _INIT_EFFECT
-  while len(table) <= top:
-    r = table[-1]
-    table.append(_CRC_BYTE[r & 0xFF] ^ (r >> 8))
-  return np.array(table, np.uint32)[lengths]
-
-
-def crc32c_batch(data, starts, lengths):
-  """CRC-32C (Castagnoli) of many byte strings at once.
-
-  Args:
-    data: bytes-like holding the strings.
-    starts, lengths: int64 arrays locating each string in `data`.
-
-  The strings are right-aligned in a zero-padded matrix and run through the CRC register starting
-  from 0 four bytes at a time; leading zeros then change nothing (the CRC is linear), and the
-  standard initial value's contribution, which depends only on the length, is added at the end.
-  """
-  n = len(lengths)
-  if n == 0:
-    return np.zeros(0, np.uint32)
-  width = (int(lengths.max()) + 3) // 4 * 4
-  mat = bytearray(n * width)
-  view = memoryview(data)
-  row_end = width
-  for start, length in zip(starts.tolist(), lengths.tolist()):
-    mat[row_end - length:row_end] = view[start:start + length]
-    row_end += width
-  words = np.frombuffer(mat, "<u4").reshape(n, width // 4).T.copy()
-  reg = np.zeros(n, np.uint32)
-  lo, hi = _CRC_LO, _CRC_HI
-  for row in words:
-    v = reg ^ row
-    reg = lo[v & 0xFFFF] ^ hi[v >> 16]
-  return reg ^ _init_effects(lengths) ^ np.uint32(0xFFFFFFFF)
-
-
-def masked_crc32c_batch(data, starts, lengths):
-  """TFRecord's masked CRC: ((crc >> 15) | (crc << 17)) + 0xa282ead8, mod 2**32."""
-  crc = crc32c_batch(data, starts, lengths).astype(np.uint64)
-  return ((((crc >> np.uint64(15)) | (crc << np.uint64(17))) + np.uint64(0xA282EAD8)) &
-          np.uint64(0xFFFFFFFF)).astype(np.uint32)
-
-
-def frame_tfrecords(data, lengths):
-  """TFRecord framing of serialized records: returns the bytes to append to a .tfrecord file.
-
-  Each record is: its length (uint64 LE), the masked CRC-32C of those 8 bytes (uint32 LE), the data,
-  the masked CRC-32C of the data (uint32 LE).
-  """
-  n = len(lengths)
-  lengths = np.asarray(lengths, np.int64)
-  starts = np.zeros(n, np.int64)
-  if n:
-    starts[1:] = np.cumsum(lengths)[:-1]
-  data = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
-  header = lengths.astype("<u8").tobytes()
-  header_crc = masked_crc32c_batch(header, np.arange(n, dtype=np.int64) * 8,
-                                   np.full(n, 8, np.int64))
-  heads = np.empty((n, 12), np.uint8)
-  heads[:, :8] = np.frombuffer(header, np.uint8).reshape(n, 8)
-  heads[:, 8:] = header_crc.astype("<u4").view(np.uint8).reshape(n, 4)
-  heads = heads.tobytes()
-  tails = masked_crc32c_batch(data, starts, lengths).astype("<u4").tobytes()
-  out = []
-  append = out.append
-  view = memoryview(data)
-  for r, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist())):
-    append(heads[12 * r:12 * r + 12])
-    append(view[start:start + length])
-    append(tails[4 * r:4 * r + 4])
-  return b"".join(out)
-
-
-# --------------------------------------------------------------------------------------------------
-# Progress
-
-
-class _Progress(object):
-  """Periodic progress lines: documents read, instances made and written, rate, ETA."""
-
-  def __init__(self, total_bytes, dupe_factor, every_seconds=30.0, label=""):
-    self.total_bytes = max(1, total_bytes)
-    self.dupe_factor = dupe_factor
-    self.every = every_seconds
-    self.label = label
-    self.start = time.time()
-    self.last = self.start
-    self.phase_start = self.start
-
-  def _due(self):
-    now = time.time()
-    if now - self.last < self.every:
-      return None
-    self.last = now
-    return now
-
-  def start_phase(self):
-    self.phase_start = time.time()
-
-  def maybe_log(self, corpus):
-    now = self._due()
-    if now is None:
-      return
-    elapsed = max(1e-9, now - self.phase_start)
-    frac = corpus.bytes_read / self.total_bytes
-    rate = corpus.bytes_read / elapsed
-    eta = (self.total_bytes - corpus.bytes_read) / rate if rate > 0 else 0.0
-    logging.info("%sreading: %d documents, %.1f of %.1f MB (%.0f%%), %.1f MB/s, ETA %.0f s",
-                 self.label, corpus.num_documents, corpus.bytes_read / 1e6, self.total_bytes / 1e6,
-                 100 * frac, rate / 1e6, eta)
-
-  def maybe_log_generation(self, dupe, doc_index, num_docs, num_instances):
-    now = self._due()
-    if now is None:
-      return
-    elapsed = max(1e-9, now - self.phase_start)
-    done = dupe * num_docs + doc_index
-    total = num_docs * self.dupe_factor
-    rate = num_instances / elapsed
-    eta = elapsed * (total - done) / max(1, done)
-    logging.info("%smaking instances: pass %d of %d, document %d of %d, %d instances, "
-                 "%.0f instances/s, ETA %.0f s", self.label, dupe + 1, self.dupe_factor, doc_index,
-                 num_docs, num_instances, rate, eta)
-
-  def maybe_log_writing(self, written, total, force=False):
-    now = time.time() if force else self._due()
-    if now is None:
-      return
-    elapsed = max(1e-9, now - self.phase_start)
-    rate = written / elapsed
-    eta = (total - written) / rate if rate > 0 else 0.0
-    logging.info("%swriting: %d of %d instances (%.0f%%), %.0f instances/s, ETA %.0f s",
-                 self.label, written, total, 100.0 * written / max(1, total), rate, eta)
+  def choose_words(base, la, n_tokens, num_to_predict):
+    groups = _word_groups(tokens[base:base + n_tokens].tolist(), la, is_cont)
+    if groups is None:  # one piece per word: the same draws and choice as single positions
+      return choose_pieces(base, la, n_tokens, num_to_predict)
+    shuffle(groups)
+    chosen = []
+    for group in groups:
+      if len(chosen) >= num_to_predict:
+        break
+      if len(chosen) + len(group) > num_to_predict:
+        continue
+      chosen += group
+    return chosen
+  return choose_words if options.do_whole_word_mask else choose_pieces
 
 
 # --------------------------------------------------------------------------------------------------
 # Writing
+
+
+def encode_features(features):
+  """Serialized Examples of a batch of instances (`InstanceStore.gather`'s arrays), Google's bytes.
+
+  Returns:
+    (data, lengths): the concatenated records (uint8 array) and each one's length.
+  """
+  return tfrecord.encode_examples([(name, features[name]) for name in SERIALIZED_FEATURE_ORDER])
 
 
 def _log_example(features, row, vocab_words):
@@ -968,6 +747,15 @@ def _log_example(features, row, vocab_words):
 def write_instances(store, permutation, output_paths, options, vocab_words=None, log_examples=0,
                     progress=None):
   """Writes the instances in `permutation` order round-robin over `output_paths` (TFRecord files).
+
+  Args:
+    store: the InstanceStore.
+    permutation: the order to write them in (int64 array or array.array("q")).
+    output_paths: the files to write (created or overwritten).
+    options: Options.
+    vocab_words: the vocabulary's tokens, for `log_examples`.
+    log_examples: log the first this many instances written.
+    progress: optional progress.Progress counting the instances written.
 
   Returns:
     a list with the number of records written to each path.
@@ -995,12 +783,12 @@ def write_instances(store, permutation, output_paths, options, vocab_words=None,
         if not len(rows):
           continue
         part = {k: v[rows] for k, v in features.items()}
-        data, lengths = encode_examples(part)
-        files[f].write(frame_tfrecords(data, lengths))
+        data, lengths = encode_features(part)
+        files[f].write(tfrecord.frame_tfrecords(data, lengths))
         counts[f] += len(rows)
       written += len(idx)
       if progress is not None:
-        progress.maybe_log_writing(written, total)
+        progress.maybe_log(written)
   finally:
     for fh in files:
       fh.close()
@@ -1041,37 +829,51 @@ def _make_one(input_files, output_files, temp_outputs, vocab, encoder, options, 
 
   The records go to `temp_outputs`; the caller renames them to `output_files` (logged) on success.
   """
-  progress = _Progress(_total_size(input_files), options.dupe_factor,
-                       every_seconds=progress_seconds, label=label)
   t0 = time.time()
+  corpus = _read_corpus(input_files, vocab, encoder, progress_seconds, label)
+  t_read = time.time()
+  store, permutation = _make_instances(corpus, vocab, options, seed, progress_seconds, label)
+  logging.info("%smade %d instances in %.1f s (%.1f MB packed)", label, len(store),
+               time.time() - t_read, store.nbytes() / 1e6)
+  del corpus
+
+  logging.info("%s*** Writing to output files ***", label)
+  for path in output_files:
+    logging.info("%s  %s", label, path)
+  progress = progress_lib.Progress("instances", total=len(store), every_seconds=progress_seconds,
+                                   label=label + "writing: ")
+  counts = write_instances(store, permutation, temp_outputs, options, vocab_words=vocab.words,
+                           log_examples=log_examples, progress=progress)
+  progress.log(len(store))
+  return {"instances": len(store), "counts": counts, "seconds": time.time() - t0}
+
+
+def _read_corpus(input_files, vocab, encoder, progress_seconds, label):
+  """The Corpus of `input_files`; raises fileio.InputError if it has no document."""
+  t0 = time.time()
+  progress = progress_lib.Progress("kB", total=max(1, _total_size(input_files) // 1000),
+                                   every_seconds=progress_seconds, label=label + "reading: ")
   corpus = Corpus(vocab.id_typecode)
   corpus.read(input_files, encoder, progress)
   if corpus.num_documents == 0:
     raise fileio.InputError("--input_file: no non-empty document in %s" % ", ".join(input_files))
-  t_read = time.time()
   logging.info("%sread %d documents, %d sentences, %d word pieces in %.1f s", label,
-               corpus.num_documents, corpus.num_sentences, len(corpus.tokens), t_read - t0)
+               corpus.num_documents, corpus.num_sentences, len(corpus.tokens), time.time() - t0)
+  return corpus
 
+
+def _make_instances(corpus, vocab, options, seed, progress_seconds, label):
+  """(InstanceStore, the order to write it in): Google's instances and final shuffle."""
   rng = random.Random(seed)
   store = InstanceStore(vocab.id_typecode, options.max_predictions_per_seq)
-  progress.start_phase()
+  progress = progress_lib.Progress(
+      "documents", total=corpus.num_documents * options.dupe_factor,
+      every_seconds=progress_seconds, label=label + "making instances: ")
   create_instances(corpus, vocab, options, rng, store, progress)
   # Google's final rng.shuffle(instances): shuffling the indices draws the same numbers.
   permutation = array.array("q", range(len(store)))
   _Shuffler(rng.getrandbits).shuffle(permutation)
-  t_make = time.time()
-  logging.info("%smade %d instances in %.1f s (%.1f MB packed)", label, len(store), t_make - t_read,
-               store.nbytes() / 1e6)
-  del corpus
-
-  progress.start_phase()
-  logging.info("%s*** Writing to output files ***", label)
-  for path in output_files:
-    logging.info("%s  %s", label, path)
-  counts = write_instances(store, permutation, temp_outputs, options, vocab_words=vocab.words,
-                           log_examples=log_examples, progress=progress)
-  progress.maybe_log_writing(len(store), len(store), force=True)
-  return {"instances": len(store), "counts": counts, "seconds": time.time() - t0}
+  return store, permutation
 
 
 def _sidecar_record(options, vocab_file, vocab_sha256, input_files, output_path, count, total,
@@ -1096,7 +898,7 @@ def _shard_worker(args):
   (shard, num_shards, input_file, final_outputs, temp_outputs, vocab_file, options, log_examples,
    progress_seconds, verbosity) = args
   logging.set_verbosity(verbosity)
-  vocab = Vocab(load_vocab(vocab_file), vocab_file)
+  vocab = Vocab(load_vocab_without_tensorflow(vocab_file), vocab_file)
   encoder = LineEncoder(vocab.vocab, options.do_lower_case, options.preserve_unused_tokens,
                         vocab_file)
   label = "[shard %d/%d] " % (shard + 1, num_shards)
@@ -1128,6 +930,29 @@ def create_pretraining_data(input_files, output_files, vocab_file, options, num_
   """
   for warning in validate_options(options):
     logging.warning(warning)
+  _check_paths(input_files, output_files, num_workers)
+  vocab = Vocab(load_vocab_without_tensorflow(vocab_file), vocab_file)
+  vocab_sha256 = fileio.sha256_of_file(vocab_file) if "://" not in vocab_file else None
+  if num_workers > 1 or shard_per_file:
+    return _create_sharded(input_files, output_files, vocab_file, vocab_sha256, options,
+                           num_workers, log_examples, progress_seconds)
+
+  encoder = LineEncoder(vocab.vocab, options.do_lower_case, options.preserve_unused_tokens,
+                        vocab_file)
+  with contextlib.ExitStack() as stack:
+    temps = [stack.enter_context(fileio.atomic_output(path)) for path in output_files]
+    summary = _make_one(input_files, output_files, temps, vocab, encoder, options,
+                        options.random_seed, log_examples, "", progress_seconds)
+  for path, count in zip(output_files, summary["counts"]):
+    fileio.write_sidecar(path, _sidecar_record(options, vocab_file, vocab_sha256, input_files,
+                                               path, count, summary["instances"]))
+  logging.info("Wrote %d total instances", summary["instances"])
+  return {"outputs": list(output_files), "counts": summary["counts"],
+          "instances": summary["instances"]}
+
+
+def _check_paths(input_files, output_files, num_workers):
+  """Raises fileio.InputError, naming the flag, for outputs, inputs or workers that cannot work."""
   if num_workers < 1:
     raise fileio.InputError("--num_workers=%d: must be at least 1" % num_workers)
   if not output_files:
@@ -1143,57 +968,18 @@ def create_pretraining_data(input_files, output_files, vocab_file, options, num_
   for path in input_files:
     if "://" not in path and not os.path.isfile(path):
       raise fileio.InputError("--input_file: %s is not a file" % path)
-  vocab = Vocab(load_vocab(vocab_file), vocab_file)
-  vocab_sha256 = fileio.sha256_of_file(vocab_file) if "://" not in vocab_file else None
-  sharded = num_workers > 1 or shard_per_file
 
-  if not sharded:
-    encoder = LineEncoder(vocab.vocab, options.do_lower_case, options.preserve_unused_tokens,
-                          vocab_file)
-    with contextlib.ExitStack() as stack:
-      temps = [stack.enter_context(fileio.atomic_output(path)) for path in output_files]
-      summary = _make_one(input_files, output_files, temps, vocab, encoder, options,
-                          options.random_seed, log_examples, "", progress_seconds)
-    for path, count in zip(output_files, summary["counts"]):
-      fileio.write_sidecar(path, _sidecar_record(options, vocab_file, vocab_sha256, input_files,
-                                                 path, count, summary["instances"]))
-    logging.info("Wrote %d total instances", summary["instances"])
-    return {"outputs": list(output_files), "counts": summary["counts"],
-            "instances": summary["instances"]}
 
+def _create_sharded(input_files, output_files, vocab_file, vocab_sha256, options, num_workers,
+                    log_examples, progress_seconds):
+  """Sharded mode: each input file an independent shard with its own seed and outputs."""
   num_shards = len(input_files)
   finals = [[shard_output_path(out, s, num_shards) for out in output_files]
             for s in range(num_shards)]
   temps = [[fileio.temporary_path_for(path) for path in paths] for paths in finals]
   jobs = [(s, num_shards, input_files[s], finals[s], temps[s], vocab_file, options, log_examples,
            progress_seconds, logging.get_verbosity()) for s in range(num_shards)]
-  summaries = {}
-  try:
-    for paths in finals:
-      for path in paths:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if num_workers == 1 or num_shards == 1:
-      for job in jobs:
-        shard, summary = _shard_worker(job)
-        summaries[shard] = summary
-    else:
-      import concurrent.futures  # pylint: disable=g-import-not-at-top
-      import multiprocessing  # pylint: disable=g-import-not-at-top
-      context = multiprocessing.get_context("spawn")
-      with concurrent.futures.ProcessPoolExecutor(
-          max_workers=min(num_workers, num_shards), mp_context=context) as pool:
-        for shard, summary in pool.map(_shard_worker, jobs):
-          summaries[shard] = summary
-    # Every shard succeeded: only now do outputs appear under their final names.
-    for s in range(num_shards):
-      for temp, final in zip(temps[s], finals[s]):
-        os.replace(temp, final)
-  except BaseException:
-    for paths in temps:
-      for temp in paths:
-        with contextlib.suppress(OSError):
-          os.remove(temp)
-    raise
+  summaries = _run_shards(jobs, finals, temps, num_workers)
   total = sum(summary["instances"] for summary in summaries.values())
   outputs = []
   counts = []
@@ -1207,3 +993,38 @@ def create_pretraining_data(input_files, output_files, vocab_file, options, num_
       counts.append(count)
   logging.info("Wrote %d total instances in %d shards", total, num_shards)
   return {"outputs": outputs, "counts": counts, "instances": total}
+
+
+def _run_shards(jobs, finals, temps, num_workers):
+  """Runs the shard jobs (in worker processes if more than one); returns shard -> summary.
+
+  Outputs appear under their final names only once every shard has succeeded; on any failure
+  every temporary file is removed.
+  """
+  summaries = {}
+  try:
+    for paths in finals:
+      for path in paths:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if num_workers == 1 or len(jobs) == 1:
+      for job in jobs:
+        shard, summary = _shard_worker(job)
+        summaries[shard] = summary
+    else:
+      import concurrent.futures  # pylint: disable=g-import-not-at-top
+      import multiprocessing  # pylint: disable=g-import-not-at-top
+      context = multiprocessing.get_context("spawn")
+      with concurrent.futures.ProcessPoolExecutor(
+          max_workers=min(num_workers, len(jobs)), mp_context=context) as pool:
+        for shard, summary in pool.map(_shard_worker, jobs):
+          summaries[shard] = summary
+    for shard_temps, shard_finals in zip(temps, finals):
+      for temp, final in zip(shard_temps, shard_finals):
+        os.replace(temp, final)
+  except BaseException:
+    for paths in temps:
+      for temp in paths:
+        with contextlib.suppress(OSError):
+          os.remove(temp)
+    raise
+  return summaries

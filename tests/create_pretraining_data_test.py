@@ -15,25 +15,21 @@ from absl.testing import absltest
 
 from clinicalbert_tf import fileio
 from clinicalbert_tf import pretraining_data
+from clinicalbert_tf import tfrecord
 from tests import pretraining_corpus
+from tests import testutil
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO_ROOT, "create_pretraining_data.py")
 
 
-def _env():
-  env = dict(os.environ)
-  env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-  return env
-
-
 def _script(*args):
   return subprocess.run([sys.executable, SCRIPT] + list(args), capture_output=True, text=True,
-                        env=_env(), cwd=REPO_ROOT)
+                        env=testutil.script_env(), cwd=REPO_ROOT)
 
 
 def _records_from_bytes(data):
-  """The records of TFRecord bytes (framing only; CRCs are checked in pretraining_data_test)."""
+  """The records of TFRecord bytes (framing only; CRCs are checked in tfrecord_test)."""
   out = []
   pos = 0
   while pos < len(data):
@@ -53,11 +49,11 @@ def _read(path):
     return f.read()
 
 
-class ScriptTestCase(absltest.TestCase):
+class ScriptTestCase(testutil.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.dir = self.create_tempdir().full_path
+    self.dir = self.temp_dir()
     self.vocab = self.path("vocab.txt")
     pretraining_corpus.make_vocab(self.vocab)
     self.corpus = self.path("corpus.txt")
@@ -195,7 +191,7 @@ class OutputTest(ScriptTestCase):
   def test_failure_while_writing_leaves_no_file(self):
     # An injected failure after the first batch of records has been written.
     calls = []
-    original = pretraining_data.frame_tfrecords
+    original = tfrecord.frame_tfrecords
 
     def failing(data, lengths):
       calls.append(1)
@@ -206,13 +202,13 @@ class OutputTest(ScriptTestCase):
     out = self.path("fail.tfrecord")
     big = self.path("big.txt")
     pretraining_corpus.write_corpus(big, 300, seed=4)
-    pretraining_data.frame_tfrecords = failing
+    tfrecord.frame_tfrecords = failing
     try:
       with self.assertRaisesRegex(RuntimeError, "injected"):
         pretraining_data.create_pretraining_data(
             [big], [out], self.vocab, pretraining_data.Options(dupe_factor=5))
     finally:
-      pretraining_data.frame_tfrecords = original
+      tfrecord.frame_tfrecords = original
     self.assertGreater(len(calls), 1)
     self.assertEqual(self.files_in(), ["big.txt", "corpus.txt", "vocab.txt"])
 
@@ -225,7 +221,8 @@ class OutputTest(ScriptTestCase):
     proc = subprocess.Popen(
         [sys.executable, SCRIPT, "--input_file=" + big, "--vocab_file=" + self.vocab,
          "--output_file=" + out, "--dupe_factor=3"],
-        env=_env(), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=testutil.script_env(), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
     # Wait until it has started writing (its temporary file exists and has records), then kill it.
     deadline = time.time() + 120
     seen = None

@@ -14,31 +14,26 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 
 from absl.testing import absltest
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import pretraining_data
+from clinicalbert_tf import tfrecord
 from clinicalbert_tf import tokenization
 from tests import oracle
 from tests import google_wwm_oracle  # pylint: disable=g-bad-import-order
 from tests import pretraining_corpus
+from tests import testutil
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO_ROOT, "create_pretraining_data.py")
 
 
-def _env():
-  env = dict(os.environ)
-  env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-  return env
-
-
 def _run(args):
-  proc = subprocess.run(args, capture_output=True, text=True, env=_env(), cwd=REPO_ROOT)
+  proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO_ROOT,
+                        env=testutil.script_env({"TF_CPP_MIN_LOG_LEVEL": "3"}))
   if proc.returncode != 0:
     raise AssertionError("%s failed (%d):\n%s" % (" ".join(args[:3]), proc.returncode,
                                                   proc.stderr[-3000:]))
@@ -84,11 +79,11 @@ def _random_features(rng, n, seq_length, predictions, max_id):
   }
 
 
-class SerializationTest(absltest.TestCase):
-  """The numpy Example encoder and TFRecord framing against protobuf and tf.io.TFRecordWriter."""
+class SerializationTest(testutil.TestCase):
+  """The numpy Example encoder on pretraining features against protobuf (framing: tfrecord_test)."""
 
   def check_examples(self, features):
-    data, lengths = pretraining_data.encode_examples(features)
+    data, lengths = pretraining_data.encode_features(features)
     n = features["input_ids"].shape[0]
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     for row in range(n):
@@ -112,26 +107,11 @@ class SerializationTest(absltest.TestCase):
     positions = [data.index(name.encode()) for name in pretraining_data.SERIALIZED_FEATURE_ORDER]
     self.assertEqual(positions, sorted(positions))
     self.assertLen(example.features.feature, 7)
-
-  def test_tfrecord_framing_matches_tf_writer(self):
-    rng = np.random.default_rng(1)
-    records = [rng.integers(0, 256, size).astype(np.uint8).tobytes()
-               for size in [0, 1, 3, 4, 5, 127, 128, 700, 20000]]
-    path = os.path.join(self.create_tempdir().full_path, "x.tfrecord")
-    with tf.io.TFRecordWriter(path) as writer:
-      for record in records:
-        writer.write(record)
-    data = np.frombuffer(b"".join(records), np.uint8)
-    lengths = np.array([len(r) for r in records], np.int64)
-    self.assertEqual(pretraining_data.frame_tfrecords(data, lengths), _read(path))
-
-  def test_crc32c_check_value(self):
-    data = b"123456789"
-    crc = pretraining_data.crc32c_batch(data, np.array([0]), np.array([9]))
-    self.assertEqual(int(crc[0]), 0xE3069283)
+    self.assertEqual(tfrecord.serialized_feature_order(pretraining_data.FEATURE_NAMES),
+                     pretraining_data.SERIALIZED_FEATURE_ORDER)
 
 
-class RandomDrawsTest(absltest.TestCase):
+class RandomDrawsTest(testutil.TestCase):
   """The inlined draws consume Python's Mersenne Twister exactly as random.Random's methods."""
 
   def test_shuffle_and_prefix_shuffle(self):
@@ -158,11 +138,11 @@ class RandomDrawsTest(absltest.TestCase):
     self.assertEqual(ours.random(), theirs.random())
 
 
-class ReadingTest(absltest.TestCase):
+class ReadingTest(testutil.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.dir = self.create_tempdir().full_path
+    self.dir = self.temp_dir()
     self.vocab_path = os.path.join(self.dir, "vocab.txt")
     pretraining_corpus.make_vocab(self.vocab_path)
 
@@ -170,8 +150,9 @@ class ReadingTest(absltest.TestCase):
     path = os.path.join(self.dir, "odd_vocab.txt")
     with open(path, "wb") as f:
       f.write(b"[PAD]\r\n[UNK]\n\n  a  \nb\na\n\n[CLS]\n[SEP]\n[MASK]\n\xc3\xa9")
-    self.assertEqual(pretraining_data.load_vocab(path), tokenization.load_vocab(path))
-    self.assertEqual(pretraining_data.load_vocab(self.vocab_path),
+    self.assertEqual(pretraining_data.load_vocab_without_tensorflow(path),
+                     tokenization.load_vocab(path))
+    self.assertEqual(pretraining_data.load_vocab_without_tensorflow(self.vocab_path),
                      tokenization.load_vocab(self.vocab_path))
 
   def test_line_encoder_matches_full_tokenizer(self):
@@ -196,7 +177,7 @@ class ReadingTest(absltest.TestCase):
       f.write(b"a b\r\nc\rd\n\n\n\x01\n\x1f\ne\n\x01\nf")
     with open(path + "2", "wb") as f:
       f.write(b"g\n\nh\n")
-    vocab = pretraining_data.Vocab(pretraining_data.load_vocab(self.vocab_path))
+    vocab = pretraining_data.Vocab(pretraining_data.load_vocab_without_tensorflow(self.vocab_path))
     encoder = pretraining_data.LineEncoder(vocab.vocab, True)
     corpus = pretraining_data.Corpus(vocab.id_typecode)
     corpus.read([path, path + "2"], encoder)
@@ -215,13 +196,13 @@ class ReadingTest(absltest.TestCase):
     path = os.path.join(self.dir, "bad.txt")
     with open(path, "wb") as f:
       f.write(b"fine\nbad \xff here\n")
-    vocab = pretraining_data.Vocab(pretraining_data.load_vocab(self.vocab_path))
+    vocab = pretraining_data.Vocab(pretraining_data.load_vocab_without_tensorflow(self.vocab_path))
     corpus = pretraining_data.Corpus(vocab.id_typecode)
     with self.assertRaisesRegex(pretraining_data.fileio.InputError, r"bad\.txt:2: not valid UTF-8"):
       corpus.read([path], pretraining_data.LineEncoder(vocab.vocab, True))
 
 
-class InProcessFuzzTest(absltest.TestCase):
+class InProcessFuzzTest(testutil.TestCase):
   """Many small random configurations against Google's functions called in this process.
 
   Cheaper than a subprocess per case, so it can cover the corners: max_seq_length 5 (two tokens for
@@ -232,7 +213,7 @@ class InProcessFuzzTest(absltest.TestCase):
   def test_random_configurations(self):
     google = google_wwm_oracle.google
     flag_values = google_wwm_oracle.FLAGS
-    work = self.create_tempdir().full_path
+    work = self.temp_dir()
     vocab_path = os.path.join(work, "vocab.txt")
     pretraining_corpus.make_vocab(vocab_path, extra_words=50)
     rng = random.Random(2024)
@@ -267,7 +248,7 @@ class InProcessFuzzTest(absltest.TestCase):
                            tokenizer.convert_tokens_to_ids(inst.masked_lm_labels),
                            int(inst.is_random_next)))
 
-        vocab = pretraining_data.Vocab(pretraining_data.load_vocab(vocab_path))
+        vocab = pretraining_data.Vocab(pretraining_data.load_vocab_without_tensorflow(vocab_path))
         corpus = pretraining_data.Corpus(vocab.id_typecode)
         corpus.read(files, pretraining_data.LineEncoder(vocab.vocab, options.do_lower_case))
         ours_rng = random.Random(options.random_seed)
@@ -290,13 +271,13 @@ class InProcessFuzzTest(absltest.TestCase):
     flag_values.do_whole_word_mask = False
 
 
-class GoogleIdentityTest(absltest.TestCase):
+class GoogleIdentityTest(testutil.TestCase):
   """Output files byte-identical to Google's script for several flag sets."""
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.dir = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+    cls.dir = cls.class_temp_dir()
     cls.vocab = os.path.join(cls.dir, "vocab.txt")
     pretraining_corpus.make_vocab(cls.vocab, extra_words=300)
     cls.corpus_a = os.path.join(cls.dir, "corpus_a.txt")

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import tfrecord
+from tests import testutil
 
 # The fine-tuning features, in the order the fine-tuning writer builds them.
 NER_NAMES = ("input_ids", "input_mask", "segment_ids", "label_ids", "label_mask", "is_real_example")
@@ -63,12 +64,12 @@ def _records(rng, names, count, seq_length, label_length):
   return records
 
 
-class Int64ExamplesTest(absltest.TestCase):
+class Int64ExamplesTest(testutil.TestCase):
   """write_int64_examples writes the bytes of tf.io.TFRecordWriter + tf.train.Example."""
 
   def setUp(self):
     super().setUp()
-    self.dir = self.create_tempdir().full_path
+    self.dir = self.temp_dir()
 
   def assert_same_file(self, records, name):
     ours = os.path.join(self.dir, name + "_ours.tfrecord")
@@ -149,7 +150,7 @@ class Int64ExamplesTest(absltest.TestCase):
     self.assertEqual(os.listdir(self.dir), [])
 
 
-class FramingTest(absltest.TestCase):
+class FramingTest(testutil.TestCase):
   """CRC-32C and the TFRecord framing."""
 
   def test_crc32c_check_value(self):
@@ -164,7 +165,7 @@ class FramingTest(absltest.TestCase):
     rng = np.random.default_rng(1)
     records = [rng.integers(0, 256, size).astype(np.uint8).tobytes()
                for size in [0, 1, 3, 4, 5, 127, 128, 700, 20000]]
-    path = os.path.join(self.create_tempdir().full_path, "x.tfrecord")
+    path = os.path.join(self.temp_dir(), "x.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:
       for record in records:
         writer.write(record)
@@ -176,7 +177,7 @@ class FramingTest(absltest.TestCase):
   def test_tf_reader_accepts_the_checksums(self):
     rng = np.random.default_rng(5)
     records = [rng.integers(0, 256, size).astype(np.uint8).tobytes() for size in [0, 9, 1000]]
-    path = os.path.join(self.create_tempdir().full_path, "y.tfrecord")
+    path = os.path.join(self.temp_dir(), "y.tfrecord")
     with open(path, "wb") as f:
       f.write(tfrecord.frame_records(records))
     with tf.Graph().as_default():

@@ -2,10 +2,10 @@
 
 import os
 import random
-import tempfile
 import unittest
 
 from tests import oracle
+from tests import testutil
 from clinicalbert_tf import tokenization
 
 _WORDS = [
@@ -79,11 +79,12 @@ def _build_vocab(lines, path):
     f.write("\n".join(vocab) + "\n")
 
 
-class TokenizationOracleTest(unittest.TestCase):
+class TokenizationOracleTest(testutil.TestCase):
 
   @classmethod
   def setUpClass(cls):
-    cls.tmp = tempfile.mkdtemp()
+    super().setUpClass()
+    cls.tmp = cls.class_temp_dir()
     cls.lines = _generate_corpus(random.Random(1234), 2500)
     cls.vocab_file = os.path.join(cls.tmp, "vocab.txt")
     _build_vocab(cls.lines, cls.vocab_file)
