@@ -26,20 +26,21 @@ def main():
   args = parser.parse_args()
   rng = random.Random(0)
   lines = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 40))) for _ in range(args.lines)]
-  tmp = tempfile.mkdtemp()
-  vocab_file = os.path.join(tmp, "vocab.txt")
-  pieces = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
-  for w in oracle.tokenization.BasicTokenizer(do_lower_case=False).tokenize(" ".join(_WORDS)):
-    pieces.add(w[:3])
-    pieces.update("##" + c for c in w[3:])
-  with open(vocab_file, "w", encoding="utf-8") as f:
-    f.write("\n".join(sorted(pieces)) + "\n")
+  with tempfile.TemporaryDirectory() as tmp:  # removed afterwards
+    vocab_file = os.path.join(tmp, "vocab.txt")
+    pieces = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
+    for w in oracle.tokenization.BasicTokenizer(do_lower_case=False).tokenize(" ".join(_WORDS)):
+      pieces.add(w[:3])
+      pieces.update("##" + c for c in w[3:])
+    with open(vocab_file, "w", encoding="utf-8") as f:
+      f.write("\n".join(sorted(pieces)) + "\n")
+    tokenizers = {"google": oracle.tokenization.FullTokenizer(vocab_file, do_lower_case=False),
+                  "ours": tokenization.FullTokenizer(vocab_file, do_lower_case=False)}
 
   results = {}
   outputs = {}
-  for name, cls in (("google", oracle.tokenization.FullTokenizer),
-                    ("ours", tokenization.FullTokenizer)):
-    tok = cls(vocab_file, do_lower_case=False)
+  for name in ("google", "ours"):
+    tok = tokenizers[name]
     start = time.perf_counter()
     outputs[name] = [tok.tokenize(line) for line in lines]
     results[name] = time.perf_counter() - start
