@@ -69,9 +69,8 @@ MAX_CATEGORIES = 500
 UNPARSEABLE = "(unparseable)"
 
 PhiOptions = collections.namedtuple("PhiOptions", ["mode", "random_seed", "locale"])
-PhiOptions.__doc__ = """What becomes of PHI placeholders: `mode` `keep` or `surrogate` (with a seed and
-a Faker locale)."""
-KEEP_PHI = PhiOptions("keep", surrogates_lib.DEFAULT_SEED, surrogates_lib.DEFAULT_LOCALE)
+PhiOptions.__doc__ = """What becomes of PHI placeholders: `mode` `keep` or `surrogate` (with a seed
+and a Faker locale)."""
 
 
 # ---------------------------------------------------------------------------------------------

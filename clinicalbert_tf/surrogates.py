@@ -27,10 +27,10 @@ ROW_ID, decides everything, so the output does not depend on the order notes are
   C3 Dates. All literal dates of a note shift by one random number of days, chosen so that they
      land between `DATE_RANGE_START` and `DATE_RANGE_END` (the latest always; the earliest when
      the note's span allows, else a date of birth lies before): order and day differences are
-     kept. A month-day date (`[**10-20**]`) is read in the year of the latest
-     full date before it (else the note's first); a year-only date stands for its July 1, a
-     month-year date for the month's 15th, and prints the year (and month) that shifts to. Dates are printed in one realistic format per note (`3/4/2019`, `03/04/2019`,
-     `3/4/19`, `2019-03-04`, `March 4, 2019`, `Mar 4, 2019`, `4 March 2019`; numeric only outside
+     kept. A month-day date (`[**10-20**]`) is read in the year of the latest full date before it
+     (else the note's first); a year-only date stands for its July 1, a month-year date for the
+     month's 15th, and prints the year (and month) that shifts to. Dates are printed in one
+     realistic format per note (`3/4/2019`, `03/04/2019`, `3/4/19`, `2019-03-04`, `March 4, 2019`, `Mar 4, 2019`, `4 March 2019`; numeric only outside
      English locales). Placeholders that name a date without giving one (`Month/Day`, `Year (4
      digits)`, `Date range`, ...) get a date in the weeks before the note's latest shifted date.
   C4 No surrogate reuses text of the note: a drawn value none of whose words (2+ letters, outside
