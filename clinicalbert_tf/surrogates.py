@@ -331,9 +331,7 @@ class _Note(object):
     self._text = text
     self._matches = matches
     self._parsed = [classify(m.group(0)[3:-3]) for m in matches]
-    outside = notes.PLACEHOLDER_RE.sub(" ", text)
-    self._words = set(w.lower() for w in _WORD_RE.findall(outside)) - GENERIC_WORDS
-    self._numbers = set(_NUMBER_RE.findall(outside))
+    self._words = self._numbers = None  # C4's view of the note, made at the first draw
     self._cache = {}
     self._persons = {}
     self._full, self._month_day, self._month_year = self._random.choice(formats)
@@ -413,6 +411,10 @@ class _Note(object):
   # -- C4: values that share nothing with the note.
 
   def _reuses_note(self, value):
+    if self._words is None:
+      outside = notes.PLACEHOLDER_RE.sub(" ", self._text)
+      self._words = set(w.lower() for w in _WORD_RE.findall(outside)) - GENERIC_WORDS
+      self._numbers = set(_NUMBER_RE.findall(outside))
     return (any(w.lower() in self._words for w in _WORD_RE.findall(value))
             or any(n in self._numbers for n in _NUMBER_RE.findall(value)))
 
