@@ -3,9 +3,9 @@ pipeline, on the same exported model, the same notes, CPU, the same number of th
 
 A BERT with a token-classification head (7 labels, as i2b2 2010), initialised as Google's
 released checkpoints are (so its labels vary from word to word and spans are many), is written as a
-checkpoint directory (as run_finetune.py leaves it) and exported with `hf.export_checkpoint` to a HuggingFace
-directory. Invented notes (one line each, whitespace-separated words of the vocabulary, so both
-sides see the same words) go through:
+checkpoint directory (as run_finetune.py leaves it) and exported with `hf.export_checkpoint` to a
+HuggingFace directory. Invented notes (one line each, whitespace-separated words of the vocabulary,
+so both sides see the same words) go through:
 
   ours          `inference.load_model` + `inference.Predictor` (what predict.py runs), model loaded;
   transformers  `pipeline("token-classification", aggregation_strategy="first", batch_size=16)`.
