@@ -68,9 +68,6 @@ MAX_CATEGORIES = 500
 # The category under which rows without a usable CATEGORY are counted.
 UNPARSEABLE = "(unparseable)"
 
-PhiOptions = collections.namedtuple("PhiOptions", ["mode", "random_seed", "locale"])
-PhiOptions.__doc__ = """What becomes of PHI placeholders: `mode` `keep` or `surrogate` (with a seed
-and a Faker locale)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,13 +284,6 @@ def format_chunk(splitter, texts):
   return rendered
 
 
-def make_surrogates(phi):
-  """The `surrogates.Surrogates` of `phi` (a PhiOptions), or None when PHI is kept."""
-  if phi is None or phi.mode == "keep":
-    return None
-  return surrogates_lib.Surrogates(locale=phi.locale, random_seed=phi.random_seed)
-
-
 def process_chunk(splitter, surrogates, chunk):
   """Surrogates (if any) and then sentences for a chunk of notes.
 
@@ -309,15 +299,7 @@ def process_chunk(splitter, surrogates, chunk):
   texts, note_keys = chunk
   if surrogates is None:
     return format_chunk(splitter, texts), None
-  replaced, phi_counts, failed = [], [], {}
-  for i, (text, key) in enumerate(zip(texts, note_keys)):
-    try:
-      text, counts = surrogates.replace(text, key)
-    except Exception as e:  # pylint: disable=broad-except
-      failed[i] = "could not be given surrogates (%s)" % type(e).__name__
-      text, counts = "", None
-    replaced.append(text)
-    phi_counts.append(counts)
+  replaced, phi_counts, failed = surrogates.replace_notes(texts, note_keys)
   rendered = format_chunk(splitter, replaced)
   for i, reason in failed.items():
     rendered[i] = reason
@@ -333,7 +315,7 @@ def _init_worker(spacy_model, phi=None):
   # A worker forked while the parent held a pipeline for this model starts with a copy of it.
   if _WORKER_SPLITTER is None or _WORKER_SPLITTER.spacy_model != spacy_model:
     _WORKER_SPLITTER = notes.SentenceSplitter(spacy_model)
-  _WORKER_SURROGATES = make_surrogates(phi)
+  _WORKER_SURROGATES = surrogates_lib.make_surrogates(phi)
 
 
 def _format_chunk_in_worker(chunk):
@@ -345,7 +327,7 @@ class InProcessRunner(object):
 
   def __init__(self, spacy_model, phi=None):
     self._splitter = notes.SentenceSplitter(spacy_model)
-    self._surrogates = make_surrogates(phi)
+    self._surrogates = surrogates_lib.make_surrogates(phi)
 
   def submit(self, chunk, meta):
     """Formats `chunk` ((texts, note_keys)); yields (meta, result) for every chunk that is done.
@@ -407,7 +389,7 @@ class PoolRunner(object):
 def make_runner(spacy_model, num_workers, phi=None):
   """An `InProcessRunner` for one worker, else a `PoolRunner` of `num_workers` processes.
 
-  `phi`: a PhiOptions (None: placeholders are kept).
+  `phi`: a `surrogates.PhiOptions` (None: placeholders are kept).
   """
   if num_workers == 1:
     return InProcessRunner(spacy_model, phi)
@@ -544,11 +526,7 @@ class _Outputs(object):
 
 
 def _check_arguments(output_dir, all_notes_file, category_files, num_workers, max_bad_rows, phi):
-  if phi.mode not in surrogates_lib.PHI_MODES:
-    raise fileio.InputError("--phi=%s: expected one of %s" % (phi.mode,
-                                                            ", ".join(surrogates_lib.PHI_MODES)))
-  if phi.mode == "surrogate":
-    surrogates_lib.check_locale(phi.locale)
+  surrogates_lib.check_phi_options(phi)
   if num_workers < 1:
     raise fileio.InputError("--num_workers=%d: expected 1 or more" % num_workers)
   if max_bad_rows < -1:
@@ -673,7 +651,7 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
     InputError: for bad flags, an unreadable input, or too many bad rows. No output file is
       created or replaced then.
   """
-  phi_options = PhiOptions(phi, random_seed, surrogate_locale)
+  phi_options = surrogates_lib.PhiOptions(phi, random_seed, surrogate_locale)
   _check_arguments(output_dir, all_notes_file, category_files, num_workers, max_bad_rows,
                    phi_options)
   notes.check_spacy_model(spacy_model)
@@ -715,7 +693,7 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
       ("input_gzip", reader.gzip),
       ("header_case", reader.header_case),
       ("spacy_model", spacy_model),
-      ("phi", _phi_record(phi_options, tally.phi_counts)),
+      ("phi", surrogates_lib.sidecar_record(phi_options, tally.phi_counts)),
       ("num_workers", num_workers),
       ("categories_requested", list(categories or [])),
       ("max_bad_rows", max_bad_rows),
@@ -739,17 +717,3 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
                  phi_options.locale, phi_options.random_seed, sum(tally.phi_counts.values()),
                  ", ".join("%s %d" % item for item in summary["phi"]["counts"].items()) or "none")
   return summary
-
-
-def _phi_record(phi, phi_counts):
-  """The sidecar's record of what became of PHI placeholders (counts only, never text)."""
-  if phi.mode == "keep":
-    return collections.OrderedDict([("mode", "keep")])
-  return collections.OrderedDict([
-      ("mode", phi.mode),
-      ("random_seed", phi.random_seed),
-      ("locale", phi.locale),
-      ("faker_version", surrogates_lib.faker_version()),
-      ("placeholders", sum(phi_counts.values())),
-      ("counts", surrogates_lib.counts_record(phi_counts)),
-  ])

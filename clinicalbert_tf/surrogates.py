@@ -203,6 +203,10 @@ _NUMERIC_FORMATS = (
     ("{dd}/{mm}/{Y}", "{dd}/{mm}", "{mm}/{Y}"),
 )
 
+PhiOptions = collections.namedtuple("PhiOptions", ["mode", "random_seed", "locale"])
+PhiOptions.__doc__ = """What becomes of PHI placeholders (`format_notes.py --phi`): `mode` `keep` or
+`surrogate`, with the seed and the Faker locale of the surrogates."""
+
 Replacement = collections.namedtuple(
     "Replacement", ["start", "end", "category", "label", "original_date", "date"])
 Replacement.__doc__ = """One surrogate in the new text: characters [start, end), its category, the
@@ -252,9 +256,43 @@ def check_locale(locale, flag="--surrogate_locale"):
                             % (flag, locale, len(config.AVAILABLE_LOCALES), ", ".join(english)))
 
 
+def check_phi_options(phi):
+  """Raises InputError for a `PhiOptions` with an unknown mode or (for surrogates) locale."""
+  if phi.mode not in PHI_MODES:
+    raise fileio.InputError("--phi=%s: expected one of %s" % (phi.mode, ", ".join(PHI_MODES)))
+  if phi.mode == "surrogate":
+    check_locale(phi.locale)
+
+
+def make_surrogates(phi):
+  """The `Surrogates` of `phi` (a PhiOptions), or None when placeholders are kept."""
+  if phi is None or phi.mode == "keep":
+    return None
+  return Surrogates(locale=phi.locale, random_seed=phi.random_seed)
+
+
 def faker_version():
   import faker  # pylint: disable=g-import-not-at-top
   return faker.VERSION
+
+
+def sidecar_record(phi, counts):
+  """The sidecar's record of what became of the placeholders (counts only, never text).
+
+  Args:
+    phi: the run's PhiOptions.
+    counts: collections.Counter of category -> placeholders replaced.
+  """
+  if phi.mode == "keep":
+    return collections.OrderedDict([("mode", "keep")])
+  return collections.OrderedDict([
+      ("mode", phi.mode),
+      ("random_seed", phi.random_seed),
+      ("locale", phi.locale),
+      ("faker_version", faker_version()),
+      ("placeholders", sum(counts.values())),
+      ("counts", counts_record(counts)),
+  ])
 
 
 class _Pool(object):
@@ -310,6 +348,25 @@ class Surrogates(object):
     """(new text, collections.Counter of category -> placeholders replaced) of one note."""
     new_text, replacements = self.replace_with_spans(text, note_key)
     return new_text, collections.Counter(r.category for r in replacements)
+
+  def replace_notes(self, texts, note_keys):
+    """`replace` for a list of notes, one note's failure not stopping the others.
+
+    Returns:
+      (texts, counts, failures): the new texts and Counters, one per note (for a note that
+      failed: "" and None), and {index: reason} naming the exception's type only (its message
+      could quote the note).
+    """
+    new_texts, counts, failures = [], [], {}
+    for i, (text, key) in enumerate(zip(texts, note_keys)):
+      try:
+        text, note_counts = self.replace(text, key)
+      except Exception as e:  # pylint: disable=broad-except
+        failures[i] = "could not be given surrogates (%s)" % type(e).__name__
+        text, note_counts = "", None
+      new_texts.append(text)
+      counts.append(note_counts)
+    return new_texts, counts, failures
 
   def replace_with_spans(self, text, note_key):
     """(new text, [Replacement]) of one note; `note_key` (its ROW_ID) seeds it."""

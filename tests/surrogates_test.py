@@ -3,6 +3,7 @@
 import collections
 import datetime
 import re
+from unittest import mock
 
 from absl.testing import absltest
 
@@ -232,6 +233,22 @@ class ReplaceTest(testutil.TestCase):
             self.assertNotIn(word.lower(), words, (r.category, value))
         for number in re.findall(r"\d{3,}", value):
           self.assertNotIn(number, numbers, (r.category, value))
+
+  def test_a_failing_note_does_not_stop_the_others(self):
+    original = surrogates._Note.render  # pylint: disable=protected-access
+
+    def render(note):
+      if "BOOM" in note._text:  # pylint: disable=protected-access
+        raise ValueError("BOOM [**Known lastname 1**]")
+      return original(note)
+
+    with mock.patch.object(surrogates._Note, "render", render):  # pylint: disable=protected-access
+      texts, counts, failures = self.surrogates.replace_notes(
+          ["A [**Hospital1 18**].", "BOOM [**Hospital1 18**].", "No PHI."], [1, 2, 3])
+    self.assertNotIn("[**", texts[0])
+    self.assertEqual(texts[1:], ["", "No PHI."])
+    self.assertEqual(counts, [collections.Counter(hospital=1), None, collections.Counter()])
+    self.assertEqual(failures, {1: "could not be given surrogates (ValueError)"})
 
   def test_other_locales(self):
     text = every_category_note()
