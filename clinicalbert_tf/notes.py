@@ -10,6 +10,8 @@ Sentence rules (applied to TEXT and ITEM segments; HEADER and FIXED segments are
   S1 Placeholders. Every de-identification placeholder `[**...**]` (within one line) is replaced by
      a lower-case stand-in word before sections and spaCy see the note, and restored verbatim at
      the end, so a placeholder is never split inside and never split across two sentences.
+     (`format_notes.py --phi=surrogate` replaces each placeholder by a realistic surrogate first,
+     `surrogates.py`; the surrogate is then split like any other text.)
   S2 spaCy. `--spacy_model=rules` (the default, no download): `spacy.blank("en")` with scispaCy's
      `combined_rule_tokenizer` (keeps `s/p`, `h/o`, `w/`, `120/80`, `Dr.` whole) and spaCy's
      rule-based `sentencizer` (a sentence ends at a `.`, `!`, `?` token and the punctuation right
