@@ -116,11 +116,30 @@ class HeadRecordTest(testutil.TestCase):
       record = heads.read_head_record(d)
       self.assertEqual(record, {"head": head.name, "labels": head.label_list,
                                 "task_name": "conll", "do_lower_case": False,
-                                "max_seq_length": 24})
+                                "max_seq_length": 24, "word_rules": heads.WORD_RULES[head.name]})
       again = heads.head_from_record(record)
       self.assertIs(type(again), type(head))
       self.assertEqual(again.name, head.name)
       self.assertEqual(again.label_list, head.label_list)
+
+  def test_model_directory_is_self_contained(self):
+    source = self.temp_dir()
+    vocab_file = testutil.write_vocab(source)
+    config_file = testutil.write_config(source, testutil.tiny_config())
+    model_dir = self.temp_dir()
+    heads.write_head_record(model_dir, heads.TokenClassificationHead(NER_LABELS), "i2b2_2010",
+                            False, 24, bert_config_file=config_file, vocab_file=vocab_file)
+    for name, original in ((checkpoints.BERT_CONFIG_FILE, config_file),
+                           (checkpoints.VOCAB_FILE, vocab_file)):
+      with open(os.path.join(model_dir, name), "rb") as copy, open(original, "rb") as f:
+        self.assertEqual(copy.read(), f.read())
+    self.assertEqual(heads.read_head_record(model_dir)["word_rules"], "lines_whitespace")
+    # Writing into the directory the files already come from leaves them alone.
+    heads.write_head_record(source, heads.TokenClassificationHead(NER_LABELS), "i2b2_2010",
+                            False, 24, bert_config_file=config_file, vocab_file=vocab_file)
+    self.assertEqual(sorted(os.listdir(source)),
+                     sorted([checkpoints.BERT_CONFIG_FILE, checkpoints.VOCAB_FILE,
+                             checkpoints.HEAD_RECORD_FILE]))
 
   def test_missing_or_malformed_records_name_the_file(self):
     d = self.temp_dir()

@@ -24,6 +24,7 @@ head) `head.word_probabilities` turn examples into inputs and outputs back into 
 import collections
 import json
 import os
+import shutil
 
 from absl import logging
 import numpy as np
@@ -522,12 +523,29 @@ def head_from_record(record):
   return _HEADS[record["head"]](record["labels"])
 
 
-def write_head_record(model_dir, head, task_name, do_lower_case, max_seq_length):
-  """Records the head and label order next to the checkpoint (`export_hf.py` reads it).
+# How each head's task split text into words for training (predict.py splits notes the same way):
+# every NER reader takes a line as a sentence and runs of non-whitespace as words; NLI reads pairs.
+WORD_RULES = {"token_classification": "lines_whitespace",
+              "sequence_classification": "sentence_pairs"}
+
+
+def write_head_record(model_dir, head, task_name, do_lower_case, max_seq_length,
+                      bert_config_file=None, vocab_file=None):
+  """Makes `model_dir` self-contained: the head record, and copies of the config and vocabulary.
+
+  The record holds the head, the label order, the casing, `max_seq_length` and the task's word
+  rules (`export_hf.py`, `predict.py` and `export_savedmodel.py` read it). `bert_config_file` and
+  `vocab_file`, when given, are copied to `<model_dir>/bert_config.json` and `vocab.txt`.
 
   Returns:
     The path written (`<model_dir>/finetune_head.json`).
   """
+  for source, name in ((bert_config_file, checkpoints.BERT_CONFIG_FILE),
+                       (vocab_file, checkpoints.VOCAB_FILE)):
+    target = os.path.join(model_dir, name)
+    if source and os.path.abspath(source) != os.path.abspath(target):
+      with fileio.atomic_output(target) as tmp:
+        shutil.copyfile(source, tmp)
   path = os.path.join(model_dir, checkpoints.HEAD_RECORD_FILE)
   fileio.write_json_atomic(path, {
       "head": head.name,
@@ -535,6 +553,7 @@ def write_head_record(model_dir, head, task_name, do_lower_case, max_seq_length)
       "task_name": task_name,
       "do_lower_case": do_lower_case,
       "max_seq_length": max_seq_length,
+      "word_rules": WORD_RULES[head.name],
   })
   return path
 

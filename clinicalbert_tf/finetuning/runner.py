@@ -217,7 +217,8 @@ class Runner(object):
     hook = hooks.ProgressHook(num_train_steps, batch_size, max(1, c.log_every_n_steps))
     start = time.time()
     estimator.train(input_fn=input_fn, max_steps=num_train_steps, hooks=[hook])
-    heads.write_head_record(model_dir, self.head, c.task_name, c.do_lower_case, c.max_seq_length)
+    heads.write_head_record(model_dir, self.head, c.task_name, c.do_lower_case, c.max_seq_length,
+                            c.bert_config_file, c.vocab_file)
     return num_train_steps, time.time() - start
 
   def evaluate(self, model_dir, split_name, prefix, output_dir=None):
