@@ -10,6 +10,8 @@
 #   nearest_neighbors.py   Table-3-style neighbours of a few words: untrained vs pretrained, side by side
 #   export_hf.py           the pretrained model and the MedNLI classifier as HuggingFace directories
 #   extract_features.py    per-token embeddings of a few sentences (Google's JSON lines)
+#   tools/demo_predict.sh  predict.py (i2b2 2010 model on raw notes), export_savedmodel.py, and
+#                          deidentify.py (i2b2 2014 model) with its recall/precision trade
 #
 # Every command is printed as it runs, with its progress lines; full logs are in demo_output/logs/.
 # A second run starts from an empty demo_output/.
@@ -20,7 +22,7 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-.venv/bin/python}
 OUT=demo_output
-TOTAL=10
+TOTAL=11
 # Steps and sizes: small enough for about two minutes on 2 cores.
 PRETRAIN_STEPS=${DEMO_PRETRAIN_STEPS:-1000}
 SEQ=64
@@ -173,6 +175,10 @@ run extract_features extract_features.py --input_file="$OUT/features_input.txt" 
   --vocab_file="$VOCAB" --do_lower_case=False --layers=-1,-2 --max_seq_length=$SEQ
 echo "    $(wc -l <"$OUT/features.jsonl") JSON lines in $OUT/features.jsonl"
 
-# 10. Done ---------------------------------------------------------------------------------------
+# 10. Models on raw notes ------------------------------------------------------------------------
+banner "predict.py, export_savedmodel.py, deidentify.py: the fine-tuned models on raw notes"
+tools/demo_predict.sh "$OUT"
+
+# 11. Done ---------------------------------------------------------------------------------------
 banner "Done"
 echo "    everything is in $OUT/ (logs in $OUT/logs/); total $((SECONDS - demo_start)) s"
