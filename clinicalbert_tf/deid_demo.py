@@ -32,7 +32,7 @@ _TYPES = {
     "medical_record_number": "MEDICALRECORD", "social_security_number": "SSN",
     "unit_number": "IDNUM", "serial_number": "DEVICE", "job_number": "IDNUM",
     "provider_number": "IDNUM", "numeric_identifier": "IDNUM", "age_over_89": "AGE",
-    "state_zip": "LOCATION-OTHER",
+    "state_zip": "LOCATION-OTHER", "username": "USERNAME", "ip_address": "IPADDR",
 }
 
 # Every note opens with these lines.
@@ -70,6 +70,7 @@ _PHI_SENTENCES = (
     "The last admission was in [**Month (only) 34**] [**2099**], before that [**11-/2098**].",
     "Symptoms began in [**Month/Year 35**] and recurred [**Date range (1) 36**].",
     "Diabetes was diagnosed in '[**Year (2 digits) 37**].",
+    "Portal messages come from user [**Username 38**] at [**IP Address 39**].",
 )
 _PLAIN_SENTENCES = (
     "Blood pressure was 128/76 and heart rate 72.",

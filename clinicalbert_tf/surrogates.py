@@ -30,14 +30,18 @@ ROW_ID, decides everything, so the output does not depend on the order notes are
      kept. A month-day date (`[**10-20**]`) is read in the year of the latest full date before it
      (else the note's first); a year-only date stands for its July 1, a month-year date for the
      month's 15th, and prints the year (and month) that shifts to. Dates are printed in one
-     realistic format per note (`3/4/2019`, `03/04/2019`, `3/4/19`, `2019-03-04`, `March 4, 2019`, `Mar 4, 2019`, `4 March 2019`; numeric only outside
-     English locales). Placeholders that name a date without giving one (`Month/Day`, `Year (4
-     digits)`, `Date range`, ...) get a date in the weeks before the note's latest shifted date.
+     realistic format per note (`3/4/2019`, `03/04/2019`, `3/4/19`, `2019-03-04`, `March 4,
+     2019`, `Mar 4, 2019`, `4 March 2019`; numeric only outside English locales). Placeholders
+     that name a date without giving one (`Month/Day`, `Year (4 digits)`, `Date range`, ...) get
+     a date in the weeks before the note's latest shifted date.
   C4 No surrogate reuses text of the note: a drawn value none of whose words (2+ letters, outside
      the short list of structure words `GENERIC_WORDS` such as `Hospital`, `Suite`, `LLC`) and
      none of whose numbers (3+ digits) occurs in the note outside its placeholders; a value that
      would is drawn again. Dates, months and holidays are exempt (they carry no identity).
 Across notes surrogates are independent (each note has its own seed).
+
+`Surrogates.replace_spans` applies the same rules to labelled PHI spans of real-looking text (i2b2
+labels: de-identification output, `SPAN_LABELS`), each span's text standing for its placeholder.
 """
 
 import bisect
@@ -62,10 +66,10 @@ NEARBY_DAYS = 30
 MAX_DRAWS = 50
 
 CATEGORIES = (
-    "first_name", "last_name", "full_name", "initials", "name_prefix", "profession",
+    "first_name", "last_name", "full_name", "initials", "name_prefix", "username", "profession",
     "hospital", "ward", "company", "university",
     "street_address", "city", "state", "zip_code", "state_zip", "country", "location",
-    "telephone", "pager", "email", "url",
+    "telephone", "pager", "email", "url", "ip_address",
     "medical_record_number", "social_security_number", "unit_number", "serial_number",
     "job_number", "provider_number", "numeric_identifier",
     "age_over_89",
@@ -80,6 +84,7 @@ EXAMPLE_PLACEHOLDERS = collections.OrderedDict([
     ("full_name", "[**Name (NI) 1234**]"),
     ("initials", "[**Initials (NamePattern4) 1234**]"),
     ("name_prefix", "[**Name Prefix (Prefixes) 1234**]"),
+    ("username", "[**Username 4567**]"),
     ("profession", "[**Profession 12**]"),
     ("hospital", "[**Hospital1 18**]"),
     ("ward", "[**Hospital Ward Name 23**]"),
@@ -96,6 +101,7 @@ EXAMPLE_PLACEHOLDERS = collections.OrderedDict([
     ("pager", "[**Pager number 7788**]"),
     ("email", "[**E-mail address 4321**]"),
     ("url", "[**URL 8765**]"),
+    ("ip_address", "[**IP Address 9876**]"),
     ("medical_record_number", "[**Medical Record Number 1122**]"),
     ("social_security_number", "[**Social Security Number 3344**]"),
     ("unit_number", "[**Unit Number 5566**]"),
@@ -121,6 +127,8 @@ DATE_CATEGORIES = ("date", "month_day", "month_year", "year", "two_digit_year", 
 # Labels (lower case, the number removed) to categories; the first pattern that matches decides.
 _LABEL_RULES = tuple((re.compile(pattern), category) for pattern, category in (
     (r"name prefix|prefixes", "name_prefix"),
+    (r"user ?name|login", "username"),
+    (r"ip address", "ip_address"),
     (r"initial", "initials"),
     (r"first ?name", "first_name"),
     (r"last ?name", "last_name"),
@@ -370,24 +378,115 @@ class Surrogates(object):
 
   def replace_with_spans(self, text, note_key):
     """(new text, [Replacement]) of one note; `note_key` (its ROW_ID) seeds it."""
-    matches = list(notes.PLACEHOLDER_RE.finditer(text))
-    if not matches:
+    items = []
+    for match in notes.PLACEHOLDER_RE.finditer(text):
+      inner = match.group(0)[3:-3]
+      items.append(_Item(match.start(), match.end(), *classify(inner), inner=inner, form=None))
+    return self._render(text, items, note_key)
+
+  def replace_spans(self, text, spans, note_key):
+    """Replaces annotated or predicted PHI spans of real-looking text (de-identification).
+
+    Args:
+      text: a note.
+      spans: sorted, disjoint (start, end, label) with i2b2 2006/2014 labels (`PATIENT`,
+        `DOCTOR`, `HOSPITAL`, `DATE`, `PHONE`, `IDNUM`, ...; see `SPAN_LABELS`). A span of an
+        unknown label gets a generic surrogate of its shape.
+      note_key: seeds the note's surrogates (with the run's seed).
+
+    Returns:
+      (new text, [Replacement]): as `replace_with_spans`, each Replacement's `label` the span's.
+      The rules are the placeholders' (C1-C4) with the span's text as its key: the same text gives
+      the same surrogate; a name of one word is a last name and shares its person with a longer
+      name ending in it; dates the formats of `SPAN_DATE_FORMATS` read are shifted (printed in
+      the form they were read in), others become nearby dates; ages up to 89 are kept (not PHI
+      under HIPAA's Safe Harbor rule); IDs and rooms keep their shape (digits for digits, letters
+      for letters). For C4 the spans' own text counts as the note's: a surrogate never repeats
+      the PHI it replaces, nor a word or number of it.
+    """
+    return self._render(text, [_span_item(text, start, end, label)
+                               for start, end, label in spans], note_key, spans=True)
+
+  def _render(self, text, items, note_key, spans=False):
+    if not items:
       return text, []
     self._generator.seed_instance(note_seed(self.random_seed, note_key))
-    note = _Note(self._generator, self._pools, self._formats, text, matches)
-    return note.render()
+    return _Note(self._generator, self._pools, self._formats, text, items, spans).render()
+
+
+# One PHI item of a note: characters [start, end) become a surrogate of `category`. `number` keys
+# it (C1); `when` is the (year, month, day) it gives; `inner` its text (for shapes); `form` the
+# strptime format a span's date was read in (None: the note's format).
+_Item = collections.namedtuple(
+    "_Item", ["start", "end", "category", "label", "number", "when", "inner", "form"])
+
+# i2b2 2006 and 2014 PHI labels -> categories (`name`: first, last or full by the words; `shape`:
+# a generic value of the span's shape, under the category given second).
+SPAN_LABELS = {
+    "PATIENT": "name", "DOCTOR": "name", "USERNAME": "username", "PROFESSION": "profession",
+    "HOSPITAL": "hospital", "DEPARTMENT": "ward", "ORGANIZATION": "company",
+    "STREET": "street_address", "CITY": "city", "STATE": "state", "COUNTRY": "country",
+    "ZIP": "zip_code", "LOCATION-OTHER": "location", "LOCATION": "location", "AGE": "age",
+    "DATE": "date", "PHONE": "telephone", "FAX": "telephone", "EMAIL": "email", "URL": "url",
+    "IPADDR": "ip_address", "SSN": "social_security_number",
+    "MEDICALRECORD": ("shape", "medical_record_number"), "DEVICE": ("shape", "serial_number"),
+    "ROOM": ("shape", "unit_number"), "HEALTHPLAN": ("shape", "numeric_identifier"),
+    "ACCOUNT": ("shape", "numeric_identifier"), "LICENSE": ("shape", "numeric_identifier"),
+    "VEHICLE": ("shape", "numeric_identifier"), "BIOID": ("shape", "numeric_identifier"),
+    "IDNUM": ("shape", "numeric_identifier"), "ID": ("shape", "numeric_identifier"),
+}
+# The date forms a DATE span is read in (and printed in, shifted), tried in order.
+SPAN_DATE_FORMATS = (
+    ("%Y-%m-%d", "date"), ("%m/%d/%Y", "date"), ("%m/%d/%y", "date"), ("%m-%d-%Y", "date"),
+    ("%B %d, %Y", "date"), ("%b %d, %Y", "date"), ("%d %B %Y", "date"), ("%m/%d", "month_day"),
+    ("%m/%Y", "month_year"), ("%B %Y", "month_year"), ("%Y", "year"),
+)
+
+
+def _span_item(text, start, end, label):
+  """The `_Item` of one labelled span (see `Surrogates.replace_spans`)."""
+  inner = text[start:end]
+  kind = SPAN_LABELS.get(label.upper(), ("shape", "unrecognized"))
+  if isinstance(kind, tuple):
+    return _Item(start, end, kind[1], label, inner, None, inner, "shape")
+  if kind == "name":
+    words = inner.split()
+    person = words[-1].lower() if words else ""
+    return _Item(start, end, "full_name" if len(words) > 1 else "last_name", label, person, None,
+                 inner, None)
+  if kind == "age":
+    if inner.strip().isdigit() and int(inner) <= 89:
+      return _Item(start, end, "age_over_89", label, inner, None, inner, "keep")
+    return _Item(start, end, "age_over_89", label, inner, None, inner, None)
+  if kind == "date":
+    for form, category in SPAN_DATE_FORMATS:
+      try:
+        when = datetime.datetime.strptime(inner.strip(), form).date()
+      except ValueError:
+        continue
+      if category == "month_day":
+        return _Item(start, end, category, label, None, (None, when.month, when.day), inner, form)
+      if category == "month_year":
+        return _Item(start, end, category, label, None, (when.year, when.month, None), inner, form)
+      if category == "year":
+        return _Item(start, end, category, label, None, (when.year, None, None), inner, form)
+      return _Item(start, end, category, label, None, (when.year, when.month, when.day), inner,
+                   form)
+    return _Item(start, end, "date", label, inner, None, inner, None)
+  return _Item(start, end, kind, label, inner, None, inner, None)
 
 
 class _Note(object):
   """The surrogates of one note: its persons, its date shift, its cache of values."""
 
-  def __init__(self, generator, pools, formats, text, matches):
+  def __init__(self, generator, pools, formats, text, items, spans=False):
     self._fake = generator
+    # C4 for spans: their own text is the note's too (a surrogate must not repeat the real PHI).
+    self._spans = spans
     self._random = generator.random
     self._pools = pools
     self._text = text
-    self._matches = matches
-    self._parsed = [classify(m.group(0)[3:-3]) for m in matches]
+    self._items = items
     self._words = self._numbers = None  # C4's view of the note, made at the first draw
     self._cache = {}
     self._persons = {}
@@ -401,14 +500,19 @@ class _Note(object):
     """[(index, datetime.date)] of the literal dates, month-day ones in their year (C3)."""
     dates = []
     context_year = None
-    first_year = next((when[0] for category, _, _, when in self._parsed
-                       if when and category == "date"), None)
-    for index, (category, _, _, when) in enumerate(self._parsed):
+    first_year = next((item.when[0] for item in self._items if item.when and item.category == "date"
+                       and not (item.form and "%y" in item.form)), None)
+    for index, item in enumerate(self._items):
+      category, when = item.category, item.when
       if not when:
         continue
       year, month, day = when
       if category == "month_day":
         year = context_year or first_year or DATE_RANGE_START.year
+      elif item.form and "%y" in item.form and first_year:
+        # A span's two-digit year (`8/7/73`): the century nearest the note's first full date.
+        centuries = range(first_year // 100 - 1, first_year // 100 + 2)
+        year = min((year % 100 + 100 * c for c in centuries), key=lambda y: abs(y - first_year))
       date = _valid_date(year, month or 7, day or (15 if month else 1))
       if date is None:
         continue
@@ -441,10 +545,12 @@ class _Note(object):
                        mm="%02d" % date.month, dd="%02d" % date.day,
                        Month=_MONTHS[date.month - 1], Mon=_MONTHS[date.month - 1][:3])
 
-  def _date_value(self, index, category, when):
+  def _date_value(self, index, category, form=None):
     # A year-only or month-year date stands for its middle (C3): the year printed is the year of
     # its shifted July 1 (month: 15th).
     date = self._shifted(index)
+    if date is not None and form is not None:  # a span's date, printed in the form it was read in
+      return date.strftime(form), date
     if date is None:
       date = self._nearby_date()
     if category == "date":
@@ -469,10 +575,17 @@ class _Note(object):
 
   def _reuses_note(self, value):
     if self._words is None:
-      outside = notes.PLACEHOLDER_RE.sub(" ", self._text)
+      pieces, last = [], 0
+      for item in self._items:
+        pieces.append(self._text[last:item.start])
+        last = item.end
+      outside = self._text if self._spans else " ".join(pieces + [self._text[last:]])
+      self._originals = (set(item.inner.strip().lower() for item in self._items) if self._spans
+                         else set())
       self._words = set(w.lower() for w in _WORD_RE.findall(outside)) - GENERIC_WORDS
       self._numbers = set(_NUMBER_RE.findall(outside))
-    return (any(w.lower() in self._words for w in _WORD_RE.findall(value))
+    return (value.strip().lower() in self._originals
+            or any(w.lower() in self._words for w in _WORD_RE.findall(value))
             or any(n in self._numbers for n in _NUMBER_RE.findall(value)))
 
   def _draw(self, produce, fallback="letters"):
@@ -545,6 +658,19 @@ class _Note(object):
   def _last_name(self):
     return self._name_from("last_names")
 
+  def _shape(self, inner):
+    """A value of `inner`'s shape: each digit, lower- and upper-case ASCII letter redrawn."""
+    random = self._random
+
+    def redraw(match):
+      c = match.group(0)
+      if c.isdigit():
+        return str(random.randint(0, 9))
+      letter = chr(ord("a") + random.randrange(26))
+      return letter.upper() if c.isupper() else letter
+
+    return self._draw(lambda: re.sub(r"[0-9A-Za-z]", redraw, inner.strip()), fallback="digits")
+
   def _value(self, category, label, inner):
     fake = self._fake
     random = self._random
@@ -573,6 +699,8 @@ class _Note(object):
         "pager": lambda: fake.numerify("%####"),
         "email": fake.email,
         "url": fake.url,
+        "ip_address": fake.ipv4_public,
+        "username": fake.user_name,
         "medical_record_number": lambda: fake.numerify("%#######"),
         "social_security_number": fake.ssn,
         "unit_number": lambda: fake.numerify("%######"),
@@ -596,34 +724,37 @@ class _Note(object):
     replacements = []
     last = 0
     length = 0
-    for index, (match, (category, label, number, when)) in enumerate(
-        zip(self._matches, self._parsed)):
-      before = self._text[last:match.start()]
+    for index, item in enumerate(self._items):
+      category, label, number, when = item.category, item.label, item.number, item.when
+      before = self._text[last:item.start]
       parts.append(before)
       length += len(before)
       # C1: same category and number (numberless: same label) -> same value. Literal dates are
       # their own keys: their values come from the shift.
       key = (category, number if number is not None else label)
       date = original = None
-      if category in DATE_CATEGORIES:
+      if item.form == "keep":  # an age up to 89 (a span's)
+        value = item.inner
+      elif category in DATE_CATEGORIES:
         if when is None:  # a labelled date: cached like any other placeholder
           if key not in self._cache:
-            self._cache[key] = self._date_value(index, category, when)
+            self._cache[key] = self._date_value(index, category)
           value, date = self._cache[key]
         else:
-          value, date = self._date_value(index, category, when)
+          value, date = self._date_value(index, category, item.form)
           original = self._dates.get(index)
       elif category in NAME_CATEGORIES:
         value = self._name_value(category, label, number)
       else:
         if key not in self._cache:
-          self._cache[key] = self._value(category, label, match.group(0)[3:-3])
+          self._cache[key] = (self._shape(item.inner) if item.form == "shape"
+                              else self._value(category, label, item.inner))
         value = self._cache[key]
       parts.append(value)
       replacements.append(Replacement(length, length + len(value), category, label, original,
                                       date if when is not None else None))
       length += len(value)
-      last = match.end()
+      last = item.end
     parts.append(self._text[last:])
     return "".join(parts), replacements
 

@@ -39,7 +39,8 @@ class DeidDemoTest(testutil.TestCase):
     labels = task.get_labels(self.data)
     for label in ("PATIENT", "DOCTOR", "HOSPITAL", "DEPARTMENT", "ORGANIZATION", "STREET", "CITY",
                   "STATE", "ZIP", "COUNTRY", "PHONE", "FAX", "EMAIL", "URL", "MEDICALRECORD",
-                  "SSN", "IDNUM", "DEVICE", "AGE", "DATE", "PROFESSION", "LOCATION-OTHER"):
+                  "SSN", "IDNUM", "DEVICE", "AGE", "DATE", "PROFESSION", "LOCATION-OTHER",
+                  "USERNAME", "IPADDR"):
       self.assertIn("B-" + label, labels)
     num_spans = 0
     for split in ("train", "dev", "test"):

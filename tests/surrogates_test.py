@@ -250,6 +250,51 @@ class ReplaceTest(testutil.TestCase):
     self.assertEqual(counts, [collections.Counter(hospital=1), None, collections.Counter()])
     self.assertEqual(failures, {1: "could not be given surrogates (ValueError)"})
 
+  def test_replace_spans_of_a_deidentification_note(self):
+    text = ("Record date: 2073-08-08\nName: Edda Morrow    MRN: 4455667\n"
+            "Seen at Pinecrest Clinic by Dr. Ines Aldana on 8/7/73; Morrow is 71, her aunt 93.\n"
+            "Call 617-555-0199 or Aldana at 617-555-0199. Room 4B. Next visit 8/21/73.\n")
+    phi = [("2073-08-08", "DATE"), ("Edda Morrow", "PATIENT"), ("4455667", "MEDICALRECORD"),
+           ("Pinecrest Clinic", "HOSPITAL"), ("Ines Aldana", "DOCTOR"), ("8/7/73", "DATE"),
+           ("Morrow", "PATIENT"), ("71", "AGE"), ("93", "AGE"), ("617-555-0199", "PHONE"),
+           ("Aldana", "DOCTOR"), ("617-555-0199", "PHONE"), ("4B", "ROOM"),
+           ("8/21/73", "DATE")]
+    spans, position = [], 0
+    for phrase, label in phi:
+      start = text.index(phrase, position)
+      spans.append((start, start + len(phrase), label))
+      position = start + len(phrase)
+    for key in range(5):
+      new_text, replacements = self.surrogates.replace_spans(text, spans, key)
+      values = [new_text[r.start:r.end] for r in replacements]
+      self.assertEqual([r.label for r in replacements], [label for _, label in phi])
+      for (phrase, label), value in zip(phi, values):
+        if label == "AGE" and phrase == "71":
+          self.assertEqual(value, "71")  # not PHI under Safe Harbor
+        else:
+          self.assertNotEqual(value, phrase)
+      for phrase in ("Edda", "Morrow", "Pinecrest", "Ines", "Aldana", "4455667", "555"):
+        self.assertNotIn(phrase, new_text)
+      # Names: one word shares its person with the full name ending in it.
+      self.assertEqual(values[6], values[1].split()[-1])
+      self.assertEqual(values[10], values[4].split()[-1])
+      self.assertEqual(values[9], values[11])  # the same number, the same surrogate
+      self.assertRegex(values[2], r"^\d{7}$")  # IDs keep their shape
+      self.assertRegex(values[12], r"^\d[A-Z]$")
+      self.assertRegex(values[8], r"^(9\d|10[0-4])$")
+      # Dates: read in their own form, shifted together (the two-digit years in the century of
+      # the note's full date), printed in that form.
+      first = datetime.datetime.strptime(values[0], "%Y-%m-%d").date()
+      seen = datetime.datetime.strptime(values[5], "%m/%d/%y").date()
+      follow = datetime.datetime.strptime(values[13], "%m/%d/%y").date()
+      self.assertEqual(((first - seen).days, (follow - seen).days), (1, 14))
+      self.assertEqual(replacements[5].original_date, datetime.date(2073, 8, 7))
+      self.assertLessEqual(first, surrogates.DATE_RANGE_END)
+    # Unknown labels keep their shape.
+    new_text, (r,) = self.surrogates.replace_spans("Code AB-12.", [(5, 10, "WHATEVER")], 1)
+    self.assertEqual(r.category, "unrecognized")
+    self.assertRegex(new_text[r.start:r.end], r"^[A-Z]{2}-\d\d$")
+
   def test_other_locales(self):
     text = every_category_note()
     for locale in ("de_DE", "en_GB", "ja_JP"):
