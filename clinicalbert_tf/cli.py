@@ -12,8 +12,14 @@ script builds is a TF1 graph), apply `--use_xla` from the command line when the 
 refuse positional arguments, set INFO logging (absl's and TensorFlow's own), and run `main` inside
 `fileio.exit_on_input_error`, so bad input ends with one line `<script>.py: error: <what was
 wrong>` and exit status 1.
+
+A flag the script does not define is ignored with one warning naming each such flag, as TF1's
+`tf.app.run` ignored them (it parsed with `known_only=True`): the original command lines of
+Google's and ClinicalBERT's scripts pass flags some of them never defined (`--keep_checkpoint_max`).
+A bad value of a flag the script does define is still an error.
 """
 
+import os
 import sys
 
 from absl import app
@@ -37,6 +43,53 @@ def require_flags(flag_values, names, when=""):
       raise fileio.InputError("--%s is required%s" % (name, when))
 
 
+def split_unknown_flags(remaining):
+  """Splits what a `known_only` parse left over into unknown flags and positional arguments.
+
+  Args:
+    remaining: absl's `FLAGS(argv, known_only=True)` result (program name first).
+
+  Returns:
+    (argv: the program name and the positional arguments, the unknown flags' names as typed:
+    `--name` or `--noname`). An unknown `--name value` (no `=`) takes the word after it along,
+    as its value; after `--` everything is positional.
+  """
+  positional, names = [], []
+  rest = remaining[1:]
+  i = 0
+  while i < len(rest):
+    arg = rest[i]
+    if arg == "--":
+      positional.extend(rest[i + 1:])
+      break
+    if arg.startswith("-") and len(arg) > 1:
+      names.append(arg.split("=", 1)[0])
+      if "=" not in arg and i + 1 < len(rest) and not rest[i + 1].startswith("-"):
+        i += 1
+    else:
+      positional.append(arg)
+    i += 1
+  return [remaining[0]] + positional, names
+
+
+def _parse_flags_leniently(unknown):
+  """A `flags_parser` for `app.run`: absl's, with `known_only=True`; unknown names go to `unknown`.
+
+  A bad value of a defined flag is still absl's usual error (and exit status 1).
+  """
+
+  def parse(argv):
+    try:
+      remaining = flags.FLAGS(argv, known_only=True)
+    except flags.Error:
+      return app.parse_flags_with_usage(argv)  # reports the error as absl does, and exits
+    argv, names = split_unknown_flags(remaining)
+    unknown.extend(names)
+    return argv
+
+  return parse
+
+
 def run(main, uses_tensorflow=True, errors=()):
   """Runs a script's `main(argv)` with the set-up every script shares (see the module docstring).
 
@@ -56,11 +109,17 @@ def run(main, uses_tensorflow=True, errors=()):
       from clinicalbert_tf import estimator  # pylint: disable=g-import-not-at-top
       estimator.enable_xla_from_argv(sys.argv)
 
+  unknown = []
+
   def wrapped(argv):
     if len(argv) > 1:
       raise app.UsageError("unexpected arguments: %s" % " ".join(argv[1:]))
     logging.set_verbosity(logging.INFO)
+    if unknown:
+      # One line naming each: a mistyped flag ignored in silence is a setting lost in silence.
+      logging.warning("ignoring flags %s does not define: %s", os.path.basename(argv[0]),
+                      ", ".join(unknown))
     with fileio.exit_on_input_error(also=tuple(errors)):
       return main(argv)
 
-  app.run(wrapped)
+  app.run(wrapped, flags_parser=_parse_flags_leniently(unknown))

@@ -66,6 +66,19 @@ class RequireFlagsTest(testutil.TestCase):
     cli.require_flags(self.flag_values, ("c",))
 
 
+class SplitUnknownFlagsTest(testutil.TestCase):
+
+  def test_flags_and_positional_arguments(self):
+    argv, names = cli.split_unknown_flags(
+        ["prog", "--keep_checkpoint_max=1", "--nofoo", "--bar", "value", "stray", "--", "--x"])
+    self.assertEqual(names, ["--keep_checkpoint_max", "--nofoo", "--bar"])
+    # `--bar value` took its value along; after `--` everything is positional.
+    self.assertEqual(argv, ["prog", "stray", "--x"])
+
+  def test_nothing_unknown(self):
+    self.assertEqual(cli.split_unknown_flags(["prog"]), (["prog"], []))
+
+
 class RunTest(testutil.TestCase):
 
   def _script(self, name, uses_tensorflow=False, xla_flag=False):
@@ -115,6 +128,30 @@ class RunTest(testutil.TestCase):
     self.assertEqual(proc.returncode, 1, proc.stderr)
     self.assertIn("unexpected arguments: stray args", proc.stderr)
     self.assertNotIn("TF_XLA_FLAGS=", proc.stdout)  # main did not run
+
+  def test_unknown_flags_are_warned_about_by_name_and_the_run_goes_on(self):
+    script = self._script("unknown.py")
+    proc = self._run(script, "--name=x", "--keep_checkpoint_max=1", "--cross_val_sz", "10",
+                     "--nodo_magic")
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    self.assertIn("hello x", proc.stderr)
+    warnings = [l for l in proc.stderr.splitlines() if "does not define" in l]
+    self.assertLen(warnings, 1, proc.stderr)
+    self.assertIn("ignoring flags unknown.py does not define: --keep_checkpoint_max, "
+                  "--cross_val_sz, --nodo_magic", warnings[0])
+    # Without unknown flags, no warning.
+    self.assertNotIn("does not define", self._run(script, "--name=x").stderr)
+
+  def test_bad_value_of_a_known_flag_is_still_an_error(self):
+    script = self._script("typo_value.py")
+    proc = self._run(script, "--name=x", "--count=three", "--unknown_too=1")
+    self.assertEqual(proc.returncode, 1, proc.stderr)
+    self.assertIn("--count=three", proc.stderr)
+    self.assertNotIn("hello x", proc.stderr)  # main did not run
+    # A value for a boolean flag is a bad value too.
+    proc = self._run(script, "--name=x", "--fail_other=maybe")
+    self.assertEqual(proc.returncode, 1, proc.stderr)
+    self.assertNotIn("hello x", proc.stderr)
 
   def test_use_xla_is_set_before_main(self):
     # TensorFlow reads TF_XLA_FLAGS when absl initialises its devices, before `main`: cli.run
