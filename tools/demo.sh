@@ -2,9 +2,11 @@
 # `make demo`: the whole ClinicalBERT pipeline on the bundled invented data, into demo_output/.
 #
 #   format_notes.py        testdata/NOTEEVENTS_sample.csv -> one sentence per line, per category + all notes
+#   format_notes.py --phi=surrogate  the same notes with realistic surrogates for MIMIC's placeholders
 #   build_vocab.py         all notes -> a cased WordPiece vocab.txt (tensorflow-text's learner)
 #   create_pretraining_data.py  -> masked-LM / next-sentence TFRecords (dupe_factor 5, as the paper)
 #   run_pretraining.py     a tiny BERT from scratch, 1,000 steps (model.ckpt-0 is kept too)
+#   make_deid_demo_data.py an invented i2b2 2014 de-identification set made from surrogates (seeded)
 #   run_finetune.py        i2b2 2006 / 2010 / 2012 / 2014 and MedNLI samples (train, dev, test)
 #   tools/demo_summary.py  a Table-2-style summary (task, metric, dev, test): printed + summary.md
 #   nearest_neighbors.py   Table-3-style neighbours of a few words: untrained vs pretrained, side by side
@@ -22,7 +24,7 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-.venv/bin/python}
 OUT=demo_output
-TOTAL=11
+TOTAL=12
 # Steps and sizes: small enough for about two minutes on 2 cores.
 PRETRAIN_STEPS=${DEMO_PRETRAIN_STEPS:-1000}
 SEQ=64
@@ -87,7 +89,24 @@ run format_notes format_notes.py --input_file=testdata/NOTEEVENTS_sample.csv \
   --output_dir="$OUT/sentences" --all_notes_file="$CORPUS"
 echo "    $(grep -c . "$CORPUS") sentences in $CORPUS; per category: $(ls "$OUT"/sentences/*.txt | wc -l) files"
 
-# 2. Vocabulary ----------------------------------------------------------------------------------
+# 2. Surrogate PHI -------------------------------------------------------------------------------
+banner "format_notes.py --phi=surrogate: MIMIC's placeholders -> realistic, consistent surrogates"
+SURROGATE_CORPUS=$OUT/sentences_surrogate/all_notes.txt
+run format_notes_surrogate format_notes.py --input_file=testdata/NOTEEVENTS_sample.csv \
+  --category_files=False --all_notes_file="$SURROGATE_CORPUS" --phi=surrogate --random_seed=12345
+if [ "$(wc -l <"$CORPUS")" = "$(wc -l <"$SURROGATE_CORPUS")" ]; then
+  # Same number of lines: the surrogates were split as their placeholders were; show a few pairs.
+  for n in $(grep -n '\[\*\*' "$CORPUS" | sed -n '1p;2p;5p;6p' | cut -d: -f1); do
+    echo "    before: $(sed -n "${n}p" "$CORPUS" | cut -c1-110)"
+    echo "    after:  $(sed -n "${n}p" "$SURROGATE_CORPUS" | cut -c1-110)"
+  done
+fi
+"$PY" -c 'import json, sys
+r = json.load(open(sys.argv[1]))["phi"]
+print("    %d placeholders replaced (seed %d, %s): %s" % (r["placeholders"], r["random_seed"],
+      r["locale"], ", ".join("%s %d" % kv for kv in r["counts"].items())))' "$SURROGATE_CORPUS.json"
+
+# 3. Vocabulary ----------------------------------------------------------------------------------
 banner "build_vocab.py: a cased WordPiece vocabulary learnt from the notes"
 VOCAB=$OUT/vocab.txt
 run build_vocab build_vocab.py --input_file="$CORPUS" --output_file="$VOCAB" \
@@ -112,7 +131,7 @@ cat >"$CONFIG" <<EOF
 }
 EOF
 
-# 3. Pretraining data ----------------------------------------------------------------------------
+# 4. Pretraining data ----------------------------------------------------------------------------
 banner "create_pretraining_data.py: masked-LM and next-sentence instances (dupe_factor 5)"
 RECORDS=$OUT/pretraining_data/all_notes.tfrecord
 run create_pretraining_data create_pretraining_data.py --input_file="$CORPUS" \
@@ -120,7 +139,7 @@ run create_pretraining_data create_pretraining_data.py --input_file="$CORPUS" \
   --max_seq_length=$SEQ --max_predictions_per_seq=10 --masked_lm_prob=0.15 \
   --random_seed=12345 --dupe_factor=5
 
-# 4. Pretraining ---------------------------------------------------------------------------------
+# 5. Pretraining ---------------------------------------------------------------------------------
 banner "run_pretraining.py: a tiny BERT from scratch, $PRETRAIN_STEPS steps"
 PRETRAINED=$OUT/pretrained
 run run_pretraining run_pretraining.py --bert_config_file="$CONFIG" --input_file="$RECORDS" \
@@ -131,22 +150,27 @@ run run_pretraining run_pretraining.py --bert_config_file="$CONFIG" --input_file
   --log_every_n_steps=100
 CKPT=$PRETRAINED/model.ckpt-$PRETRAIN_STEPS
 
-# 5. Fine-tuning on the five tasks ---------------------------------------------------------------
+# 6. Fine-tuning on the five tasks ---------------------------------------------------------------
 banner "run_finetune.py: i2b2 2006, 2010, 2012, 2014 (NER, exact-span F1) and MedNLI (accuracy)"
+DEID_2014=$OUT/deid_2014
+echo "  - an invented i2b2 2014 de-identification set (surrogate PHI of every category, gold offsets)"
+run make_deid_demo_data tools/make_deid_demo_data.py --output_dir="$DEID_2014" --random_seed=2014
 for task in i2b2_2006 i2b2_2010 i2b2_2012 i2b2_2014 mednli; do
-  echo "  - $task (testdata/$task)"
-  run "finetune_$task" run_finetune.py --task_name=$task --data_dir="testdata/$task" \
+  data_dir=testdata/$task
+  if [ "$task" = i2b2_2014 ]; then data_dir=$DEID_2014; fi
+  echo "  - $task ($data_dir)"
+  run "finetune_$task" run_finetune.py --task_name=$task --data_dir="$data_dir" \
     --bert_config_file="$CONFIG" --vocab_file="$VOCAB" --init_checkpoint="$CKPT" \
     --output_dir="$OUT/finetune/$task" --do_lower_case=False --do_train=True --do_eval=True \
     --do_predict=True --max_seq_length=$SEQ --train_batch_size=4 --learning_rate=1e-3 \
     --num_train_epochs="$FINETUNE_EPOCHS" --seed=12345
 done
 
-# 6. Summary -------------------------------------------------------------------------------------
+# 7. Summary -------------------------------------------------------------------------------------
 banner "Summary (Table-2 style): $OUT/summary.md"
 "$PY" tools/demo_summary.py "$OUT" | sed 's/^/    /'
 
-# 7. Nearest neighbours --------------------------------------------------------------------------
+# 8. Nearest neighbours --------------------------------------------------------------------------
 banner "nearest_neighbors.py: neighbours of $QUERY_WORDS, untrained vs pretrained (Table-3 style)"
 run nearest_neighbors nearest_neighbors.py --input_file="$CORPUS" \
   --init_checkpoint="$PRETRAINED/model.ckpt-0,$CKPT" \
@@ -156,7 +180,7 @@ run nearest_neighbors nearest_neighbors.py --input_file="$CORPUS" \
   --output_file="$OUT/nearest_neighbors.md"
 sed 's/^/    /' "$OUT/nearest_neighbors.md"
 
-# 8. HuggingFace export --------------------------------------------------------------------------
+# 9. HuggingFace export --------------------------------------------------------------------------
 banner "export_hf.py: the pretrained model and the MedNLI classifier as HuggingFace directories"
 run export_hf export_hf.py --bert_config_file="$CONFIG" --init_checkpoint="$CKPT" \
   --vocab_file="$VOCAB" --do_lower_case=False --output_dir="$OUT/hf_model"
@@ -167,7 +191,7 @@ run export_hf_mednli export_hf.py --bert_config_file="$CONFIG" \
   --init_checkpoint="$OUT/finetune/mednli" --vocab_file="$VOCAB" --do_lower_case=False \
   --output_dir="$OUT/hf_mednli"
 
-# 9. Features ------------------------------------------------------------------------------------
+# 10. Features ------------------------------------------------------------------------------------
 banner "extract_features.py: per-token embeddings of three sentences"
 head -n 3 "$CORPUS" >"$OUT/features_input.txt"
 run extract_features extract_features.py --input_file="$OUT/features_input.txt" \
@@ -175,10 +199,10 @@ run extract_features extract_features.py --input_file="$OUT/features_input.txt" 
   --vocab_file="$VOCAB" --do_lower_case=False --layers=-1,-2 --max_seq_length=$SEQ
 echo "    $(wc -l <"$OUT/features.jsonl") JSON lines in $OUT/features.jsonl"
 
-# 10. Models on raw notes ------------------------------------------------------------------------
+# 11. Models on raw notes ------------------------------------------------------------------------
 banner "predict.py, export_savedmodel.py, deidentify.py: the fine-tuned models on raw notes"
 tools/demo_predict.sh "$OUT"
 
-# 11. Done ---------------------------------------------------------------------------------------
+# 12. Done ---------------------------------------------------------------------------------------
 banner "Done"
 echo "    everything is in $OUT/ (logs in $OUT/logs/); total $((SECONDS - demo_start)) s"
