@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import pretraining_data
+from clinicalbert_tf import pretraining_text
 from clinicalbert_tf import tfrecord
 from clinicalbert_tf import tokenization
 from tests import oracle
@@ -150,9 +151,9 @@ class ReadingTest(testutil.TestCase):
     path = os.path.join(self.dir, "odd_vocab.txt")
     with open(path, "wb") as f:
       f.write(b"[PAD]\r\n[UNK]\n\n  a  \nb\na\n\n[CLS]\n[SEP]\n[MASK]\n\xc3\xa9")
-    self.assertEqual(pretraining_data.load_vocab_without_tensorflow(path),
+    self.assertEqual(pretraining_text.load_vocab_without_tensorflow(path),
                      tokenization.load_vocab(path))
-    self.assertEqual(pretraining_data.load_vocab_without_tensorflow(self.vocab_path),
+    self.assertEqual(pretraining_text.load_vocab_without_tensorflow(self.vocab_path),
                      tokenization.load_vocab(self.vocab_path))
 
   def test_line_encoder_matches_full_tokenizer(self):
@@ -164,7 +165,7 @@ class ReadingTest(testutil.TestCase):
       for preserve in (False, True):
         tokenizer = tokenization.FullTokenizer(self.vocab_path, do_lower_case=lower,
                                                preserve_unused_tokens=preserve)
-        encoder = pretraining_data.LineEncoder(vocab, lower, preserve)
+        encoder = pretraining_text.LineEncoder(vocab, lower, preserve)
         for line in lines:
           self.assertEqual(encoder.encode(line),
                            tokenizer.convert_tokens_to_ids(tokenizer.tokenize(line)), repr(line))
@@ -177,9 +178,9 @@ class ReadingTest(testutil.TestCase):
       f.write(b"a b\r\nc\rd\n\n\n\x01\n\x1f\ne\n\x01\nf")
     with open(path + "2", "wb") as f:
       f.write(b"g\n\nh\n")
-    vocab = pretraining_data.Vocab(pretraining_data.load_vocab_without_tensorflow(self.vocab_path))
-    encoder = pretraining_data.LineEncoder(vocab.vocab, True)
-    corpus = pretraining_data.Corpus(vocab.id_typecode)
+    vocab = pretraining_text.Vocab(pretraining_text.load_vocab_without_tensorflow(self.vocab_path))
+    encoder = pretraining_text.LineEncoder(vocab.vocab, True)
+    corpus = pretraining_text.Corpus(vocab.id_typecode)
     corpus.read([path, path + "2"], encoder)
     words = vocab.words
     docs = []
@@ -196,10 +197,10 @@ class ReadingTest(testutil.TestCase):
     path = os.path.join(self.dir, "bad.txt")
     with open(path, "wb") as f:
       f.write(b"fine\nbad \xff here\n")
-    vocab = pretraining_data.Vocab(pretraining_data.load_vocab_without_tensorflow(self.vocab_path))
-    corpus = pretraining_data.Corpus(vocab.id_typecode)
+    vocab = pretraining_text.Vocab(pretraining_text.load_vocab_without_tensorflow(self.vocab_path))
+    corpus = pretraining_text.Corpus(vocab.id_typecode)
     with self.assertRaisesRegex(pretraining_data.fileio.InputError, r"bad\.txt:2: not valid UTF-8"):
-      corpus.read([path], pretraining_data.LineEncoder(vocab.vocab, True))
+      corpus.read([path], pretraining_text.LineEncoder(vocab.vocab, True))
 
 
 class InProcessFuzzTest(testutil.TestCase):
@@ -248,9 +249,9 @@ class InProcessFuzzTest(testutil.TestCase):
                            tokenizer.convert_tokens_to_ids(inst.masked_lm_labels),
                            int(inst.is_random_next)))
 
-        vocab = pretraining_data.Vocab(pretraining_data.load_vocab_without_tensorflow(vocab_path))
-        corpus = pretraining_data.Corpus(vocab.id_typecode)
-        corpus.read(files, pretraining_data.LineEncoder(vocab.vocab, options.do_lower_case))
+        vocab = pretraining_text.Vocab(pretraining_text.load_vocab_without_tensorflow(vocab_path))
+        corpus = pretraining_text.Corpus(vocab.id_typecode)
+        corpus.read(files, pretraining_text.LineEncoder(vocab.vocab, options.do_lower_case))
         ours_rng = random.Random(options.random_seed)
         store = pretraining_data.InstanceStore(vocab.id_typecode, options.max_predictions_per_seq)
         pretraining_data.create_instances(corpus, vocab, options, ours_rng, store)
