@@ -167,13 +167,23 @@ def convert_tagged_sentence(example_index, example, label_map, max_seq_length, t
 
 
 def convert_sentence_pair(example_index, example, label_map, max_seq_length, tokenizer):
-  """PairFeatures for one SentencePair (`[CLS] a [SEP] b [SEP]`). Returns (features, truncated)."""
+  """PairFeatures for one SentencePair. Returns (features, truncated).
+
+  Google's `run_classifier` conversion: a pair is `[CLS] a [SEP] b [SEP]` (segment ids 0, then 1
+  from the first piece of b), the longer text losing its last piece until the pair fits; a single
+  sentence (`text_b` None, as CoLA's) is `[CLS] a [SEP]`, cut at `max_seq_length - 2` pieces.
+  """
   tokens_a = tokenizer.tokenize(example.text_a)
-  tokens_b = tokenizer.tokenize(example.text_b)
-  truncated = len(tokens_a) + len(tokens_b) > max_seq_length - 3
-  tokenization.truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
-  tokens = ["[CLS]"] + tokens_a + ["[SEP]"] + tokens_b + ["[SEP]"]
-  segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
+  if example.text_b is None:
+    truncated = len(tokens_a) > max_seq_length - 2
+    tokens = ["[CLS]"] + tokens_a[:max_seq_length - 2] + ["[SEP]"]
+    segment_ids = [0] * len(tokens)
+  else:
+    tokens_b = tokenizer.tokenize(example.text_b)
+    truncated = len(tokens_a) + len(tokens_b) > max_seq_length - 3
+    tokenization.truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
+    tokens = ["[CLS]"] + tokens_a + ["[SEP]"] + tokens_b + ["[SEP]"]
+    segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
   input_ids = tokenizer.convert_tokens_to_ids(tokens)
   padding = max_seq_length - len(input_ids)
   return PairFeatures(

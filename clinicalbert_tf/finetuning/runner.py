@@ -4,6 +4,12 @@
 predicts test, or runs the paper's grid (`grid.py`). A `Runner` checks the model files, converts
 each split once (through the task's head), writes it as a TFRecord file, and builds one Estimator
 per setting (`estimator.py`).
+
+`google_outputs` (run_classifier.py) gives Google's files instead of ours: `train.tf_record`,
+`eval.tf_record`, `predict.tf_record`; `eval_results.txt` from the Estimator's own evaluation
+(`eval_accuracy`, `eval_loss`, `global_step`, `loss`); `test_results.tsv`, one line of
+tab-separated probabilities per test example. `google_record_names` (run_ner.py) names the
+records so and keeps our results.
 """
 
 import dataclasses
@@ -25,6 +31,11 @@ from clinicalbert_tf.finetuning import data
 from clinicalbert_tf.finetuning import grid
 from clinicalbert_tf.finetuning import heads
 from clinicalbert_tf.finetuning import metrics
+from clinicalbert_tf.tasks import iob_folders
+
+# Record file names per split: ours, and Google's (run_classifier.py, run_ner.py).
+_RECORD_NAMES = {"train": "train", "dev": "dev", "test": "test"}
+_GOOGLE_RECORD_NAMES = {"train": "train", "dev": "eval", "test": "predict"}
 
 
 @dataclasses.dataclass
@@ -63,12 +74,51 @@ class FinetuneConfig:
   include_timex3: bool = False
   # Conversion to the authors' IOB files.
   iob_output_dir: Optional[str] = None
+  # Google's file names and result files (run_classifier.py), or only its record names.
+  google_outputs: bool = False
+  google_record_names: bool = False
   # Grid.
   grid: bool = False
   grid_learning_rates: Optional[List[float]] = None
   grid_batch_sizes: Optional[List[int]] = None
   grid_num_train_epochs: Optional[List[float]] = None
   grid_keep_checkpoints: bool = False
+
+
+def define_original_flags(defaults, task_names, data_help):
+  """Defines the flags Google's `run_classifier.py` and ClinicalBERT's `run_ner.py` share.
+
+  Same names as theirs; `defaults` holds the script's own defaults (`do_lower_case`,
+  `max_seq_length`, `do_train`, `do_predict`, `num_train_epochs`, `keep_checkpoint_max`, ...).
+  Also the run-config flags of `estimator.define_run_config_flags` and `--seed`.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top  (only the scripts define flags)
+  d = dict(do_lower_case=False, max_seq_length=128, do_train=False, do_eval=False,
+           do_predict=False, num_train_epochs=3.0, keep_checkpoint_max=5)
+  d.update(defaults)
+  flags.DEFINE_string("task_name", None, "One of: %s (any case)." % ", ".join(task_names))
+  flags.DEFINE_string("data_dir", None, data_help)
+  flags.DEFINE_string("bert_config_file", None, "The model's bert_config.json.")
+  flags.DEFINE_string("vocab_file", None, "The model's vocab.txt.")
+  flags.DEFINE_string("output_dir", None, "Checkpoints, records and results go here.")
+  flags.DEFINE_string("init_checkpoint", None, "Checkpoint to start from (a pretrained model).")
+  flags.DEFINE_bool("do_lower_case", d["do_lower_case"],
+                    "Lower-case the input (True for uncased models, False for cased ones).")
+  flags.DEFINE_integer("max_seq_length", d["max_seq_length"],
+                       "Word pieces per input, [CLS] and [SEP] included; longer inputs are cut.")
+  flags.DEFINE_bool("do_train", d["do_train"], "Train on the train split.")
+  flags.DEFINE_bool("do_eval", d["do_eval"], "Evaluate on the dev split.")
+  flags.DEFINE_bool("do_predict", d["do_predict"], "Predict the test split.")
+  flags.DEFINE_integer("train_batch_size", 32, "Training batch size.")
+  flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size.")
+  flags.DEFINE_integer("predict_batch_size", 8, "Prediction batch size.")
+  flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate for Adam.")
+  flags.DEFINE_float("num_train_epochs", d["num_train_epochs"], "Training epochs.")
+  flags.DEFINE_float("warmup_proportion", 0.1, "Share of training with linear warmup.")
+  estimator_lib.define_run_config_flags()
+  flags.FLAGS.set_default("keep_checkpoint_max", d["keep_checkpoint_max"])
+  flags.DEFINE_integer("seed", 42, "Random seed (graph and input shuffling; not in the "
+                       "original script, which left both unseeded).")
 
 
 def config_from_flags(flags_values):
@@ -88,9 +138,18 @@ def config_from_flags(flags_values):
 
 
 def make_task(config):
-  """The task `config` names, with its reader options."""
-  return tasks.get_task(config.task_name, tasks.ReaderOptions(
+  """The task `config` names, with its reader options.
+
+  An i2b2 task whose data_dir holds the authors' IOB files (`train.tsv`, ... or `.conll`) instead
+  of the native folders reads those (`tasks.iob_folders`).
+  """
+  task = tasks.get_task(config.task_name, tasks.ReaderOptions(
       check_text=config.check_entity_text, include_timex3=config.include_timex3))
+  if iob_folders.holds_iob_files(task, config.data_dir):
+    logging.info("--data_dir=%s holds IOB files: reading them with the %s label set",
+                 config.data_dir, task.name)
+    task = iob_folders.IobFolderTask(task)
+  return task
 
 
 def model_fn_builder(bert_config, head, init_checkpoint, learning_rate, num_train_steps,
@@ -172,7 +231,9 @@ class Runner(object):
         batch = c.eval_batch_size if name == "dev" else c.predict_batch_size
         while len(features) % batch:
           features.append(self.head.padding_feature(c.max_seq_length))
-      record_file = os.path.join(c.output_dir, "%s.tf_record" % name)
+      names = (_GOOGLE_RECORD_NAMES if c.google_outputs or c.google_record_names
+               else _RECORD_NAMES)
+      record_file = os.path.join(c.output_dir, "%s.tf_record" % names[name])
       data.write_records(record_file, self.head, features)
       self._splits[name] = PreparedSplit(name, examples, features, record_file)
     return self._splits[name]
@@ -233,15 +294,8 @@ class Runner(object):
     Returns:
       The results dict (as written to `<prefix>_results.json`).
     """
-    c = self.config
     output_dir = output_dir or model_dir
-    if not tf.train.latest_checkpoint(model_dir):
-      raise fileio.InputError("no checkpoint in %s to evaluate: train first (--do_train)" %
-                              model_dir)
-    split = self.split(split_name)
-    estimator, _ = self.estimator(model_dir, 0.0, c.train_batch_size, None, None)
-    input_fn = data.input_fn_builder(split.record_file, self.head, c.max_seq_length,
-                                     is_training=False, drop_remainder=c.use_tpu)
+    estimator, split, input_fn, _ = self._eval_estimator_and_input(model_dir, split_name)
     loss_sum = label_count = 0.0
     outputs = []
     for feature, prediction in zip(split.features, estimator.predict(input_fn=input_fn)):
@@ -262,6 +316,57 @@ class Runner(object):
     self.head.write_predictions(self.task, split.examples, predicted, outputs, output_dir, prefix)
     metrics.write_results(output_dir, prefix, results)
     return results
+
+  def _eval_estimator_and_input(self, model_dir, split_name):
+    """(Estimator restoring model_dir's latest checkpoint, the split, its input_fn, steps)."""
+    c = self.config
+    if not tf.train.latest_checkpoint(model_dir):
+      raise fileio.InputError("no checkpoint in %s to evaluate: train first (--do_train)" %
+                              model_dir)
+    split = self.split(split_name)
+    estimator, _ = self.estimator(model_dir, 0.0, c.train_batch_size, None, None)
+    input_fn = data.input_fn_builder(split.record_file, self.head, c.max_seq_length,
+                                     is_training=False, drop_remainder=c.use_tpu)
+    batch = c.eval_batch_size if split_name == "dev" else c.predict_batch_size
+    # Off TPU the Estimator reads the file to its end; a TPU needs the count (padded batches).
+    steps = len(split.features) // batch if c.use_tpu else None
+    return estimator, split, input_fn, steps
+
+  def google_evaluate(self, model_dir):
+    """Google's `--do_eval`: the Estimator's evaluation of dev, written to `eval_results.txt`.
+
+    Returns:
+      The Estimator's results ({"eval_accuracy", "eval_loss", "global_step", "loss"} for the
+      sequence head), as Google's `run_classifier.py` writes them.
+    """
+    estimator, _, input_fn, steps = self._eval_estimator_and_input(model_dir, "dev")
+    result = estimator.evaluate(input_fn=input_fn, steps=steps)
+    fileio.write_key_values(os.path.join(model_dir, "eval_results.txt"), result)
+    logging.info("***** Eval results *****")
+    for line in fileio.format_key_values(result).splitlines():
+      logging.info("  %s", line)
+    return result
+
+  def google_predict(self, model_dir):
+    """Google's `--do_predict`: `test_results.tsv`, each test example's probabilities in a line.
+
+    Returns:
+      The probabilities, one list per test example (padding left out).
+    """
+    estimator, split, input_fn, _ = self._eval_estimator_and_input(model_dir, "test")
+    rows = []
+    for feature, prediction in zip(split.features, estimator.predict(input_fn=input_fn)):
+      if feature.is_real_example:
+        rows.append(list(prediction["probabilities"]))
+    if len(rows) != len(split.examples):
+      raise RuntimeError("the model returned %d predictions for %d examples" %
+                         (len(rows), len(split.examples)))
+    # str() of each float32, as Google writes them.
+    fileio.write_text_atomic(os.path.join(model_dir, "test_results.tsv"),
+                             "".join("\t".join(str(p) for p in row) + "\n" for row in rows))
+    logging.info("wrote the probabilities of %d test examples to %s", len(rows),
+                 os.path.join(model_dir, "test_results.tsv"))
+    return rows
 
 
 def run(config):
@@ -289,7 +394,9 @@ def run(config):
     runner.train(config.output_dir, config.learning_rate, config.train_batch_size,
                  config.num_train_epochs)
   if config.do_eval:
-    outcome["eval"] = runner.evaluate(config.output_dir, "dev", "eval")
+    outcome["eval"] = (runner.google_evaluate(config.output_dir) if config.google_outputs else
+                       runner.evaluate(config.output_dir, "dev", "eval"))
   if config.do_predict:
-    outcome["test"] = runner.evaluate(config.output_dir, "test", "test")
+    outcome["test"] = (runner.google_predict(config.output_dir) if config.google_outputs else
+                       runner.evaluate(config.output_dir, "test", "test"))
   return outcome

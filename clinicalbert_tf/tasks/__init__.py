@@ -8,7 +8,8 @@ A task (`Task` subclass, one per module in this package) reads its data family f
 answers `get_labels(data_dir)` and `get_examples(data_dir, split)` for split in `train`, `dev`, `test`.
 NER tasks also write the IOB files the ClinicalBERT authors trained on (`convert_to_iob`).
 
-Adding a dataset is adding one module with a `make_task(options)` function and one line in `_REGISTRY`.
+Adding a dataset is adding one module with a `make_task(options)` function and one line in `_REGISTRY`
+(`module:function` when one module makes several tasks, as `glue.py` does for Google's layouts).
 Modules are imported on demand, so reading MedNLI does not import the XML readers.
 
 Labels are IOB2 (`B-type` starts an entity, `I-type` continues it, `O` is outside). Spans are
@@ -34,6 +35,11 @@ _REGISTRY = collections.OrderedDict([
     ("i2b2_2014", "clinicalbert_tf.tasks.i2b2_2014"),
     ("mednli", "clinicalbert_tf.tasks.mednli"),
     ("conll", "clinicalbert_tf.tasks.conll"),
+    # Google's run_classifier layouts.
+    ("cola", "clinicalbert_tf.tasks.glue:make_cola_task"),
+    ("mnli", "clinicalbert_tf.tasks.glue:make_mnli_task"),
+    ("mrpc", "clinicalbert_tf.tasks.glue:make_mrpc_task"),
+    ("xnli", "clinicalbert_tf.tasks.glue:make_xnli_task"),
 ])
 
 TASK_NAMES = tuple(_REGISTRY)
@@ -59,10 +65,10 @@ class TaggedSentence:
 
 @dataclasses.dataclass
 class SentencePair:
-  """One NLI example (premise, hypothesis, label)."""
+  """One NLI example (premise, hypothesis, label); `text_b` None for a single sentence (CoLA)."""
   guid: str
   text_a: str
-  text_b: str
+  text_b: Optional[str]
   label: str
 
 
@@ -111,8 +117,9 @@ def get_task(name, options=None):
   if key not in _REGISTRY:
     raise fileio.InputError("--task_name=%r is not a known task: expected one of %s" %
                             (name, ", ".join(TASK_NAMES)))
-  module = importlib.import_module(_REGISTRY[key])
-  return module.make_task(options or ReaderOptions())
+  module_name, _, function = _REGISTRY[key].partition(":")
+  module = importlib.import_module(module_name)
+  return getattr(module, function or "make_task")(options or ReaderOptions())
 
 
 def check_split(split):
