@@ -1,4 +1,4 @@
-"""ClinicalBERT's `run_ner.py` command line (their `run_i2b2.sh`) on this project's fine-tuning code.
+"""ClinicalBERT's `run_ner.py` command line (their `run_i2b2.sh`) on this project's fine-tuning.
 
 The flags and defaults of the authors' script: cased input, 128 word pieces, train and predict by
 default, 10 epochs, one checkpoint kept. `--data_dir` is the folder of IOB files their notebooks

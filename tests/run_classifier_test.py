@@ -81,7 +81,8 @@ class ReadersAndFeaturesTest(testutil.TestCase):
     for name in ("train.tsv", "dev_matched.tsv", "test_matched.tsv"):
       _write_rows(os.path.join(d, name), mnli)
     _write_rows(os.path.join(d, "multinli", "multinli.train.zh.tsv"),
-                [["premise", "hypo", "label"], ["a b", "c", "contradictory"], ["d", "e", "neutral"]])
+                [["premise", "hypo", "label"], ["a b", "c", "contradictory"],
+                 ["d", "e", "neutral"]])
     _write_rows(os.path.join(d, "xnli.dev.tsv"),
                 [["language", "gold_label"] + ["x"] * 6] +
                 [[lang, "entailment", "", "", "", "", "s1 %s" % lang, "s2"] for lang in

@@ -71,7 +71,8 @@ class GlueTask(tasks.Task):
   def split_file(self, data_dir, split):
     tasks.check_split(split)
     if split not in self.files:
-      raise fileio.InputError("--task_name=%s: Google's layout has no %s split" % (self.name, split))
+      raise fileio.InputError("--task_name=%s: Google's layout has no %s split" %
+                              (self.name, split))
     path = os.path.join(data_dir, self.files[split])
     if not os.path.isfile(path):
       raise fileio.InputError("--data_dir=%s: no %s (the %s %s file in Google's layout)" %
