@@ -10,8 +10,6 @@ other script.
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 from absl import flags
 from absl.testing import absltest
@@ -43,15 +41,6 @@ def _google_examples(task_name, data_dir, split):
 def _our_examples(task_name, data_dir, split):
   return [(e.guid, e.text_a, e.text_b, e.label)
           for e in tasks.get_task(task_name).get_examples(data_dir, split)]
-
-
-def flag_defaults(script):
-  """{flag name: default} of a top-level script, read in a child process that imports it."""
-  code = ("import json, %s; from absl import flags; "
-          "print(json.dumps({n: flags.FLAGS[n].default for n in flags.FLAGS}))" % script)
-  out = subprocess.run([sys.executable, "-c", code], env=testutil.script_env(),
-                       capture_output=True, text=True, check=True, cwd=testutil.REPO).stdout
-  return json.loads(out.strip().splitlines()[-1])
 
 
 def _write_rows(path, rows):
@@ -212,7 +201,7 @@ class ScriptsTest(testutil.TestCase):
 
   def test_flags_and_defaults_are_googles(self):
     # Ours from a child process: both scripts define the same names, and one FLAGS holds one.
-    ours = flag_defaults("run_classifier")
+    ours = testutil.flag_defaults("run_classifier")
     google = {f.name: f.default for f in
               flags.FLAGS.get_flags_for_module(google_run_classifier.__name__)}
     self.assertGreater(len(google), 20)

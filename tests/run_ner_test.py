@@ -14,7 +14,6 @@ from clinicalbert_tf import fileio
 from clinicalbert_tf import tasks
 from clinicalbert_tf.finetuning import runner
 from clinicalbert_tf.tasks import iob_folders
-from tests import run_classifier_test
 from tests import testutil
 
 TESTDATA = os.path.join(testutil.REPO, "testdata")
@@ -78,7 +77,7 @@ class IobFoldersTest(testutil.TestCase):
 class RunNerTest(testutil.TestCase):
 
   def test_flags_and_defaults_are_the_authors(self):
-    ours = run_classifier_test.flag_defaults("run_ner")
+    ours = testutil.flag_defaults("run_ner")
     for name, default in AUTHORS_DEFAULTS.items():
       self.assertIn(name, ours)
       self.assertEqual(ours[name], default, name)

@@ -387,6 +387,15 @@ def flag_args(flags):
   return ["--%s=%s" % (k, v) for k, v in flags.items() if v is not None]
 
 
+def flag_defaults(script):
+  """{flag name: default} of a top-level script, read in a child process that imports it."""
+  code = ("import json, %s; from absl import flags; "
+          "print(json.dumps({n: flags.FLAGS[n].default for n in flags.FLAGS}))" % script)
+  out = subprocess.run([sys.executable, "-c", code], env=script_env(), capture_output=True,
+                       text=True, check=True, cwd=REPO).stdout
+  return json.loads(out.strip().splitlines()[-1])
+
+
 def run_module(module, args=(), env=None, timeout=600, check=True, popen=False):
   """Runs `python -m module args...` in a child process with `script_env(env)`.
 
