@@ -5,8 +5,10 @@
     --replace=placeholder --output_file=deid/phi_spans.jsonl --min_phi_probability=0.3
 
 Writes `<output_dir>/<id>.txt` per note: `[**TYPE**]` (MIMIC-III style, --replace=placeholder),
-`<TYPE>` (tag) or the span's length of --mask_char (mask) in place of each predicted PHI span, and
-with --output_file the spans as JSON lines. See clinicalbert_tf/inference.py.
+`<TYPE>` (tag), the span's length of --mask_char (mask) or a realistic surrogate (surrogate:
+clinicalbert_tf/surrogates.py, consistent within the note, seeded by --random_seed and the note's
+id, in --surrogate_locale) in place of each predicted PHI span, and with --output_file the spans
+(offsets into the original note) as JSON lines. See clinicalbert_tf/inference.py.
 """
 
 from absl import flags

@@ -37,6 +37,7 @@ from clinicalbert_tf import fileio
 from clinicalbert_tf import note_inputs
 from clinicalbert_tf import progress as progress_lib
 from clinicalbert_tf import span_outputs
+from clinicalbert_tf import surrogates as surrogates_lib
 from clinicalbert_tf import tasks
 from clinicalbert_tf import tokenization
 from clinicalbert_tf.tasks import documents
@@ -441,6 +442,8 @@ class JobOptions:
   min_probability: Optional[float] = None
   replace: Optional[str] = None  # deidentify.py: one of span_outputs.REPLACE_MODES
   mask_char: str = "*"
+  random_seed: int = surrogates_lib.DEFAULT_SEED  # --replace=surrogate: with each note's id
+  surrogate_locale: str = surrogates_lib.DEFAULT_LOCALE  # --replace=surrogate: the Faker locale
   progress_seconds: float = 30.0
 
 
@@ -472,6 +475,8 @@ def check_options(options, pairs):
     raise fileio.InputError("--max_bad_notes must be >= 0 and --predict_batch_size >= 1")
   if o.replace == "mask" and len(o.mask_char) != 1:
     raise fileio.InputError("--mask_char=%r: expected one character" % o.mask_char)
+  if o.replace == "surrogate":
+    surrogates_lib.check_locale(o.surrogate_locale)
 
 
 def _good_notes(stream, options, counts):
@@ -542,6 +547,9 @@ def run_job(model, options):
   spans_file = fileio.atomic_open(o.output_file) if o.output_file else None
   spans_out = spans_file.__enter__() if spans_file else None
   writer = None
+  # Each note's surrogates are seeded from random_seed and its id: reproducible, order-free.
+  surrogates = (surrogates_lib.Surrogates(locale=o.surrogate_locale, random_seed=o.random_seed)
+                if o.replace == "surrogate" else None)
   if o.output_dir and not per_note:
     writer = span_outputs.PerInputWriter(o.output_dir, input_files)
   ok = False
@@ -555,7 +563,8 @@ def run_job(model, options):
       if per_note:
         path = os.path.join(o.output_dir, note.id + suffix)
         if o.replace is not None:
-          text = span_outputs.replace_spans(note.text, result, o.replace, o.mask_char)
+          text = span_outputs.replace_spans(note.text, result, o.replace, o.mask_char,
+                                            surrogates=surrogates, note_key=note.id)
         else:
           text = span_outputs.format_note(o.output_format, note.text, result)
         fileio.write_text_atomic(path, text)
@@ -619,8 +628,16 @@ def define_flags(deidentify=False):
                         "Also write the predicted PHI spans of the notes as JSON lines here.")
     flags.DEFINE_enum("replace", "placeholder", list(span_outputs.REPLACE_MODES),
                       "placeholder: [**TYPE**] (MIMIC-III style); tag: <TYPE>; mask: --mask_char "
-                      "repeated over the span's length.")
+                      "repeated over the span's length; surrogate: a realistic value (Faker), "
+                      "consistent within a note (the same text the same value, dates shifted "
+                      "together), never the replaced PHI.")
     flags.DEFINE_string("mask_char", "*", "--replace=mask: the character.")
+    flags.DEFINE_integer("random_seed", surrogates_lib.DEFAULT_SEED,
+                         "With --replace=surrogate: the seed of the surrogates (with each note's "
+                         "id), so the output is the same across runs and batch sizes.")
+    flags.DEFINE_string("surrogate_locale", surrogates_lib.DEFAULT_LOCALE,
+                        "With --replace=surrogate: the Faker locale of names, places and numbers "
+                        "(en_US, en_GB, de_DE, ...).")
     flags.DEFINE_float("min_phi_probability", None,
                        "A word is PHI when P(not O) reaches this (lower: more recall, less "
                        "precision); default: the most probable label.")
@@ -652,6 +669,7 @@ def run_from_flags(flag_values, deidentify=False):
       batch_size=f.predict_batch_size, progress_seconds=f.progress_seconds)
   if deidentify:
     options.replace, options.mask_char = f.replace, f.mask_char
+    options.random_seed, options.surrogate_locale = f.random_seed, f.surrogate_locale
     options.min_probability = f.min_phi_probability
   else:
     options.output_format, options.include_text = f.output_format, f.include_text

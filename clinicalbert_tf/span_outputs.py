@@ -18,7 +18,8 @@ from clinicalbert_tf.tasks import i2b2_2010
 OUTPUT_FORMATS = ("jsonl", "brat", "i2b2_2014", "con")
 # The file suffix of each per-note format.
 SUFFIXES = {"jsonl": ".jsonl", "brat": ".ann", "i2b2_2014": ".xml", "con": ".con"}
-REPLACE_MODES = ("placeholder", "tag", "mask")
+# surrogate: realistic values consistent within the note (`surrogates.Surrogates.replace_spans`).
+REPLACE_MODES = ("placeholder", "tag", "mask", "surrogate")
 
 # The 2014 de-identification guidelines' fine TYPEs under their XML tags (the tag the scorer reads).
 I2B2_2014_TAGS = {
@@ -102,7 +103,8 @@ def format_note(output_format, text, spans):
 
 
 def replacement(label, length, mode, mask_char="*"):
-  """What a PHI span of `label` and `length` characters becomes under `mode`."""
+  """What a PHI span of `label` and `length` characters becomes under `mode` (not `surrogate`,
+  which depends on the whole note: see `replace_spans`)."""
   if mode == "placeholder":
     return "[**%s**]" % label  # MIMIC-III's de-identification brackets
   if mode == "tag":
@@ -112,11 +114,23 @@ def replacement(label, length, mode, mask_char="*"):
   raise ValueError("replace mode must be one of %s, got %r" % (REPLACE_MODES, mode))
 
 
-def replace_spans(text, spans, mode="placeholder", mask_char="*"):
-  """`text` with every span (sorted, disjoint) replaced as `mode` says."""
+def replace_spans(text, spans, mode="placeholder", mask_char="*", surrogates=None, note_key=None):
+  """`text` with every span (disjoint) replaced as `mode` says.
+
+  `surrogate` needs `surrogates` (a `surrogates.Surrogates`) and `note_key` (the note's id, which
+  seeds its surrogates with the run's seed): the note-level rules there (the same text the same
+  surrogate, dates shifted together, the replaced PHI never repeated) are applied, not redone here.
+  """
+  spans = sorted(spans, key=lambda s: s.start)
+  if mode == "surrogate":
+    if surrogates is None or note_key is None:
+      raise ValueError("replace mode surrogate needs surrogates and note_key")
+    new_text, _ = surrogates.replace_spans(text, [(s.start, s.end, s.label) for s in spans],
+                                           note_key)
+    return new_text
   parts = []
   last = 0
-  for s in sorted(spans, key=lambda s: s.start):
+  for s in spans:
     parts.append(text[last:s.start])
     parts.append(replacement(s.label, s.end - s.start, mode, mask_char))
     last = s.end

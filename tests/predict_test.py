@@ -204,6 +204,78 @@ class PredictTest(testutil.TestCase):
         c for i, c in enumerate(masked)
         if not any(e["start"] <= i < e["end"] for e in record["entities"])))
 
+  def test_deidentify_surrogate(self):
+    d = self.temp_dir()
+    notes = os.path.join(d, "notes")
+    os.makedirs(notes)
+    # The same text under two ids: each note's surrogates come from the seed and its id. (The tiny
+    # model tags every word, so a span is a line's words: the text outside is the lines' margins.)
+    text = ("Seen by Dr. Ines Aldana at Pinecrest Clinic on 8/7/73 .\n\n"
+            "  Edda Morrow , 71 , MRN 4455123 , phone 617-555-0100 .  \n"
+            "\tAldana called Morrow on 8/9/73 .\n")
+    for name in ("a.txt", "b.txt"):
+      with open(os.path.join(notes, name), "w", encoding="utf-8") as f:
+        f.write(text)
+
+    def deidentify(name, *args, check=True):
+      out_dir, spans = os.path.join(d, name), os.path.join(d, name + ".jsonl")
+      proc = self.predict("--input_file=%s/*.txt" % notes, "--output_dir=" + out_dir,
+                          "--output_file=" + spans, "--replace=surrogate", *args,
+                          module="deidentify", check=check)
+      if not check:
+        return proc, out_dir, spans
+      outputs = {}
+      for note in ("a", "b"):
+        with open(os.path.join(out_dir, note + ".txt"), "rb") as f:
+          outputs[note] = f.read()
+      with open(spans, "rb") as f:
+        return outputs, f.read()
+
+    first, first_spans = deidentify("one")
+    again, again_spans = deidentify("two")
+    other, other_spans = deidentify("seed", "--random_seed=7")
+    self.assertEqual(first, again)
+    self.assertEqual(first_spans, again_spans)
+    self.assertNotEqual(first["a"], other["a"])
+    self.assertNotEqual(first["a"], first["b"])
+    # The spans file holds the original offsets: the same spans under any seed, cutting out words.
+    self.assertEqual(first_spans, other_spans)
+    records = [json.loads(line) for line in first_spans.decode("utf-8").splitlines()]
+    self.assertEqual([r["id"] for r in records], ["a", "b"])
+    entities = records[0]["entities"]
+    self.assertEqual(records[1]["entities"], entities)
+    self.assertGreater(len(entities), 0)
+    for e in entities:
+      self.assertEqual(text[e["start"]:e["end"]], text[e["start"]:e["end"]].strip())
+    # Outside the spans the text is unchanged and in order; each span has its surrogate.
+    cuts = [0] + [x for e in entities for x in (e["start"], e["end"])] + [len(text)]
+    outside = [text[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)]
+    self.assertIn("  ", "".join(outside))
+    pattern = re.compile("(.+?)".join(re.escape(part) for part in outside), re.DOTALL)
+    # No word (2+ letters) or number (3+ digits) of the PHI is in the output, unless the model
+    # left it outside every span too.
+    masked = list(text)
+    for e in entities:
+      masked[e["start"]:e["end"]] = "\0" * (e["end"] - e["start"])
+    masked = "".join(masked)
+    phi_words = {w for e in entities
+                 for w in re.findall(r"[^\W\d_]{2,}|\d{3,}", text[e["start"]:e["end"]])}
+    self.assertContainsSubset({"Aldana", "Morrow", "4455123", "617"}, phi_words)
+    for outputs in (first, other):
+      for output in outputs.values():
+        output = output.decode("utf-8")
+        self.assertIsNotNone(pattern.fullmatch(output))
+        for w in phi_words:
+          word = re.compile(r"(?<!\w)%s(?!\w)" % re.escape(w))
+          self.assertLessEqual(len(word.findall(output)), len(word.findall(masked)), w)
+    # An unknown locale: one line, exit 1, no output.
+    proc, out_dir, spans = deidentify("bad", "--surrogate_locale=xx_YY", check=False)
+    self.assertEqual(proc.returncode, 1)
+    self.assertRegex(proc.stderr.strip().splitlines()[-1],
+                     r"^deidentify\.py: error: --surrogate_locale=xx_YY: not a Faker locale")
+    self.assertFalse(os.path.exists(spans))
+    self.assertFalse(os.path.exists(out_dir) and os.listdir(out_dir))
+
 
 if __name__ == "__main__":
   absltest.main()
