@@ -49,12 +49,7 @@ flags.DEFINE_enum("phi", "keep", surrogates.PHI_MODES,
                   "keep: de-identification placeholders ([**...**]) stay as they are. surrogate: "
                   "each is replaced by a realistic value of its category (Faker), consistent "
                   "within a note, dates shifted into the present keeping their intervals.")
-flags.DEFINE_integer("random_seed", surrogates.DEFAULT_SEED,
-                     "With --phi=surrogate: the seed of the surrogates (with each note's ROW_ID), "
-                     "so the output is the same for any --num_workers and across runs.")
-flags.DEFINE_string("surrogate_locale", surrogates.DEFAULT_LOCALE,
-                    "With --phi=surrogate: the Faker locale of names, places and numbers (en_US, "
-                    "en_GB, de_DE, ...).")
+surrogates.define_flags("--phi=surrogate")
 
 
 def main(argv):

@@ -632,12 +632,7 @@ def define_flags(deidentify=False):
                       "consistent within a note (the same text the same value, dates shifted "
                       "together), never the replaced PHI.")
     flags.DEFINE_string("mask_char", "*", "--replace=mask: the character.")
-    flags.DEFINE_integer("random_seed", surrogates_lib.DEFAULT_SEED,
-                         "With --replace=surrogate: the seed of the surrogates (with each note's "
-                         "id), so the output is the same across runs and batch sizes.")
-    flags.DEFINE_string("surrogate_locale", surrogates_lib.DEFAULT_LOCALE,
-                        "With --replace=surrogate: the Faker locale of names, places and numbers "
-                        "(en_US, en_GB, de_DE, ...).")
+    surrogates_lib.define_flags("--replace=surrogate")
     flags.DEFINE_float("min_phi_probability", None,
                        "A word is PHI when P(not O) reaches this (lower: more recall, less "
                        "precision); default: the most probable label.")

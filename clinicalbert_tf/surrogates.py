@@ -255,6 +255,22 @@ def note_seed(random_seed, note_key):
   return int.from_bytes(digest[:8], "big")
 
 
+def define_flags(when):
+  """Defines `--random_seed` and `--surrogate_locale`, the same for every script that makes surrogates.
+
+  Args:
+    when: the flag setting that turns surrogates on, for the help text (`"--phi=surrogate"`).
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_integer("random_seed", DEFAULT_SEED,
+                       "With %s: the seed of the surrogates, combined with each note's id (the "
+                       "ROW_ID of a NOTEEVENTS row), so the output is the same across runs, worker "
+                       "counts and batch sizes." % when)
+  flags.DEFINE_string("surrogate_locale", DEFAULT_LOCALE,
+                      "With %s: the Faker locale of names, places and numbers (en_US, en_GB, "
+                      "de_DE, ...)." % when)
+
+
 def check_locale(locale, flag="--surrogate_locale"):
   """Raises InputError unless Faker has `locale` (such as en_US, en_GB, de_DE)."""
   from faker import config  # pylint: disable=g-import-not-at-top
