@@ -19,8 +19,11 @@ word-piece splits are memoised per word (bounded cache).
 """
 
 import collections
+import itertools
 import re
 import unicodedata
+
+from clinicalbert_tf import fileio
 
 
 
@@ -79,12 +82,20 @@ def load_vocab(vocab_file):
 
   As in Google's code (bert-tensorflow 1.0.4), a repeated token keeps its first id and takes no
   new one, and a blank line in the middle of the file is the token "".
+
+  Raises:
+    fileio.InputError: naming the file and line if a line is not UTF-8 (Google's raises
+      UnicodeDecodeError from inside TensorFlow's reader).
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   vocab = collections.OrderedDict()
   with tf.io.gfile.GFile(vocab_file, "r") as reader:
-    while True:
-      token = convert_to_unicode(reader.readline())
+    for line_number in itertools.count(1):
+      try:
+        token = convert_to_unicode(reader.readline())
+      except UnicodeDecodeError as e:
+        raise fileio.InputError("vocabulary %s:%d: not valid UTF-8 (%s); expected one token per "
+                                "line" % (vocab_file, line_number, e.reason)) from None
       if not token:
         break
       token = token.strip()

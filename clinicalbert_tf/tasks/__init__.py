@@ -227,15 +227,20 @@ def convert_to_iob(task, data_dir, output_dir):
   These are the files the ClinicalBERT authors trained on (same splits and tags); they can be read back
   with `--task_name=conll`. Each file gets a sidecar JSON record (task, source, sentence counts).
 
+  Every split is read before the first file is written, so an input error in any split leaves
+  `output_dir` as it was (no train.tsv next to a missing test.tsv).
+
   Returns:
     {split: path}.
   """
   if task.kind != "ner":
     raise fileio.InputError("--iob_output_dir: task %s is not a tagging task; only NER tasks convert "
                             "to IOB" % task.name)
+  examples = {split: task.get_examples(data_dir, split) for split in SPLITS}
+  labels = task.get_labels(data_dir)
   paths = {}
   for split in SPLITS:
-    sentences = task.get_examples(data_dir, split)
+    sentences = examples[split]
     path = os.path.join(output_dir, split + ".tsv")
     write_conll(path, sentences)
     fileio.write_sidecar(path, {
@@ -245,7 +250,7 @@ def convert_to_iob(task, data_dir, output_dir):
         "sentences": len(sentences),
         "words": sum(len(s.words) for s in sentences),
         "entities": sum(len(iob_to_spans(s.labels)) for s in sentences),
-        "labels": task.get_labels(data_dir),
+        "labels": labels,
     })
     paths[split] = path
   return paths
