@@ -81,15 +81,65 @@ def check_max_seq_length(max_seq_length, bert_config, bert_config_file=None):
 
 
 def check_vocab_matches_config(num_tokens, bert_config, vocab_file, flag_name="vocab_file"):
-  """A vocabulary with more tokens than the config's `vocab_size` would index outside the table.
+  """A vocabulary must belong to the config: not larger than `vocab_size`, not far smaller.
+
+  Larger: ids past the embedding table (on a GPU `tf.gather` returns zeros without an error).
+  Less than half of `vocab_size`: the vocabulary of another model (a 50-token file against
+  BERT's 30522); most of the table could never be used, so it is an error too. Smaller by more
+  than 10% but at least half: a warning (some models pad `vocab_size` for the hardware, by a few
+  entries; none by that much). Within 10%: silent.
 
   Raises:
-    InputError: `num_tokens > bert_config.vocab_size`.
+    InputError: `num_tokens > bert_config.vocab_size` or `2 * num_tokens < vocab_size`.
   """
-  if num_tokens > bert_config.vocab_size:
+  vocab_size = bert_config.vocab_size
+  if num_tokens > vocab_size:
     raise fileio.InputError(
         "--%s=%s has %d tokens but the config's vocab_size is %d: they do not belong together" %
-        (flag_name, vocab_file, num_tokens, bert_config.vocab_size))
+        (flag_name, vocab_file, num_tokens, vocab_size))
+  if 2 * num_tokens < vocab_size:
+    raise fileio.InputError(
+        "--%s=%s has %d tokens but the config's vocab_size is %d (less than half): they do not "
+        "belong together (is it the vocab.txt of this model?)" %
+        (flag_name, vocab_file, num_tokens, vocab_size))
+  if 10 * num_tokens < 9 * vocab_size:
+    logging.warning("--%s=%s has %d tokens, the config's vocab_size is %d: is it the vocab.txt "
+                    "of this model?", flag_name, vocab_file, num_tokens, vocab_size)
+
+
+# A vocabulary is taken as cased when more than this share of its word entries has a capital.
+CASED_VOCAB_SHARE = 0.05
+
+
+def check_case_matches_vocab(vocab_tokens, do_lower_case, vocab_file, flag_name="vocab_file"):
+  """Warns when --do_lower_case does not fit the vocabulary's own casing (a cheap look).
+
+  Google's `validate_case_matches_checkpoint` knows only the released checkpoints' names. This
+  looks at the vocabulary instead: lower-casing input for a vocabulary with many capitalised
+  entries (cased BERT, BioBERT, ClinicalBERT) leaves those entries unused; keeping the case for a
+  vocabulary with none (uncased BERT) turns capitalised words into pieces or [UNK]. A warning,
+  not an error: a model may have been trained that way on purpose.
+
+  Returns:
+    The warning text, or None.
+  """
+  words = [t[2:] if t.startswith("##") else t for t in vocab_tokens
+           if not (t.startswith("[") and t.endswith("]"))]
+  words = [w for w in words if any(c.isalpha() for c in w)]
+  if not words:
+    return None
+  cased = sum(1 for w in words if any(c.isupper() for c in w))
+  message = None
+  if do_lower_case and cased > CASED_VOCAB_SHARE * len(words):
+    message = ("--do_lower_case=True but --%s=%s looks cased (%d of %d entries have capitals, "
+               "which lower-cased input never reaches): pass --do_lower_case=False for a cased "
+               "model" % (flag_name, vocab_file, cased, len(words)))
+  elif not do_lower_case and cased == 0 and len(words) >= 100:
+    message = ("--do_lower_case=False but --%s=%s has no entry with a capital (an uncased "
+               "model's): pass --do_lower_case=True" % (flag_name, vocab_file))
+  if message:
+    logging.warning("%s", message)
+  return message
 
 
 def resolve_checkpoint(init_checkpoint, flag_name="init_checkpoint"):
@@ -109,7 +159,52 @@ def resolve_checkpoint(init_checkpoint, flag_name="init_checkpoint"):
   if not tf.io.gfile.exists(path + ".index") and not tf.io.gfile.exists(path):
     raise fileio.InputError(
         "--%s=%s: no checkpoint (expected %s.index and its data files)" % (flag_name, path, path))
+  check_checkpoint_complete(path, flag_name)
   return path
+
+
+def check_checkpoint_complete(prefix, flag_name="init_checkpoint"):
+  """A checkpoint's index must parse and its data files must hold every tensor it lists: cheap.
+
+  Reads the `.index` (names, shapes, dtypes) and compares the bytes its numeric tensors need
+  with the sizes of the `.data-*` files, so a checkpoint cut short (an interrupted download)
+  or a file of another kind (records, a safetensors file) given as a checkpoint is one line here,
+  not a traceback when the Estimator restores it. The data's checksums are not verified (that
+  reads every byte); a corrupt byte inside a full-size data file shows when it is read.
+  Remote checkpoints (`gs://...`) get the index check only.
+
+  Raises:
+    InputError: the index is not a checkpoint index, or the data files are shorter than the
+      tensors the index lists.
+  """
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+  except (tf.errors.OpError, ValueError) as e:
+    raise fileio.InputError(
+        "--%s=%s cannot be read: not a TensorFlow checkpoint (expected %s.index and %s.data-* "
+        "files written by a TF saver): %s" % (flag_name, prefix, prefix, prefix, fileio.one_line(e))
+    ) from None
+  if "://" in prefix:
+    return
+  needed = 0
+  for name, shape in shapes.items():
+    dtype = dtypes.get(name)
+    if dtype is None or dtype == tf.string:
+      continue
+    count = 1
+    for dim in shape:
+      count *= int(dim)
+    needed += count * dtype.size
+  data_files = tf.io.gfile.glob(prefix + ".data-*-of-*")
+  have = sum(tf.io.gfile.stat(f).length for f in data_files)
+  if have < needed:
+    raise fileio.InputError(
+        "--%s=%s is cut short: its index lists %d tensors of %d bytes but its data file(s) %s hold "
+        "%d bytes (an interrupted copy? download or copy it again)" %
+        (flag_name, prefix, len(shapes), needed,
+         ", ".join(sorted(data_files)) or "(none)", have))
 
 
 def load_checkpoint(init_checkpoint, flag_name="init_checkpoint"):

@@ -11,7 +11,9 @@ script builds is a TF1 graph), apply `--use_xla` from the command line when the 
 (TF reads `TF_XLA_FLAGS` when absl initialises its devices, which is before `main`), parse flags,
 refuse positional arguments, set INFO logging (absl's and TensorFlow's own), and run `main` inside
 `fileio.exit_on_input_error`, so bad input ends with one line `<script>.py: error: <what was
-wrong>` and exit status 1.
+wrong>` and exit status 1. The same holds, as a safety net under the scripts' own checks, for an
+`OSError` (a file that cannot be opened or written: its message names the file) and TensorFlow's
+`DataLossError` / `PermissionDeniedError` (corrupt data, an unreadable path): their first line.
 
 A flag the script does not define is ignored with one warning naming each such flag, as TF1's
 `tf.app.run` ignored them (it parsed with `known_only=True`): the original command lines of
@@ -109,6 +111,12 @@ def run(main, uses_tensorflow=True, errors=()):
       from clinicalbert_tf import estimator  # pylint: disable=g-import-not-at-top
       estimator.enable_xla_from_argv(sys.argv)
 
+  # A file that cannot be opened, read or written, or data TensorFlow finds corrupt, is the
+  # user's to fix: one line naming it (OSError's message names the file), never a traceback.
+  environment_errors = (OSError,)
+  if uses_tensorflow:
+    environment_errors += (tf.errors.DataLossError, tf.errors.PermissionDeniedError)
+
   unknown = []
 
   def wrapped(argv):
@@ -119,7 +127,7 @@ def run(main, uses_tensorflow=True, errors=()):
       # One line naming each: a mistyped flag ignored in silence is a setting lost in silence.
       logging.warning("ignoring flags %s does not define: %s", os.path.basename(argv[0]),
                       ", ".join(unknown))
-    with fileio.exit_on_input_error(also=tuple(errors)):
+    with fileio.exit_on_input_error(also=tuple(errors) + environment_errors):
       return main(argv)
 
   app.run(wrapped, flags_parser=_parse_flags_leniently(unknown))

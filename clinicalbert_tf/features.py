@@ -113,6 +113,7 @@ def _load_tokenizer(vocab_file, do_lower_case, bert_config):
     raise fileio.InputError("--vocab_file=%s does not exist" % vocab_file)
   tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
   checkpoint_lib.check_vocab_matches_config(len(tokenizer.vocab), bert_config, vocab_file)
+  checkpoint_lib.check_case_matches_vocab(tokenizer.vocab, do_lower_case, vocab_file)
   return tokenizer
 
 
@@ -257,6 +258,7 @@ def extract_features(input_file, output_file, bert_config_file, init_checkpoint,
   bert_config = checkpoint_lib.load_bert_config(bert_config_file)
   layer_indexes = parse_layers(layers, bert_config.num_hidden_layers)
   fileio.expand_file_patterns(input_file, "input_file")  # a clear error if it is missing
+  fileio.check_output_file(output_file)
   tokenizer = _load_tokenizer(vocab_file, do_lower_case, bert_config)
 
   count = 0
@@ -271,6 +273,11 @@ def extract_features(input_file, output_file, bert_config_file, init_checkpoint,
           writer.write(feature_json(feature, [o[b] for o in outputs], layer_indexes) + "\n")
         count += len(features)
         reporter.maybe_log(count)
+      if not count:
+        # Said, not written as an empty file that looks like a result (inside the atomic block,
+        # so nothing appears under the output's name).
+        raise fileio.InputError("--input_file=%s holds no examples (expected one line of text "
+                                "per example); nothing written" % input_file)
   logging.info("extract_features: wrote %d examples to %s in %s", count, output_file,
                progress.format_duration(reporter.elapsed()))
   return count

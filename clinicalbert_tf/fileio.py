@@ -34,7 +34,75 @@ def exit_on_input_error(script_name=None, also=()):
     yield
   except (InputError,) + tuple(also) as e:
     name = script_name or os.path.basename(sys.argv[0])
-    sys.exit("%s: error: %s" % (name, e))
+    sys.exit("%s: error: %s" % (name, one_line(e)))
+
+
+def one_line(error):
+  """An exception's message on one line: TensorFlow's errors carry node and stack lines after it."""
+  if isinstance(error, InputError):
+    return str(error)  # written to be shown as is
+  message = getattr(error, "message", None)
+  text = str(message if message else error).strip()
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if not lines:
+    return type(error).__name__
+  # TF's "Graph execution error:" headline says nothing; the cause is on the next line.
+  if len(lines) > 1 and lines[0].rstrip(":").lower() in ("graph execution error",):
+    lines = lines[1:]
+  return lines[0]
+
+
+def _nearest_existing(path):
+  """The longest prefix of `path` (absolute) that exists."""
+  path = os.path.abspath(path)
+  while not os.path.exists(path):
+    parent = os.path.dirname(path)
+    if parent == path:
+      break
+    path = parent
+  return path
+
+
+def check_output_dir(path, flag_name="output_dir"):
+  """An output folder must be a folder (or creatable as one) that this process can write.
+
+  Checked before any work starts, so a wrong path costs a second, not a training run. Remote
+  paths (`gs://...`) are not checked.
+
+  Raises:
+    InputError: `path` is an existing file, sits below a file, or its nearest existing folder is
+      not writable.
+  """
+  if not path or "://" in path:
+    return
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise InputError("--%s=%s is a file: expected a folder (or a path to create)" %
+                     (flag_name, path))
+  existing = _nearest_existing(path)
+  if not os.path.isdir(existing):
+    raise InputError("--%s=%s: %s is a file, so the folder cannot be created" %
+                     (flag_name, path, existing))
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise InputError("--%s=%s: %s is not writable" % (flag_name, path, existing))
+
+
+def check_output_file(path, flag_name="output_file"):
+  """An output file's path must not be a folder, and its folder must be creatable and writable.
+
+  Raises:
+    InputError: `path` is a folder, its folder sits below a file, or is not writable.
+  """
+  if not path or "://" in path:
+    return
+  if os.path.isdir(path):
+    raise InputError("--%s=%s is a folder: expected a file name" % (flag_name, path))
+  directory = os.path.dirname(os.path.abspath(path))
+  existing = _nearest_existing(directory)
+  if not os.path.isdir(existing):
+    raise InputError("--%s=%s: %s is a file, so the folder cannot be created" %
+                     (flag_name, path, existing))
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise InputError("--%s=%s: %s is not writable" % (flag_name, path, existing))
 
 
 def split_comma_list(value):
@@ -104,7 +172,13 @@ def atomic_output(path):
   On an exception the temporary file is removed and `path` is left untouched.
   """
   directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as e:
+    raise InputError("%s cannot be written: its folder cannot be created (%s)" %
+                     (path, e.strerror or e)) from None
+  if os.path.isdir(path):
+    raise InputError("%s is a folder: expected a file name for the output" % path)
   tmp = temporary_path_for(path)
   try:
     yield tmp
@@ -119,10 +193,13 @@ def atomic_output(path):
 def atomic_open(path, mode="w", encoding="utf-8", newline=None):
   """Like `open(path, mode)` for writing, but the file appears under `path` only on success."""
   with atomic_output(path) as tmp:
-    if "b" in mode:
-      f = open(tmp, mode)
-    else:
-      f = open(tmp, mode, encoding=encoding, newline=newline)
+    try:
+      if "b" in mode:
+        f = open(tmp, mode)
+      else:
+        f = open(tmp, mode, encoding=encoding, newline=newline)
+    except OSError as e:
+      raise InputError("%s cannot be written (%s)" % (path, e.strerror or e)) from None
     with f:
       yield f
 

@@ -432,6 +432,7 @@ def export_checkpoint(bert_config_file, init_checkpoint, vocab_file, do_lower_ca
   if head not in HEADS:
     raise fileio.InputError("--head=%r: expected one of %s" % (head, ", ".join(HEADS)))
   config = checkpoints.load_bert_config(bert_config_file)
+  fileio.check_output_dir(output_dir)
   # The conversion reads the config as a dict of Google's keys (defaults filled in).
   bert_config = config.to_dict()
   if not os.path.isfile(vocab_file):
@@ -502,7 +503,17 @@ def read_hf_weights(hf_dir):
     raise fileio.InputError("--hf_dir=%s has no model.safetensors%s" % (hf_dir, hint))
   tensors = {}
   for path in files:
-    tensors.update(load_file(path))
+    if not os.path.isfile(path):
+      raise fileio.InputError("--hf_dir: %s (named in %s) does not exist" % (path, index))
+    try:
+      tensors.update(load_file(path))
+    except Exception as e:  # pylint: disable=broad-except  (safetensors' own error type)
+      # safetensors checks that its header parses and that the data is as long as the header
+      # says, so a file cut short, or one of another format, ends here.
+      raise fileio.InputError(
+          "--hf_dir: %s is not a complete safetensors file (%s): an interrupted download? "
+          "expected an 8-byte header length, a JSON header and the tensors it lists" %
+          (path, fileio.one_line(e))) from None
   return tensors
 
 
@@ -575,6 +586,14 @@ def import_hf_dir(hf_dir, output_dir):
   if not os.path.isfile(config_path):
     raise fileio.InputError("--hf_dir=%s has no config.json" % hf_dir)
   hf_config = _read_json(config_path, "config.json")
+  if not isinstance(hf_config, dict) or hf_config.get("model_type") != "bert":
+    raise fileio.InputError(
+        "--hf_dir: %s has model_type %r (architectures %s), expected \"bert\": only BERT "
+        "encoders convert to Google's checkpoint" % (
+            config_path, hf_config.get("model_type") if isinstance(hf_config, dict) else None,
+            ", ".join(hf_config.get("architectures") or []) if isinstance(hf_config, dict)
+            else "none"))
+  fileio.check_output_dir(output_dir)
   bert_config = google_config_from_hf(hf_config)
   vocab_path = os.path.join(hf_dir, "vocab.txt")
   if not os.path.isfile(vocab_path):

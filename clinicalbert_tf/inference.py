@@ -465,6 +465,8 @@ def check_options(options, pairs):
                             "input file) is required")
   if o.output_file and o.output_dir and o.replace is None:
     raise fileio.InputError("--output_file and --output_dir: give one of them")
+  fileio.check_output_file(o.output_file)
+  fileio.check_output_dir(o.output_dir)
   if o.skip_existing and not o.output_dir:
     raise fileio.InputError("--skip_existing needs --output_dir (one output per input file or "
                             "note, so a rerun can tell what is done)")

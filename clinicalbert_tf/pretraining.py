@@ -23,8 +23,10 @@ form up to float rounding); bad inputs are reported before the graph is built; a
 `log_every_n_steps` exist.
 """
 
+import contextlib
 import json
 import os
+import struct
 
 from absl import logging
 import tensorflow.compat.v1 as tf
@@ -335,11 +337,54 @@ def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_tr
   return input_fn
 
 
-def check_records(input_files, max_seq_length, max_predictions_per_seq):
-  """Checks the first record of each file against the flags, before any graph is built.
+def check_record_framing(path):
+  """Walks a local TFRecord file's record headers (not their data) to its end: cheap, catches a cut.
+
+  A TFRecord is `uint64 length, uint32 crc, data[length], uint32 crc`; seeking from header to
+  header reads 12 bytes per record, so a file cut short (an interrupted copy) is named here
+  rather than as a `DataLossError` deep into training. The CRCs are not checked (that would read
+  every byte): a corrupt byte inside a record is reported when training reaches it (see
+  `run_pretraining`). Remote files (`gs://...`) are not walked.
 
   Raises:
-    InputError: a file is empty, is not a TFRecord file of tf.train.Examples, lacks a feature, or
+    InputError: a header or a record runs past the end of the file (naming the record's number
+      and byte offset), or a length no record could have.
+  """
+  if "://" in path or not os.path.isfile(path):
+    return
+  size = os.path.getsize(path)
+  offset = 0
+  number = 0
+  with open(path, "rb") as f:
+    while offset < size:
+      f.seek(offset)
+      header = f.read(12)
+      if len(header) < 12:
+        raise fileio.InputError(
+            "--input_file: %s is cut short: record %d at byte %d has a %d-byte header, expected "
+            "12 (an interrupted copy? regenerate or copy it again)" %
+            (path, number + 1, offset, len(header)))
+      (length,) = struct.unpack("<Q", header[:8])
+      end = offset + 12 + length + 4
+      if end > size and number == 0:
+        raise fileio.InputError(
+            "--input_file: %s is not a TFRecord file: its first record header claims %d bytes, "
+            "the file has %d (expected records from create_pretraining_data.py)" %
+            (path, length, size))
+      if end > size:
+        raise fileio.InputError(
+            "--input_file: %s is cut short: record %d at byte %d needs %d bytes, the file has %d "
+            "(an interrupted copy? regenerate or copy it again)" %
+            (path, number + 1, offset, end - offset, size - offset))
+      offset = end
+      number += 1
+
+
+def check_records(input_files, max_seq_length, max_predictions_per_seq):
+  """Checks each file's framing and its first record against the flags, before any graph is built.
+
+  Raises:
+    InputError: a file is cut short (`check_record_framing`), is empty, is not a TFRecord file of tf.train.Examples, lacks a feature, or
       has a sequence length / number of predictions other than the flags' (naming both values).
   """
   from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
@@ -353,6 +398,7 @@ def check_records(input_files, max_seq_length, max_predictions_per_seq):
       "next_sentence_labels": (None, 1),
   }
   for path in input_files:
+    check_record_framing(path)
     try:
       first = next(iter(tf.io.tf_record_iterator(path)), None)
     except (tf.errors.OpError, IOError) as e:
@@ -396,6 +442,26 @@ def write_eval_results(output_dir, result):
   for key in sorted(result.keys()):
     logging.info("  %s = %s", key, str(result[key]))
   return fileio.write_key_values(os.path.join(output_dir, EVAL_RESULTS_FILE), result)
+
+
+@contextlib.contextmanager
+def _data_errors_named(input_files, init_checkpoint):
+  """A corrupt record or checkpoint met mid-run becomes an InputError naming the files read.
+
+  `check_records` reads headers and first records only; a byte flipped inside a later record (or
+  a checkpoint's data cut short) surfaces inside the Estimator as a `DataLossError` (or an
+  `OutOfRangeError` from the checkpoint reader) with no file name.
+  """
+  try:
+    yield
+  except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+    shown = ", ".join(input_files[:5]) + (" and %d more" % (len(input_files) - 5)
+                                          if len(input_files) > 5 else "")
+    what = "--input_file (%s)" % shown
+    if init_checkpoint:
+      what += " or --init_checkpoint=%s" % init_checkpoint
+    raise fileio.InputError("corrupt data while reading %s: %s" %
+                            (what, fileio.one_line(e))) from None
 
 
 def _is_chief():
@@ -477,6 +543,7 @@ def run_pretraining(bert_config_file,
                             (max_predictions_per_seq, max_seq_length))
   if init_checkpoint:
     checkpoints.resolve_checkpoint(init_checkpoint)
+  fileio.check_output_dir(output_dir)
   check_records(input_files, max_seq_length, max_predictions_per_seq)
 
   tf.io.gfile.makedirs(output_dir)
@@ -532,7 +599,8 @@ def run_pretraining(bert_config_file,
         is_training=True,
         shuffle_buffer_size=shuffle_buffer_size)
     # With accumulation each global step takes N input batches; Estimator counts global steps.
-    estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
+    with _data_errors_named(input_files, init_checkpoint):
+      estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
 
   result = None
   if do_eval:
@@ -546,6 +614,7 @@ def run_pretraining(bert_config_file,
         max_seq_length=max_seq_length,
         max_predictions_per_seq=max_predictions_per_seq,
         is_training=False)
-    result = estimator.evaluate(input_fn=eval_input_fn, steps=max_eval_steps)
+    with _data_errors_named(input_files, init_checkpoint):
+      result = estimator.evaluate(input_fn=eval_input_fn, steps=max_eval_steps)
     write_eval_results(output_dir, result)
   return result

@@ -45,6 +45,7 @@ def export(model_dir, export_dir, version=None, bert_config_file=None, vocab_fil
   files = inference.locate_model(model_dir, bert_config_file, vocab_file, init_checkpoint)
   if files.saved_model_dir:
     raise fileio.InputError("--model_dir=%s is a SavedModel already" % model_dir)
+  fileio.check_output_dir(export_dir, "export_dir")
   version = next_version(export_dir) if version is None else int(version)
   final = os.path.join(export_dir, str(version))
   if os.path.exists(final):

@@ -214,6 +214,8 @@ class Runner(object):
                                                 do_lower_case=c.do_lower_case)
     checkpoints.check_vocab_matches_config(len(self.tokenizer.vocab), self.bert_config,
                                            c.vocab_file)
+    checkpoints.check_case_matches_vocab(self.tokenizer.vocab, c.do_lower_case, c.vocab_file)
+    fileio.check_output_dir(c.output_dir)
     self.head = heads.head_for_task(task, task.get_labels(c.data_dir))
     if c.max_seq_length < self.head.min_seq_length:
       raise fileio.InputError("--max_seq_length=%d leaves no room for words" % c.max_seq_length)
