@@ -588,11 +588,11 @@ def import_hf_dir(hf_dir, output_dir):
   hf_config = _read_json(config_path, "config.json")
   if not isinstance(hf_config, dict) or hf_config.get("model_type") != "bert":
     raise fileio.InputError(
-        "--hf_dir: %s has model_type %r (architectures %s), expected \"bert\": only BERT "
+        "--hf_dir: %s: model_type is %r (architectures: %s), expected \"bert\": only BERT "
         "encoders convert to Google's checkpoint" % (
             config_path, hf_config.get("model_type") if isinstance(hf_config, dict) else None,
-            ", ".join(hf_config.get("architectures") or []) if isinstance(hf_config, dict)
-            else "none"))
+            ", ".join(hf_config.get("architectures") or []) or "none"
+            if isinstance(hf_config, dict) else "none"))
   fileio.check_output_dir(output_dir)
   bert_config = google_config_from_hf(hf_config)
   vocab_path = os.path.join(hf_dir, "vocab.txt")
