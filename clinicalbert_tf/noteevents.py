@@ -148,7 +148,11 @@ class NoteEventsReader(object):
     self._text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
     # The limit is process-wide: raised while this reader is open, restored by close().
     self._saved_field_limit = csv.field_size_limit(MAX_FIELD_CHARS)
-    self._reader = csv.reader(self._text)
+    # Python's csv accepts a quoted field that is still open when the file ends (the rest of the
+    # file becomes one field); the raw lines of each record are kept to notice that (see __iter__).
+    self._record_lines = []
+    self._at_end = False
+    self._reader = csv.reader(self._lines())
     try:
       header = next(self._reader)
     except StopIteration:
@@ -208,10 +212,26 @@ class NoteEventsReader(object):
   def __exit__(self, *unused_exc_info):
     self.close()
 
+  def _lines(self):
+    """The text's lines, each also kept in `_record_lines`; sets `_at_end` when they run out."""
+    record = self._record_lines
+    for text_line in self._text:
+      record.append(text_line)
+      yield text_line
+    self._at_end = True
+
+  def _check_quotes_closed(self, line):
+    """At the end of the file, a record with an odd number of `"` left a quoted field open."""
+    if self._at_end and sum(l.count('"') for l in self._record_lines) % 2:
+      raise fileio.InputError(
+          "%s %s: the file ends inside a quoted field opened in the record at line %d; expected "
+          "a closing quote (is the file cut short?)" % (self._flag, self.path, line))
+
   def __iter__(self):
     reader = self._reader
     while True:
       line = reader.line_num + 1  # first line of the next record
+      del self._record_lines[:]
       try:
         row = next(reader)
       except StopIteration:
@@ -222,6 +242,7 @@ class NoteEventsReader(object):
       except (EOFError, OSError, zlib.error) as e:
         raise fileio.InputError("%s %s: cannot read past line %d: %s"
                                 % (self._flag, self.path, line, e)) from None
+      self._check_quotes_closed(line)
       if not row:  # a blank line between records holds no data
         continue
       yield self._parse_row(row, line)

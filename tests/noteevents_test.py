@@ -326,6 +326,29 @@ class FormatFileTest(testutil.TestCase):
       self.run_format(path, out_name="cut")
     self.assertEqual(listing(os.path.join(self.tmp, "cut")), [])
 
+  def test_quote_that_never_closes_is_an_input_error(self):
+    good = write_csv(os.path.join(self.tmp, "good.csv"), [
+        note_row(1, "Nursing", "One."), note_row(2, "Nursing", 'Said "fine" today.')])
+    with open(good, encoding="utf-8") as f:
+      text = f.read()
+    # A copy cut inside the last note's quoted TEXT, and one whose last TEXT never closes (both
+    # would silently end the file as that note's text).
+    cut = os.path.join(self.tmp, "cut.csv")
+    with open(cut, "w", encoding="utf-8") as f:
+      f.write(text[:text.index("fine")])
+    unclosed = os.path.join(self.tmp, "unclosed.csv")
+    with open(unclosed, "w", encoding="utf-8") as f:
+      f.write(text.replace('today."\n', 'today.\n'))
+    for path in (cut, unclosed):
+      with self.assertRaisesRegex(fileio.InputError,
+                                  r"%s: the file ends inside a quoted field opened in the record at "
+                                  r"line \d+" % re.escape(path)):
+        self.run_format(path, out_name="out_" + os.path.basename(path))
+      self.assertEqual(listing(os.path.join(self.tmp, "out_" + os.path.basename(path))), [])
+    # The intact file (with its doubled quotes) still reads.
+    out, summary = self.run_format(good)
+    self.assertEqual(summary["bad_rows_total"], 0)
+
   def test_a_model_directory_is_loaded_with_spacy_load(self):
     import spacy  # pylint: disable=g-import-not-at-top
     model_dir = os.path.join(self.tmp, "tiny_model")
