@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=demo_output
 TOTAL=12
-# Steps and sizes: small enough for about two minutes on 2 cores.
+# Steps and sizes: small enough for about five minutes on 2 cores.
 PRETRAIN_STEPS=${DEMO_PRETRAIN_STEPS:-1000}
 SEQ=64
 FINETUNE_EPOCHS=${DEMO_FINETUNE_EPOCHS:-10}
