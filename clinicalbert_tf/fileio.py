@@ -63,6 +63,16 @@ def _nearest_existing(path):
   return path
 
 
+def _check_folder_can_be_written(folder, path, flag_name):
+  """`folder` (for the output `path` of `--flag_name`) exists or can be created, and is writable."""
+  existing = _nearest_existing(folder)
+  if not os.path.isdir(existing):
+    raise InputError("--%s=%s: %s is a file, so the folder cannot be created" %
+                     (flag_name, path, existing))
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise InputError("--%s=%s: %s is not writable" % (flag_name, path, existing))
+
+
 def check_output_dir(path, flag_name="output_dir"):
   """An output folder must be a folder (or creatable as one) that this process can write.
 
@@ -78,12 +88,7 @@ def check_output_dir(path, flag_name="output_dir"):
   if os.path.exists(path) and not os.path.isdir(path):
     raise InputError("--%s=%s is a file: expected a folder (or a path to create)" %
                      (flag_name, path))
-  existing = _nearest_existing(path)
-  if not os.path.isdir(existing):
-    raise InputError("--%s=%s: %s is a file, so the folder cannot be created" %
-                     (flag_name, path, existing))
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise InputError("--%s=%s: %s is not writable" % (flag_name, path, existing))
+  _check_folder_can_be_written(path, path, flag_name)
 
 
 def check_output_file(path, flag_name="output_file"):
@@ -96,13 +101,7 @@ def check_output_file(path, flag_name="output_file"):
     return
   if os.path.isdir(path):
     raise InputError("--%s=%s is a folder: expected a file name" % (flag_name, path))
-  directory = os.path.dirname(os.path.abspath(path))
-  existing = _nearest_existing(directory)
-  if not os.path.isdir(existing):
-    raise InputError("--%s=%s: %s is a file, so the folder cannot be created" %
-                     (flag_name, path, existing))
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise InputError("--%s=%s: %s is not writable" % (flag_name, path, existing))
+  _check_folder_can_be_written(os.path.dirname(os.path.abspath(path)), path, flag_name)
 
 
 def split_comma_list(value):
