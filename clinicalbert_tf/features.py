@@ -532,6 +532,7 @@ def nearest_neighbors(input_files, checkpoints, query_words, output_file=None, n
     raise fileio.InputError("--init_checkpoint: at least one checkpoint is needed")
   if not query_words:
     raise fileio.InputError("--query_words is empty")
+  fileio.check_output_file(output_file)  # before the long passes, not after them
   if num_neighbors < 1 or min_count < 1 or max_word_types < 1 or batch_size < 1:
     raise fileio.InputError("--num_neighbors, --min_count, --max_word_types and --batch_size must "
                             "be >= 1")

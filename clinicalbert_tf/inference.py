@@ -447,6 +447,14 @@ class JobOptions:
   progress_seconds: float = 30.0
 
 
+def check_paths_and_locale(options):
+  """The checks that need no model: output paths and the surrogate locale (before a model loads)."""
+  fileio.check_output_file(options.output_file)
+  fileio.check_output_dir(options.output_dir)
+  if options.replace == "surrogate":
+    surrogates_lib.check_locale(options.surrogate_locale)
+
+
 def check_options(options, pairs):
   """Raises InputError for a combination of options that cannot work."""
   o = options
@@ -465,8 +473,7 @@ def check_options(options, pairs):
                             "input file) is required")
   if o.output_file and o.output_dir and o.replace is None:
     raise fileio.InputError("--output_file and --output_dir: give one of them")
-  fileio.check_output_file(o.output_file)
-  fileio.check_output_dir(o.output_dir)
+  check_paths_and_locale(o)
   if o.skip_existing and not o.output_dir:
     raise fileio.InputError("--skip_existing needs --output_dir (one output per input file or "
                             "note, so a rerun can tell what is done)")
@@ -477,8 +484,6 @@ def check_options(options, pairs):
     raise fileio.InputError("--max_bad_notes must be >= 0 and --predict_batch_size >= 1")
   if o.replace == "mask" and len(o.mask_char) != 1:
     raise fileio.InputError("--mask_char=%r: expected one character" % o.mask_char)
-  if o.replace == "surrogate":
-    surrogates_lib.check_locale(o.surrogate_locale)
 
 
 def _good_notes(stream, options, counts):
@@ -671,6 +676,7 @@ def run_from_flags(flag_values, deidentify=False):
   else:
     options.output_format, options.include_text = f.output_format, f.include_text
     options.min_probability = f.min_probability
+  check_paths_and_locale(options)  # a wrong path should not cost a model load first
   model = load_model(f.model_dir, f.bert_config_file, f.vocab_file, f.init_checkpoint,
                      num_threads=f.num_threads)
   try:

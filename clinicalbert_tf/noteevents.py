@@ -559,6 +559,9 @@ def _check_arguments(output_dir, all_notes_file, category_files, num_workers, ma
   if not category_files and not all_notes_file:
     raise fileio.InputError("nothing to write: --category_files is off and --all_notes_file is "
                             "empty")
+  if category_files:
+    fileio.check_output_dir(output_dir)
+  fileio.check_output_file(all_notes_file, "all_notes_file")
 
 
 def _category_selector(categories):

@@ -780,6 +780,7 @@ def _check_paths(input_files, output_files, num_workers):
                               "written under a temporary name and renamed)" % path)
     if output_files.count(path) > 1:
       raise fileio.InputError("--output_file lists %s more than once" % path)
+    fileio.check_output_file(path)
   if not input_files:
     raise fileio.InputError("--input_file: no input files")
   for path in input_files:

@@ -229,6 +229,7 @@ def build_vocab(input_files, output_file, vocab_size, do_lower_case=False, num_u
   Returns:
     A dict with counts (lines, words, distinct words, vocabulary size) also written to the sidecar.
   """
+  fileio.check_output_file(output_file)  # before the counting pass, not after it
   start = time.time()
   counts, num_lines = count_words(input_files, do_lower_case=do_lower_case,
                                   num_workers=num_workers)

@@ -156,6 +156,21 @@ class FaultsTest(testutil.TestCase):
             "--input_file=" + p["text"], "--output_file=%s/x.jsonl" % p["a_file"]]),
         "features_empty_input": ("extract_features", features + [
             "--input_file=" + p["empty"], "--output_file=%s/empty/x.jsonl" % out]),
+        "notes_output_under_file": ("format_notes", [
+            "--input_file=" + os.path.join(TESTDATA, "NOTEEVENTS_sample.csv"),
+            "--output_dir=%s/sentences" % p["a_file"]]),
+        "vocab_output_under_file": ("build_vocab", [
+            "--input_file=" + p["text"], "--output_file=%s/vocab.txt" % p["a_file"]]),
+        "records_output_under_file": ("create_pretraining_data", [
+            "--input_file=" + p["text"], "--vocab_file=" + cls.vocab,
+            "--output_file=%s/x.tfrecord" % p["a_file"]]),
+        "neighbors_output_under_file": ("nearest_neighbors", [
+            "--input_file=" + p["text"], "--init_checkpoint=" + cls.ckpt,
+            "--bert_config_file=" + cls.config_file, "--vocab_file=" + cls.vocab,
+            "--query_words=pain", "--output_file=%s/x.md" % p["a_file"]]),
+        "predict_output_under_file": ("predict", [
+            "--model_dir=" + d, "--input_file=" + p["text"],
+            "--output_file=%s/x.jsonl" % p["a_file"]]),
         "hf_cut_safetensors": ("import_hf", [
             "--hf_dir=" + p["hf_cut"], "--output_dir=%s/hf_cut" % out]),
         "hf_gpt2": ("import_hf", [
@@ -246,6 +261,11 @@ class FaultsTest(testutil.TestCase):
     self.assertFault("finetune_output_under_file", self.paths["a_file"], "is a file")
     self.assertFault("features_output_under_file", "--output_file=", self.paths["a_file"],
                      "is a file")
+    # The other scripts with outputs: one line naming the path (checked before their work starts).
+    self.assertFault("notes_output_under_file", "--output_dir=", self.paths["a_file"], "is a file")
+    for case in ("vocab_output_under_file", "records_output_under_file",
+                 "neighbors_output_under_file", "predict_output_under_file"):
+      self.assertFault(case, "--output_file=", self.paths["a_file"], "is a file")
 
   def test_export_dir_is_a_file(self):
     # The model folder here has no fine-tuned head; either fault is one line naming its path.
