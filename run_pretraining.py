@@ -21,6 +21,7 @@ from clinicalbert_tf import cli
 from clinicalbert_tf import estimator
 from clinicalbert_tf import hooks
 from clinicalbert_tf import pretraining
+from clinicalbert_tf import train_op
 
 FLAGS = flags.FLAGS
 
@@ -70,21 +71,13 @@ flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
 # log_every_n_steps.
 estimator.define_run_config_flags()
 
-## Additions (not in Google's script)
-flags.DEFINE_bool("use_xla", False, "Compile the graph with XLA (auto-clustering).")
+## Additions (not in Google's script): --use_xla, --use_amp, --num_accumulation_steps,
+## --distribution_strategy, shared with the fine-tuning scripts.
+estimator.define_accelerator_flags()
 
-flags.DEFINE_bool("use_amp", False,
-                  "float16 automatic mixed precision with dynamic loss scaling (GPU).")
-
-flags.DEFINE_integer("num_accumulation_steps", 1,
-                     "Accumulate gradients over this many batches per optimizer step; the "
-                     "effective batch is train_batch_size * num_accumulation_steps and "
-                     "num_train_steps counts optimizer steps.")
-
-flags.DEFINE_enum("distribution_strategy", "none", list(estimator.DISTRIBUTION_STRATEGIES),
-                  "none: Google's TPUEstimator (CPU/one GPU); mirrored: all local GPUs; "
-                  "multi_worker_mirrored: several machines described by TF_CONFIG. "
-                  "train_batch_size is the global batch.")
+flags.DEFINE_enum("optimizer", "adamw", list(train_op.OPTIMIZERS),
+                  "adamw: Google's Adam with weight decay; lamb: layer-wise adaptive moments "
+                  "(NVIDIA's recipe, for large global batches).")
 
 
 def main(argv):
@@ -103,10 +96,8 @@ def main(argv):
       num_train_steps=FLAGS.num_train_steps,
       num_warmup_steps=FLAGS.num_warmup_steps,
       max_eval_steps=FLAGS.max_eval_steps,
-      use_xla=FLAGS.use_xla,
-      use_amp=FLAGS.use_amp,
-      num_accumulation_steps=FLAGS.num_accumulation_steps,
-      distribution_strategy=FLAGS.distribution_strategy,
+      optimizer=FLAGS.optimizer,
+      **estimator.accelerator_flag_values(FLAGS),
       **estimator.run_config_flag_values(FLAGS))
 
 

@@ -14,6 +14,8 @@ This module does that once, and adds what a long run on shared hardware needs:
     clusters too.
   * `define_run_config_flags` / `run_config_flag_values`: the checkpointing, logging and TPU flags
     both scripts take (Google's names, defaults and help), defined and read in one place.
+  * `define_accelerator_flags` / `accelerator_flag_values`: `--use_xla`, `--use_amp`,
+    `--num_accumulation_steps` and `--distribution_strategy`, the same on every training script.
 
 The training op (accumulation, loss scaling, clipping) is in `train_op.py`, checkpoint
 initialisation in `checkpoints.py`.
@@ -73,6 +75,36 @@ def define_run_config_flags():
 def run_config_flag_values(flag_values):
   """{name: value} of the `define_run_config_flags` flags, as keyword arguments."""
   return {name: flag_values[name].value for name in RUN_CONFIG_FLAGS}
+
+
+# The flags `define_accelerator_flags` defines (none of them is in Google's scripts).
+ACCELERATOR_FLAGS = ("use_xla", "use_amp", "num_accumulation_steps", "distribution_strategy")
+
+
+def define_accelerator_flags():
+  """Defines `--use_xla`, `--use_amp`, `--num_accumulation_steps`, `--distribution_strategy`.
+
+  The same four switches on run_pretraining.py and every fine-tuning script, with the same
+  meaning: they go to `make_run_config` (XLA, the float16 rewrite, the strategy) and to
+  `train_op.create_train_op` (accumulation, loss scaling, the cross-replica mean). Call once, at a
+  script's top level.
+  """
+  flags.DEFINE_bool("use_xla", False, "Compile the graph with XLA (auto-clustering).")
+  flags.DEFINE_bool("use_amp", False,
+                    "float16 automatic mixed precision with dynamic loss scaling (GPU).")
+  flags.DEFINE_integer("num_accumulation_steps", 1,
+                       "Accumulate gradients over this many batches per optimizer step; the "
+                       "effective batch is train_batch_size * num_accumulation_steps and the "
+                       "number of training steps counts optimizer steps.")
+  flags.DEFINE_enum("distribution_strategy", "none", list(DISTRIBUTION_STRATEGIES),
+                    "none: Google's TPUEstimator (CPU/one GPU); mirrored: all local GPUs; "
+                    "multi_worker_mirrored: several machines described by TF_CONFIG. "
+                    "train_batch_size is the global batch.")
+
+
+def accelerator_flag_values(flag_values):
+  """{name: value} of the `define_accelerator_flags` flags, as keyword arguments."""
+  return {name: flag_values[name].value for name in ACCELERATOR_FLAGS}
 
 
 def make_strategy(distribution_strategy):

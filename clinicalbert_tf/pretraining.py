@@ -188,7 +188,7 @@ def metric_fn(masked_lm_example_loss, masked_lm_log_probs, masked_lm_ids, masked
 
 def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_steps,
                      num_warmup_steps, use_tpu, use_one_hot_embeddings, num_accumulation_steps=1,
-                     use_amp=False):
+                     use_amp=False, optimizer="adamw"):
   """The `model_fn` closure for `estimator.build_estimator` (Google's signature, plus extras)."""
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
@@ -230,7 +230,8 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op = train_op_lib.create_train_op(
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
-          num_accumulation_steps=num_accumulation_steps, use_amp=use_amp, tvars=tvars)
+          num_accumulation_steps=num_accumulation_steps, use_amp=use_amp, tvars=tvars,
+          optimizer=optimizer)
       if not use_tpu:
         # TensorBoard: the Estimator adds `loss`; these are the batch's values.
         weights = tf.reshape(masked_lm_weights, [-1])
@@ -504,6 +505,7 @@ def run_pretraining(bert_config_file,
                     num_accumulation_steps=1,
                     distribution_strategy="none",
                     log_every_n_steps=100,
+                    optimizer="adamw",
                     shuffle_buffer_size=SHUFFLE_BUFFER_SIZE,
                     seed=None):
   """Runs pretraining and/or evaluation as Google's `run_pretraining.py` main does.
@@ -577,7 +579,8 @@ def run_pretraining(bert_config_file,
       use_tpu=use_tpu,
       use_one_hot_embeddings=use_tpu,
       num_accumulation_steps=num_accumulation_steps,
-      use_amp=use_amp)
+      use_amp=use_amp,
+      optimizer=optimizer)
 
   estimator = estimator_lib.build_estimator(
       model_fn,

@@ -92,8 +92,11 @@ def _cross_replica_mean(grads):
   return out
 
 
+OPTIMIZERS = ("adamw", "lamb")
+
+
 def create_train_op(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu=False,
-                    num_accumulation_steps=1, use_amp=False, tvars=None):
+                    num_accumulation_steps=1, use_amp=False, tvars=None, optimizer="adamw"):
   """The training op: `optimization.create_optimizer` with accumulation, AMP and replicas.
 
   * `num_accumulation_steps` N > 1: each call of the op adds this batch's gradients to local
@@ -110,6 +113,10 @@ def create_train_op(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu=Fa
   Returns:
     The training op.
   """
+  if optimizer not in OPTIMIZERS:
+    raise ValueError("optimizer=%r: expected one of %s" % (optimizer, ", ".join(OPTIMIZERS)))
+  if optimizer == "lamb":
+    raise NotImplementedError("LAMB is not written yet")
   if tvars is None:
     tvars = tf.trainable_variables()
   n = max(1, int(num_accumulation_steps or 1))
