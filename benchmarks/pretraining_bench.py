@@ -41,6 +41,9 @@ SEQ = 128
 PRED = 20
 VOCAB = 30522
 
+# The scripts `--child=<name>` runs (besides "google": tests/run_google_pretraining.py).
+CHILD_SCRIPTS = {"ours": "run_pretraining.py", "finetune": "run_finetune.py"}
+
 CONFIGS = {
     "small": dict(layers=4, hidden=256, heads=4, intermediate=1024, batch=32, steps=30),
     "base": dict(layers=12, hidden=768, heads=12, intermediate=3072, batch=4, steps=12),
@@ -143,30 +146,31 @@ def _child_main(impl, argv):
   if impl == "google":
     runpy.run_module("tests.run_google_pretraining", run_name="__main__", alter_sys=True)
   else:
-    runpy.run_path(os.path.join(REPO_ROOT, "run_pretraining.py"), run_name="__main__")
+    runpy.run_path(os.path.join(REPO_ROOT, CHILD_SCRIPTS[impl]), run_name="__main__")
 
 
-def run_one(impl, config_file, records, out_dir, c, use_xla, warmup_steps, timeout):
-  """Trains c["steps"] steps; returns (sequences/s, step-rate samples, wall seconds)."""
-  flags = ["--bert_config_file=" + config_file, "--input_file=" + records,
-           "--output_dir=" + out_dir, "--do_train=True", "--max_seq_length=%d" % SEQ,
-           "--max_predictions_per_seq=%d" % PRED, "--train_batch_size=%d" % c["batch"],
-           "--num_train_steps=%d" % c["steps"], "--num_warmup_steps=2",
-           "--save_checkpoints_steps=100000"]
+def child_env(gpu=False):
+  """The environment of a `--child` process: this repository importable, no GPU unless `gpu`."""
   env = dict(os.environ)
   env["PYTHONPATH"] = REPO_ROOT
-  env["CUDA_VISIBLE_DEVICES"] = ""
+  if not gpu:
+    env["CUDA_VISIBLE_DEVICES"] = ""
   env["TF_CPP_MIN_LOG_LEVEL"] = "1"
   env.pop("TF_XLA_FLAGS", None)
-  child = [sys.executable, os.path.abspath(__file__), "--child=" + impl, "--"]
-  if impl == "google":
-    cmd = child + flags
-    if use_xla:
-      env["TF_XLA_FLAGS"] = "--tf_xla_cpu_global_jit"
-      env["BENCH_GOOGLE_XLA"] = "1"
-  else:
-    cmd = child + flags + ["--use_xla=%s" % use_xla]
-  shutil.rmtree(out_dir, ignore_errors=True)
+  return env
+
+
+def run_child(impl, flags, env, batch, warmup_steps, timeout):
+  """Runs `--child=impl` with the script's `flags`; returns its step statistics.
+
+  Returns:
+    {"wall_seq_s": batch / median step wall time after `warmup_steps`, "fastest_seq_s",
+     "cpu_s_per_seq": median step CPU time / batch, "run_wall": the child's wall seconds}.
+
+  Raises:
+    RuntimeError: the child failed (with the tail of its stderr) or timed too few steps.
+  """
+  cmd = [sys.executable, os.path.abspath(__file__), "--child=" + impl, "--"] + list(flags)
   t = time.time()
   proc = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
                         timeout=timeout)
@@ -181,9 +185,31 @@ def run_one(impl, config_file, records, out_dir, c, use_xla, warmup_steps, timeo
   step_cpu = timings["cpu"][warmup_steps:]
   if not step_wall:
     raise RuntimeError("%s: only %d steps timed" % (impl, len(timings["wall"])))
-  return dict(wall_seq_s=c["batch"] / statistics.median(step_wall),
-              fastest_seq_s=c["batch"] / min(step_wall),
-              cpu_s_per_seq=statistics.median(step_cpu) / c["batch"], run_wall=wall)
+  return dict(wall_seq_s=batch / statistics.median(step_wall),
+              fastest_seq_s=batch / min(step_wall),
+              cpu_s_per_seq=statistics.median(step_cpu) / batch, run_wall=wall)
+
+
+def run_one(impl, config_file, records, out_dir, c, use_xla, warmup_steps, timeout,
+            use_amp=False, gpu=False):
+  """Trains c["steps"] steps; returns `run_child`'s step statistics.
+
+  `use_amp` adds ours' --use_amp; `gpu` leaves the GPU visible (benchmarks/gpu_check.py).
+  """
+  flags = ["--bert_config_file=" + config_file, "--input_file=" + records,
+           "--output_dir=" + out_dir, "--do_train=True", "--max_seq_length=%d" % SEQ,
+           "--max_predictions_per_seq=%d" % PRED, "--train_batch_size=%d" % c["batch"],
+           "--num_train_steps=%d" % c["steps"], "--num_warmup_steps=2",
+           "--save_checkpoints_steps=100000"]
+  env = child_env(gpu)
+  if impl == "google":
+    if use_xla:
+      env["TF_XLA_FLAGS"] = "--tf_xla_cpu_global_jit"
+      env["BENCH_GOOGLE_XLA"] = "1"
+  else:
+    flags += ["--use_xla=%s" % use_xla] + (["--use_amp"] if use_amp else [])
+  shutil.rmtree(out_dir, ignore_errors=True)
+  return run_child(impl, flags, env, c["batch"], warmup_steps, timeout)
 
 
 def _better(a, b):
