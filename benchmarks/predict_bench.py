@@ -61,6 +61,7 @@ def write_model(directory):
 
 
 def make_notes(num, words_per_note, seed=0):
+  """`num` one-line notes of words of the tiny test vocabulary, about `words_per_note` each."""
   from tests import testutil  # pylint: disable=g-import-not-at-top
   words = [t for t in testutil.vocab_tokens() if t.isalpha() and len(t) > 2 and t.islower()]
   rng = np.random.RandomState(seed)
@@ -68,13 +69,14 @@ def make_notes(num, words_per_note, seed=0):
           for _ in range(num)]
 
 
-def run_ours(model, notes):
+def run_ours(model, notes, batch_size=None):
+  """predict.py's path over `notes`: (seconds, spans per note); batch_size default --batch_size."""
   from clinicalbert_tf import inference  # pylint: disable=g-import-not-at-top
   from clinicalbert_tf import note_inputs  # pylint: disable=g-import-not-at-top
   items = [note_inputs.Note(str(i), t, "bench", "bench") for i, t in enumerate(notes)]
   start = time.perf_counter()
-  out = [[(s.start, s.end, s.label) for s in spans]
-         for _, spans in inference.Predictor(model, FLAGS.batch_size).predict(items)]
+  predictor = inference.Predictor(model, batch_size or FLAGS.batch_size)
+  out = [[(s.start, s.end, s.label) for s in spans] for _, spans in predictor.predict(items)]
   return time.perf_counter() - start, out
 
 
