@@ -10,7 +10,10 @@ Google's `run_pretraining.py` command line works unchanged, e.g. ClinicalBERT's:
 
 Extra flags: --keep_checkpoint_max, --use_xla, --use_amp, --num_accumulation_steps,
 --distribution_strategy (none | mirrored | multi_worker_mirrored with TF_CONFIG),
---log_every_n_steps.
+--log_every_n_steps, --optimizer; held-out evaluation: --eval_input_file (records of its own for
+--do_eval and for evaluations during training), --eval_every_n_steps (evaluate every N steps into
+eval_history.jsonl and TensorBoard's eval folder), --keep_best_checkpoint (copy the checkpoint with
+the lowest masked_lm_loss to <output_dir>/best).
 Restarting with the same --output_dir resumes from its latest checkpoint. The work is done by
 `clinicalbert_tf.pretraining.run_pretraining`.
 """
@@ -79,6 +82,24 @@ flags.DEFINE_enum("optimizer", "adamw", list(train_op.OPTIMIZERS),
                   "adamw: Google's Adam with weight decay; lamb: layer-wise adaptive moments "
                   "(NVIDIA's recipe, for large global batches).")
 
+## Held-out evaluation (additions).
+flags.DEFINE_string(
+    "eval_input_file", None,
+    "Evaluation TF example files (a glob or comma separated), for --do_eval and "
+    "--eval_every_n_steps. Default: evaluate on --input_file, as Google's script does.")
+
+flags.DEFINE_integer(
+    "eval_every_n_steps", 0,
+    "With --do_train: evaluate (max_eval_steps batches) the checkpoint saved at each multiple of "
+    "N steps, appending one JSON line to <output_dir>/eval_history.jsonl and writing the metrics "
+    "to <output_dir>/eval for TensorBoard. Must be a multiple of --save_checkpoints_steps. "
+    "0: off.")
+
+flags.DEFINE_bool(
+    "keep_best_checkpoint", False,
+    "With --eval_every_n_steps: keep a copy of the checkpoint with the lowest masked_lm_loss so "
+    "far in <output_dir>/best (with best_eval.json); the regular checkpoints are unaffected.")
+
 
 def main(argv):
   pretraining.run_pretraining(
@@ -97,6 +118,9 @@ def main(argv):
       num_warmup_steps=FLAGS.num_warmup_steps,
       max_eval_steps=FLAGS.max_eval_steps,
       optimizer=FLAGS.optimizer,
+      eval_input_file=FLAGS.eval_input_file,
+      eval_every_n_steps=FLAGS.eval_every_n_steps,
+      keep_best_checkpoint=FLAGS.keep_best_checkpoint,
       **estimator.accelerator_flag_values(FLAGS),
       **estimator.run_config_flag_values(FLAGS))
 

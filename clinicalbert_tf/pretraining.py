@@ -25,6 +25,7 @@ form up to float rounding); bad inputs are reported before the graph is built; a
 
 import contextlib
 import json
+import math
 import os
 import struct
 
@@ -33,6 +34,7 @@ import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import checkpoints
 from clinicalbert_tf import estimator as estimator_lib
+from clinicalbert_tf import eval_history
 from clinicalbert_tf import fileio
 from clinicalbert_tf import modeling
 from clinicalbert_tf import optimization
@@ -338,7 +340,7 @@ def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_tr
   return input_fn
 
 
-def check_record_framing(path):
+def check_record_framing(path, flag_name="input_file"):
   """Walks a local TFRecord file's record headers (not their data) to its end: cheap, catches a cut.
 
   A TFRecord is `uint64 length, uint32 crc, data[length], uint32 crc`; seeking from header to
@@ -347,10 +349,15 @@ def check_record_framing(path):
   every byte): a corrupt byte inside a record is reported when training reaches it (see
   `run_pretraining`). Remote files (`gs://...`) are not walked.
 
+  Args:
+    path: the TFRecord file.
+    flag_name: the flag the file came from (`input_file`, `eval_input_file`), for the messages.
+
   Raises:
     InputError: a header or a record runs past the end of the file (naming the record's number
       and byte offset), or a length no record could have.
   """
+  where = "--%s: " % flag_name
   if "://" in path or not os.path.isfile(path):
     return
   size = os.path.getsize(path)
@@ -362,33 +369,40 @@ def check_record_framing(path):
       header = f.read(12)
       if len(header) < 12:
         raise fileio.InputError(
-            "--input_file: %s is cut short: record %d at byte %d has a %d-byte header, expected "
+            where + "%s is cut short: record %d at byte %d has a %d-byte header, expected "
             "12 (an interrupted copy? regenerate or copy it again)" %
             (path, number + 1, offset, len(header)))
       (length,) = struct.unpack("<Q", header[:8])
       end = offset + 12 + length + 4
       if end > size and number == 0:
         raise fileio.InputError(
-            "--input_file: %s is not a TFRecord file: its first record header claims %d bytes, "
+            where + "%s is not a TFRecord file: its first record header claims %d bytes, "
             "the file has %d (expected records from create_pretraining_data.py)" %
             (path, length, size))
       if end > size:
         raise fileio.InputError(
-            "--input_file: %s is cut short: record %d at byte %d needs %d bytes, the file has %d "
+            where + "%s is cut short: record %d at byte %d needs %d bytes, the file has %d "
             "(an interrupted copy? regenerate or copy it again)" %
             (path, number + 1, offset, end - offset, size - offset))
       offset = end
       number += 1
 
 
-def check_records(input_files, max_seq_length, max_predictions_per_seq):
+def check_records(input_files, max_seq_length, max_predictions_per_seq, flag_name="input_file"):
   """Checks each file's framing and its first record against the flags, before any graph is built.
 
+  Args:
+    input_files: the TFRecord files.
+    max_seq_length, max_predictions_per_seq: the flags' values.
+    flag_name: the flag the files came from (`input_file`, `eval_input_file`), for the messages.
+
   Raises:
-    InputError: a file is cut short (`check_record_framing`), is empty, is not a TFRecord file of tf.train.Examples, lacks a feature, or
-      has a sequence length / number of predictions other than the flags' (naming both values).
+    InputError: a file is cut short (`check_record_framing`), is empty, is not a TFRecord file of
+      tf.train.Examples, lacks a feature, or has a sequence length / number of predictions other
+      than the flags' (naming both values).
   """
   from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
+  where = "--%s: " % flag_name
   expected = {
       "input_ids": ("max_seq_length", max_seq_length),
       "input_mask": ("max_seq_length", max_seq_length),
@@ -399,24 +413,24 @@ def check_records(input_files, max_seq_length, max_predictions_per_seq):
       "next_sentence_labels": (None, 1),
   }
   for path in input_files:
-    check_record_framing(path)
+    check_record_framing(path, flag_name)
     try:
       first = next(iter(tf.io.tf_record_iterator(path)), None)
     except (tf.errors.OpError, IOError) as e:
-      raise fileio.InputError("--input_file: %s is not a readable TFRecord file (%s)" %
+      raise fileio.InputError(where + "%s is not a readable TFRecord file (%s)" %
                               (path, getattr(e, "message", e))) from e
     if first is None:
-      raise fileio.InputError("--input_file: %s holds no records" % path)
+      raise fileio.InputError(where + "%s holds no records" % path)
     try:
       example = example_pb2.Example.FromString(first)
     except Exception as e:  # pylint: disable=broad-except
-      raise fileio.InputError("--input_file: the first record of %s is not a tf.train.Example (%s)"
+      raise fileio.InputError(where + "the first record of %s is not a tf.train.Example (%s)"
                               % (path, e)) from e
     features = example.features.feature
     missing = [name for name in expected if name not in features]
     if missing:
       raise fileio.InputError(
-          "--input_file: %s is not a pretraining record file (create_pretraining_data.py): "
+          where + "%s is not a pretraining record file (create_pretraining_data.py): "
           "missing feature(s) %s" % (path, ", ".join(missing)))
     for name, (flag, want) in expected.items():
       feature = features[name]
@@ -424,10 +438,10 @@ def check_records(input_files, max_seq_length, max_predictions_per_seq):
           feature.int64_list.value)
       if have != want:
         if flag is None:
-          raise fileio.InputError("--input_file: %s: feature %s has %d values, expected %d" %
+          raise fileio.InputError(where + "%s: feature %s has %d values, expected %d" %
                                   (path, name, have, want))
         raise fileio.InputError(
-            "--input_file: %s was written with %s=%d but --%s=%d (feature %s has %d values); "
+            where + "%s was written with %s=%d but --%s=%d (feature %s has %d values); "
             "pass --%s=%d or regenerate the records" %
             (path, flag, have, flag, want, name, have, flag, have))
 
@@ -446,23 +460,67 @@ def write_eval_results(output_dir, result):
 
 
 @contextlib.contextmanager
-def _data_errors_named(input_files, init_checkpoint):
+def _data_errors_named(sources, init_checkpoint):
   """A corrupt record or checkpoint met mid-run becomes an InputError naming the files read.
 
   `check_records` reads headers and first records only; a byte flipped inside a later record (or
   a checkpoint's data cut short) surfaces inside the Estimator as a `DataLossError` (or an
   `OutOfRangeError` from the checkpoint reader) with no file name.
+
+  Args:
+    sources: (flag name, files) pairs, e.g. [("input_file", [...])], named in that order.
+    init_checkpoint: the --init_checkpoint value (named too when set).
   """
   try:
     yield
   except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
-    shown = ", ".join(input_files[:5]) + (" and %d more" % (len(input_files) - 5)
-                                          if len(input_files) > 5 else "")
-    what = "--input_file (%s)" % shown
+    parts = []
+    for flag_name, files in sources:
+      shown = ", ".join(files[:5]) + (" and %d more" % (len(files) - 5) if len(files) > 5 else "")
+      parts.append("--%s (%s)" % (flag_name, shown))
+    what = " or ".join(parts)
     if init_checkpoint:
       what += " or --init_checkpoint=%s" % init_checkpoint
     raise fileio.InputError("corrupt data while reading %s: %s" %
                             (what, fileio.one_line(e))) from None
+
+
+def _check_eval_flags(eval_input_file, eval_every_n_steps, keep_best_checkpoint, do_train, do_eval,
+                      save_checkpoints_steps, max_eval_steps, use_tpu):
+  """Checks the held-out evaluation flags; returns the --eval_input_file files (None: not given).
+
+  Raises:
+    InputError: a flag without the flags it needs, or --eval_every_n_steps that is not a
+      multiple of --save_checkpoints_steps (evaluation reads the checkpoint saved at each
+      multiple of N, so saves must fall on them).
+  """
+  if eval_every_n_steps is None or eval_every_n_steps < 0:
+    raise fileio.InputError("--eval_every_n_steps=%s: expected 0 (off) or a positive integer" %
+                            eval_every_n_steps)
+  if eval_every_n_steps:
+    if not do_train:
+      raise fileio.InputError("--eval_every_n_steps=%d evaluates during training: it needs "
+                              "--do_train" % eval_every_n_steps)
+    if use_tpu:
+      raise fileio.InputError("--eval_every_n_steps is not supported with --use_tpu")
+    if eval_every_n_steps % save_checkpoints_steps:
+      raise fileio.InputError(
+          "--eval_every_n_steps=%d is not a multiple of --save_checkpoints_steps=%d: each "
+          "evaluation reads the checkpoint saved at that step; pass --save_checkpoints_steps=%d "
+          "(or another divisor of %d)" % (eval_every_n_steps, save_checkpoints_steps,
+                                          math.gcd(eval_every_n_steps, save_checkpoints_steps),
+                                          eval_every_n_steps))
+    if max_eval_steps is None or max_eval_steps < 1:
+      raise fileio.InputError("--max_eval_steps=%s: expected a positive integer" % max_eval_steps)
+  if keep_best_checkpoint and not eval_every_n_steps:
+    raise fileio.InputError("--keep_best_checkpoint keeps the best of the evaluations during "
+                            "training: it needs --eval_every_n_steps")
+  if eval_input_file is None:
+    return None
+  if not do_eval and not eval_every_n_steps:
+    raise fileio.InputError("--eval_input_file is given but nothing evaluates: pass --do_eval "
+                            "and/or --eval_every_n_steps")
+  return fileio.expand_file_patterns(eval_input_file, "eval_input_file", skip_sidecars=True)
 
 
 def _is_chief():
@@ -506,12 +564,21 @@ def run_pretraining(bert_config_file,
                     distribution_strategy="none",
                     log_every_n_steps=100,
                     optimizer="adamw",
+                    eval_input_file=None,
+                    eval_every_n_steps=0,
+                    keep_best_checkpoint=False,
                     shuffle_buffer_size=SHUFFLE_BUFFER_SIZE,
                     seed=None):
   """Runs pretraining and/or evaluation as Google's `run_pretraining.py` main does.
 
   Arguments are the script's flags (see `run_pretraining.py`); `shuffle_buffer_size` and `seed` are
-  for tests and benchmarks.
+  for tests and benchmarks. Without `eval_input_file`, `eval_every_n_steps` and
+  `keep_best_checkpoint` (additions), this is Google's flow: train, then evaluate on the training
+  records. `eval_input_file` gives evaluation records of its own (read as Google's evaluation
+  reads: files in order, repeated, `max_eval_steps` batches); `eval_every_n_steps` evaluates
+  during training (`eval_history.EvalListener`: `<output_dir>/eval_history.jsonl`, summaries in
+  `<output_dir>/eval`), and `keep_best_checkpoint` keeps the lowest-masked_lm_loss checkpoint in
+  `<output_dir>/best`. Under multi_worker_mirrored only the chief evaluates.
 
   Returns:
     The evaluation result dict when `do_eval`, else None.
@@ -539,6 +606,9 @@ def run_pretraining(bert_config_file,
       raise fileio.InputError("--%s=%s: expected a positive integer" % (name, value))
   if do_train and (num_train_steps is None or num_train_steps < 1):
     raise fileio.InputError("--num_train_steps=%s: expected a positive integer" % num_train_steps)
+  eval_files = _check_eval_flags(eval_input_file, eval_every_n_steps, keep_best_checkpoint,
+                                 do_train, do_eval, save_checkpoints_steps, max_eval_steps,
+                                 use_tpu)
   checkpoints.check_max_seq_length(max_seq_length, bert_config, bert_config_file)
   if max_predictions_per_seq > max_seq_length:
     raise fileio.InputError("--max_predictions_per_seq=%d exceeds --max_seq_length=%d" %
@@ -547,11 +617,22 @@ def run_pretraining(bert_config_file,
     checkpoints.resolve_checkpoint(init_checkpoint)
   fileio.check_output_dir(output_dir)
   check_records(input_files, max_seq_length, max_predictions_per_seq)
+  if eval_files is not None:
+    check_records(eval_files, max_seq_length, max_predictions_per_seq, "eval_input_file")
 
   tf.io.gfile.makedirs(output_dir)
   logging.info("*** Input Files ***")
   for path in input_files:
     logging.info("  %s", path)
+  # Evaluation reads --eval_input_file when given, else the training records (Google's).
+  sources = [("input_file", input_files)]
+  if eval_files is not None:
+    logging.info("*** Eval Input Files ***")
+    for path in eval_files:
+      logging.info("  %s", path)
+    sources.append(("eval_input_file", eval_files))
+  else:
+    eval_files = input_files
 
   run_config = estimator_lib.make_run_config(
       output_dir,
@@ -591,6 +672,12 @@ def run_pretraining(bert_config_file,
       distribution_strategy=distribution_strategy,
       num_accumulation_steps=num_accumulation_steps)
 
+  eval_input_fn = input_fn_builder(
+      input_files=eval_files,
+      max_seq_length=max_seq_length,
+      max_predictions_per_seq=max_predictions_per_seq,
+      is_training=False)
+
   if do_train:
     logging.info("***** Running training *****")
     logging.info("  Batch size = %d (x %d accumulation steps)", train_batch_size,
@@ -601,9 +688,23 @@ def run_pretraining(bert_config_file,
         max_predictions_per_seq=max_predictions_per_seq,
         is_training=True,
         shuffle_buffer_size=shuffle_buffer_size)
+    train_kwargs, listener = {}, None
+    if eval_every_n_steps and (distribution_strategy != "multi_worker_mirrored" or _is_chief()):
+      listener = eval_history.EvalListener(
+          lambda path: estimator.evaluate(input_fn=eval_input_fn, steps=max_eval_steps,
+                                          checkpoint_path=path),
+          output_dir, eval_every_n_steps, keep_best=keep_best_checkpoint)
+      if distribution_strategy == "multi_worker_mirrored":
+        # Estimator refuses saving listeners under a multi-worker strategy.
+        train_kwargs["hooks"] = [eval_history.CheckpointPollingHook(listener, output_dir)]
+      else:
+        train_kwargs["saving_listeners"] = [listener]
     # With accumulation each global step takes N input batches; Estimator counts global steps.
-    with _data_errors_named(input_files, init_checkpoint):
-      estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
+    with _data_errors_named(sources, init_checkpoint):
+      estimator.train(input_fn=train_input_fn, max_steps=num_train_steps, **train_kwargs)
+      if listener is not None:
+        # The checkpoint saved as training ends (multi-worker: the one the hook cannot see).
+        listener.maybe_evaluate(tf.train.latest_checkpoint(output_dir) or "")
 
   result = None
   if do_eval:
@@ -612,12 +713,7 @@ def run_pretraining(bert_config_file,
       return None
     logging.info("***** Running evaluation *****")
     logging.info("  Batch size = %d", eval_batch_size)
-    eval_input_fn = input_fn_builder(
-        input_files=input_files,
-        max_seq_length=max_seq_length,
-        max_predictions_per_seq=max_predictions_per_seq,
-        is_training=False)
-    with _data_errors_named(input_files, init_checkpoint):
+    with _data_errors_named(sources, init_checkpoint):
       result = estimator.evaluate(input_fn=eval_input_fn, steps=max_eval_steps)
     write_eval_results(output_dir, result)
   return result
