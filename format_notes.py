@@ -11,6 +11,10 @@ consistent surrogates first (`clinicalbert_tf/surrogates.py`), for a "Surrogate 
   python format_notes.py --input_file=NOTEEVENTS.csv.gz --output_dir=surrogate_sentences \\
       --phi=surrogate --random_seed=12345 --num_workers=8
 
+`--heldout_fraction=0.05` holds out 5% of the patients (by SUBJECT_ID, seeded by `--random_seed`):
+all their notes go to `<category>.heldout.txt` next to `<category>.txt` instead, for a held-out
+pretraining evaluation (`create_pretraining_data.py`, then `run_pretraining.py --eval_input_file`).
+
 The section and sentence rules are listed in `clinicalbert_tf/sections.py` and
 `clinicalbert_tf/notes.py`, the handling of rows in `clinicalbert_tf/noteevents.py`.
 """
@@ -50,6 +54,17 @@ flags.DEFINE_enum("phi", "keep", surrogates.PHI_MODES,
                   "each is replaced by a realistic value of its category (Faker), consistent "
                   "within a note, dates shifted into the present keeping their intervals.")
 surrogates.define_flags("--phi=surrogate")
+flags.DEFINE_float("heldout_fraction", 0.0,
+                   "Share of patients to hold out, at least 0 and below 1; 0: no split (today's "
+                   "outputs). Patient SUBJECT_ID is held out when the first 8 bytes of "
+                   "SHA-256('<random_seed>:<SUBJECT_ID>') over 2**64 are below this, so the split "
+                   "depends only on --random_seed and the id (not on --num_workers or row order). "
+                   "Every note of a held-out patient goes to <category>.heldout.txt (and "
+                   "<all_notes_file stem>.heldout<ext>) instead, written beside every training "
+                   "file (possibly empty); no patient is on both sides. A note without an integer "
+                   "SUBJECT_ID cannot be placed, so it is a bad row (logged by ROW_ID and line, "
+                   "in neither file, counted against --max_bad_rows); a file without a SUBJECT_ID "
+                   "column is an error. The log and sidecars give notes and patients per side.")
 
 
 def main(argv):
@@ -71,7 +86,8 @@ def main(argv):
       progress_every_s=FLAGS.progress_every_s,
       phi=FLAGS.phi,
       random_seed=FLAGS.random_seed,
-      surrogate_locale=FLAGS.surrogate_locale)
+      surrogate_locale=FLAGS.surrogate_locale,
+      heldout_fraction=FLAGS.heldout_fraction)
 
 
 if __name__ == "__main__":

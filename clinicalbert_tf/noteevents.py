@@ -22,6 +22,18 @@ never with its text, counted, and skipped; so is a note whose formatting raises 
 exception's type, whose message could quote the note). More than `max_bad_rows` of them stop the
 run with an error and no output. Note text is never logged.
 
+Held-out patients: with `heldout_fraction` F > 0 a share F of the patients (SUBJECT_ID) is held
+out: patient s is held out when the first 8 bytes (big-endian) of SHA-256 of `"<seed>:<s>"`, over
+2**64, are below F (`is_heldout_subject`), a pure function of the seed and the id, so the split is
+the same for any worker count, any order of rows and any `categories`, and a larger F holds out a
+superset. Every note of a held-out patient goes to the held-out sibling of each file it would have
+gone to (`heldout_path`: `discharge_summary.heldout.txt` next to `discharge_summary.txt`), written
+in the same format by the same rules; no patient has notes on both sides. A note to be written
+whose SUBJECT_ID is empty or not an integer is a bad row (by ROW_ID and line, counted against
+`max_bad_rows`, on neither side), since it could be any patient's; a file without a SUBJECT_ID
+column is an error. With F = 0 (the default) nothing changes: SUBJECT_ID is not read and the bytes
+are today's.
+
 Parallelism: with `num_workers` > 1 notes are sent in chunks to a process pool; results come back in
 submission order and at most a few chunks per worker are in flight, so memory stays bounded and the
 output is byte for byte the same as with one worker.
@@ -68,6 +80,8 @@ MAX_CATEGORIES = 500
 # The category under which rows without a usable CATEGORY are counted.
 UNPARSEABLE = "(unparseable)"
 
+# Inserted before the extension of an output's name to name its held-out sibling.
+HELDOUT_INFIX = ".heldout"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,6 +289,50 @@ class NoteEventsReader(object):
 
 
 # ---------------------------------------------------------------------------------------------
+# The held-out split by patient.
+
+
+def heldout_path(path):
+  """The held-out sibling of an output file: `.heldout` before its extension.
+
+  `out/discharge_summary.txt` -> `out/discharge_summary.heldout.txt`; `all` -> `all.heldout`.
+  """
+  root, extension = os.path.splitext(path)
+  return root + HELDOUT_INFIX + extension
+
+
+def is_heldout_subject(subject_id, fraction, seed):
+  """Whether patient `subject_id` (an int) is held out at `fraction` with `seed`.
+
+  The first 8 bytes (big-endian) of SHA-256 of `"<seed>:<subject_id>"`, over 2**64, below
+  `fraction`: the same in every process and run (Python's `hash` is salted per process), about a
+  share `fraction` of patients, and nested (a patient held out at F is held out at every F' > F).
+  """
+  if fraction <= 0.0:
+    return False
+  digest = hashlib.sha256(("%d:%d" % (seed, subject_id)).encode("ascii")).digest()
+  return int.from_bytes(digest[:8], "big") / 2.0 ** 64 < fraction
+
+
+def parse_subject_id(row):
+  """(SUBJECT_ID as an int, None) of a `NoteRow`, or (None, why not) if it is empty or no int."""
+  value = (row.get("SUBJECT_ID") or "").strip()
+  if not value:
+    return None, "SUBJECT_ID is empty; --heldout_fraction needs each note's patient"
+  try:
+    return int(value), None
+  except ValueError:
+    return None, "SUBJECT_ID is not an integer; --heldout_fraction needs each note's patient"
+
+
+def check_heldout_fraction(fraction, flag="--heldout_fraction"):
+  """Raises InputError unless 0 <= `fraction` < 1."""
+  if not 0.0 <= fraction < 1.0:  # also false for NaN
+    raise fileio.InputError("%s=%s: expected a share of patients to hold out, at least 0 (no "
+                            "split) and below 1" % (flag, fraction))
+
+
+# ---------------------------------------------------------------------------------------------
 # Formatting chunks of notes in this process or a pool.
 
 
@@ -425,17 +483,26 @@ _COUNT_KEYS = ("read", "written", "sentences", "skipped_iserror", "skipped_empty
 
 
 class _Tally(object):
-  """The counts of one run, per category, and its bad rows (never any note text)."""
+  """The counts of one run, per category, and its bad rows (never any note text).
 
-  def __init__(self, input_file, max_bad_rows):
+  With a held-out split (`heldout`), each category also counts `heldout`: of its notes `written`,
+  those written to the held-out files; and the patients of the written notes are kept per side.
+  """
+
+  def __init__(self, input_file, max_bad_rows, heldout=False):
     self._input_file = input_file
     self._max_bad_rows = max_bad_rows
+    self._count_keys = _COUNT_KEYS + (("heldout",) if heldout else ())
     self.categories = collections.OrderedDict()  # category -> its counts
     self.bad_rows = []  # the first MAX_LISTED_BAD_ROWS, for the summary
     self.num_bad_rows = 0
     self.rows_read = 0
     self.notes_written = 0
     self.phi_counts = collections.Counter()  # category -> placeholders replaced (surrogate mode)
+    # held out (bool) -> SUBJECT_IDs of the notes written on that side (MIMIC-III: 46,520 patients).
+    self.patients = {False: set(), True: set()}
+    self.notes_by_side = {False: 0, True: 0}
+    self.no_subject_id = 0  # notes skipped (as bad rows) for want of a SUBJECT_ID
 
   def counts_for(self, category, ref):
     """The counts of `category`, created at its first row (`ref` names that row in errors)."""
@@ -447,7 +514,7 @@ class _Tally(object):
             "NOTEEVENTS has 15" % (self._input_file, MAX_CATEGORIES, ref))
       file_name = notes.category_file_name(category) + ".txt" if category != UNPARSEABLE else None
       counts = self.categories[category] = collections.OrderedDict(
-          [("file", file_name)] + [(key, 0) for key in _COUNT_KEYS])
+          [("file", file_name)] + [(key, 0) for key in self._count_keys])
     return counts
 
   def bad_row(self, ref, line, reason, category):
@@ -465,17 +532,30 @@ class _Tally(object):
 
   def totals(self):
     return collections.OrderedDict((k, sum(c[k] for c in self.categories.values()))
-                                   for k in _COUNT_KEYS)
+                                   for k in self._count_keys)
+
+  def split_record(self, fraction, seed):
+    """The summary's record of the held-out split: notes and patients per side (counts only)."""
+    record = collections.OrderedDict([("fraction", fraction)])
+    if fraction > 0.0:
+      record["seed"] = seed
+      for name, held_out in (("train", False), ("heldout", True)):
+        record[name] = collections.OrderedDict([("notes", self.notes_by_side[held_out]),
+                                                ("patients", len(self.patients[held_out]))])
+      record["skipped_no_subject_id"] = self.no_subject_id
+    return record
 
   def table(self):
     """Log lines: per category read / written / skipped counts (no text)."""
+    heldout = "heldout" in self._count_keys
     header = "%-22s %10s %10s %10s %10s %10s %12s" % ("category", "read", "written", "iserror",
                                                       "empty", "bad_row", "not_selected")
-    lines = [header]
+    lines = [header + (" %10s" % "heldout" if heldout else "")]
     for category, counts in self.categories.items():
-      lines.append("%-22s %10d %10d %10d %10d %10d %12d" % (
+      line = "%-22s %10d %10d %10d %10d %10d %12d" % (
           category[:22], counts["read"], counts["written"], counts["skipped_iserror"],
-          counts["skipped_empty"], counts["skipped_bad_row"], counts["not_selected"]))
+          counts["skipped_empty"], counts["skipped_bad_row"], counts["not_selected"])
+      lines.append(line + (" %10d" % counts["heldout"] if heldout else ""))
     return lines
 
 
@@ -505,49 +585,71 @@ class _Output(object):
 class _Outputs(object):
   """The output files of one run: the all-notes file and one file per category, opened lazily.
 
-  Each file is entered into `stack`, so it gets its final name only when the stack closes without
-  an exception.
+  With `heldout`, every output comes as a pair, (training file, its `heldout_path` sibling), both
+  created together (the held-out one possibly empty), so that a run replaces the held-out file of
+  every training file it writes and no earlier split is left beside a new one. Each file is entered
+  into `stack`, so it gets its final name only when the stack closes without an exception.
   """
 
-  def __init__(self, stack, output_dir, category_files, all_notes_file):
+  def __init__(self, stack, output_dir, category_files, all_notes_file, heldout=False):
     self._stack = stack
     self._output_dir = output_dir
     self._category_files = category_files
-    self._all_notes_file = all_notes_file
-    self._all_notes_path = os.path.abspath(all_notes_file) if all_notes_file else None
-    self._all_notes = _Output(self._all_notes_path, stack) if all_notes_file else None
-    self._by_path = collections.OrderedDict()  # path -> _Output of a category
+    self._heldout = heldout
+    self._all_notes = None  # (training, held-out or None) _Outputs of --all_notes_file
+    # The all-notes paths a category's file must not take: path -> how the error names it.
+    self._reserved = {}
+    if all_notes_file:
+      path = os.path.abspath(all_notes_file)
+      self._reserved[path] = "--all_notes_file=%s" % all_notes_file
+      if heldout:
+        self._reserved[heldout_path(path)] = ("--all_notes_file=%s: its held-out file %s"
+                                              % (all_notes_file, heldout_path(all_notes_file)))
+      self._all_notes = self._open_pair(path)
+    self._by_path = collections.OrderedDict()  # training path -> (training, held-out) of a category
+
+  def _open_pair(self, path):
+    held_out = _Output(heldout_path(path), self._stack) if self._heldout else None
+    return _Output(path, self._stack), held_out
 
   def for_category(self, category):
-    """The category's `_Output`, created at its first note (None without category files)."""
+    """The category's (training, held-out or None) `_Output`s, created at its first note.
+
+    None without category files.
+    """
     if not self._category_files:
       return None
     path = os.path.abspath(os.path.join(self._output_dir,
                                         notes.category_file_name(category) + ".txt"))
-    out = self._by_path.get(path)
-    if out is None:
-      if path == self._all_notes_path:
-        raise fileio.InputError("--all_notes_file=%s is also the output file of category %r"
-                                % (self._all_notes_file, category))
-      out = self._by_path[path] = _Output(path, self._stack)
-    return out
+    pair = self._by_path.get(path)
+    if pair is None:
+      paths = [(path, "output file")]
+      if self._heldout:
+        paths.append((heldout_path(path), "held-out file"))
+      for own_path, kind in paths:
+        if own_path in self._reserved:
+          raise fileio.InputError("%s is also the %s of category %r"
+                                  % (self._reserved[own_path], kind, category))
+      pair = self._by_path[path] = self._open_pair(path)
+    return pair
 
-  def write(self, category, data, num_sentences):
-    out = self.for_category(category)
-    if out is not None:
-      out.write(data, num_sentences)
-    if self._all_notes is not None:
-      self._all_notes.write(data, num_sentences)
+  def write(self, category, data, num_sentences, held_out=False):
+    """Appends a note's bytes to its category's file and the all-notes file, on its side."""
+    for pair in (self.for_category(category), self._all_notes):
+      if pair is not None:
+        pair[1 if held_out else 0].write(data, num_sentences)
 
   def records(self):
-    """path -> counts and sha256 of every output, the all-notes file first."""
-    items = [(self._all_notes_path, self._all_notes)] if self._all_notes else []
+    """path -> counts and sha256 of every output, all-notes first, each before its held-out one."""
+    pairs = ([self._all_notes] if self._all_notes else []) + list(self._by_path.values())
     return collections.OrderedDict(
-        (path, out.record()) for path, out in items + list(self._by_path.items()))
+        (out.path, out.record()) for pair in pairs for out in pair if out is not None)
 
 
-def _check_arguments(output_dir, all_notes_file, category_files, num_workers, max_bad_rows, phi):
+def _check_arguments(output_dir, all_notes_file, category_files, num_workers, max_bad_rows, phi,
+                     heldout_fraction):
   surrogates_lib.check_phi_options(phi)
+  check_heldout_fraction(heldout_fraction)
   if num_workers < 1:
     raise fileio.InputError("--num_workers=%d: expected 1 or more" % num_workers)
   if max_bad_rows < -1:
@@ -587,8 +689,12 @@ def _progress_detail(progress, reader, tally):
   return detail
 
 
-def _notes_to_format(reader, tally, selected, progress):
-  """Yields (text, (category, row_id, line)) of each note to format; counts every other row."""
+def _notes_to_format(reader, tally, selected, progress, split):
+  """Yields (text, (category, row_id, line, subject)) of each note to format; counts the others.
+
+  `split`: None, or (fraction, seed) of the held-out split; `subject` is then (SUBJECT_ID, whether
+  the patient is held out), else None. A note without a usable SUBJECT_ID is then a bad row.
+  """
   for item in reader:
     tally.rows_read += 1
     if progress.due():
@@ -609,7 +715,15 @@ def _notes_to_format(reader, tally, selected, progress):
     if not item.text.strip():
       counts["skipped_empty"] += 1
       continue
-    yield item.text, (item.category, item.row_id, item.line)
+    subject = None
+    if split is not None:
+      subject_id, reason = parse_subject_id(item)
+      if subject_id is None:
+        tally.no_subject_id += 1
+        tally.bad_row("ROW_ID %d" % item.row_id, item.line, reason, item.category)
+        continue
+      subject = subject_id, is_heldout_subject(subject_id, *split)
+    yield item.text, (item.category, item.row_id, item.line, subject)
 
 
 def _chunks(notes_and_meta):
@@ -629,7 +743,7 @@ def _chunks(notes_and_meta):
 def _write_results(meta, result, tally, outputs):
   """Writes a formatted chunk's notes in order; counts empty notes, notes that failed, and PHI."""
   rendered, phi_counts = result
-  for i, ((category, row_id, line), data) in enumerate(zip(meta, rendered)):
+  for i, ((category, row_id, line, subject), data) in enumerate(zip(meta, rendered)):
     counts = tally.categories[category]
     if isinstance(data, str):
       tally.bad_row("ROW_ID %d" % row_id, line, data, category)
@@ -643,14 +757,20 @@ def _write_results(meta, result, tally, outputs):
     counts["written"] += 1
     counts["sentences"] += num_sentences
     tally.notes_written += 1
-    outputs.write(category, data, num_sentences)
+    held_out = False
+    if subject is not None:
+      subject_id, held_out = subject
+      counts["heldout"] += held_out
+      tally.notes_by_side[held_out] += 1
+      tally.patients[held_out].add(subject_id)
+    outputs.write(category, data, num_sentences, held_out)
 
 
 def format_notes_file(input_file, output_dir=None, categories=None, all_notes_file=None,
                       category_files=True, spacy_model=notes.RULES_MODEL, num_workers=1,
                       max_bad_rows=DEFAULT_MAX_BAD_ROWS, progress_every_s=30.0, phi="keep",
                       random_seed=surrogates_lib.DEFAULT_SEED,
-                      surrogate_locale=surrogates_lib.DEFAULT_LOCALE):
+                      surrogate_locale=surrogates_lib.DEFAULT_LOCALE, heldout_fraction=0.0):
   """Formats MIMIC-III notes into pretraining text files (see the module docstring).
 
   Args:
@@ -665,34 +785,43 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
     max_bad_rows: stop with an error when more rows than this cannot be parsed (-1: never stop).
     progress_every_s: seconds between progress log lines.
     phi: `keep` (placeholders as they are) or `surrogate` (realistic values, `surrogates.py`).
-    random_seed: with `surrogate`, the seed of every note's surrogates (with its ROW_ID).
+    random_seed: with `surrogate`, the seed of every note's surrogates (with its ROW_ID); with
+      `heldout_fraction` > 0, the seed of the split (with each SUBJECT_ID).
     surrogate_locale: with `surrogate`, the Faker locale of the values (en_US, en_GB, de_DE, ...).
+    heldout_fraction: the share of patients whose notes go to the held-out files (`heldout_path`)
+      instead, in [0, 1); 0 writes no held-out file and does not read SUBJECT_ID.
 
   Returns:
     The summary dict that is also written as the sidecar of every output file.
 
   Raises:
-    InputError: for bad flags, an unreadable input, or too many bad rows. No output file is
-      created or replaced then.
+    InputError: for bad flags, an unreadable input (or one without SUBJECT_ID for a split), or
+      too many bad rows. No output file is created or replaced then.
   """
   phi_options = surrogates_lib.PhiOptions(phi, random_seed, surrogate_locale)
   _check_arguments(output_dir, all_notes_file, category_files, num_workers, max_bad_rows,
-                   phi_options)
+                   phi_options, heldout_fraction)
   notes.check_spacy_model(spacy_model)
   selected = _category_selector(categories)
+  split = (heldout_fraction, random_seed) if heldout_fraction > 0.0 else None
   progress = progress_lib.Progress("rows", every_seconds=progress_every_s, label="format_notes: ")
-  tally = _Tally(input_file, max_bad_rows)
+  tally = _Tally(input_file, max_bad_rows, heldout=split is not None)
 
   with contextlib.ExitStack() as stack:
     reader = stack.enter_context(NoteEventsReader(input_file))
+    if split is not None and "SUBJECT_ID" not in reader.columns:
+      raise fileio.InputError(
+          "--input_file %s line 1: header lacks column SUBJECT_ID, which --heldout_fraction=%s "
+          "needs to hold out patients" % (input_file, heldout_fraction))
     logging.info("Reading %s (%s, %s header) with spacy_model=%s, %d worker(s)", input_file,
                  "gzip" if reader.gzip else "plain CSV", reader.header_case, spacy_model,
                  num_workers)
     runner = make_runner(spacy_model, num_workers, phi_options)
     ok = False
     try:
-      outputs = _Outputs(stack, output_dir, category_files, all_notes_file)
-      for chunk, meta in _chunks(_notes_to_format(reader, tally, selected, progress)):
+      outputs = _Outputs(stack, output_dir, category_files, all_notes_file,
+                         heldout=split is not None)
+      for chunk, meta in _chunks(_notes_to_format(reader, tally, selected, progress, split)):
         for done_meta, result in runner.submit((chunk, [m[1] for m in meta]), meta):
           _write_results(done_meta, result, tally, outputs)
       for done_meta, result in runner.drain():
@@ -718,6 +847,7 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
       ("header_case", reader.header_case),
       ("spacy_model", spacy_model),
       ("phi", surrogates_lib.sidecar_record(phi_options, tally.phi_counts)),
+      ("heldout", tally.split_record(heldout_fraction, random_seed)),
       ("num_workers", num_workers),
       ("categories_requested", list(categories or [])),
       ("max_bad_rows", max_bad_rows),
@@ -740,4 +870,12 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
     logging.info("Surrogate PHI (%s, seed %d): %d placeholders replaced; per category: %s",
                  phi_options.locale, phi_options.random_seed, sum(tally.phi_counts.values()),
                  ", ".join("%s %d" % item for item in summary["phi"]["counts"].items()) or "none")
+  if split is not None:
+    record = summary["heldout"]
+    logging.info("Held-out split (--heldout_fraction=%s, seed %d): training %d notes of %d "
+                 "patients, held out %d notes of %d patients; %d notes without a usable "
+                 "SUBJECT_ID skipped as bad rows", heldout_fraction, random_seed,
+                 record["train"]["notes"], record["train"]["patients"],
+                 record["heldout"]["notes"], record["heldout"]["patients"],
+                 record["skipped_no_subject_id"])
   return summary
