@@ -20,7 +20,8 @@ What is different from Google's script (same results, see README "Differences"):
 a batch at a time; the training loss uses a fused sparse cross-entropy (equal to Google's one-hot
 form up to float rounding); bad inputs are reported before the graph is built; and the flags
 `keep_checkpoint_max`, `use_xla`, `use_amp`, `num_accumulation_steps`, `distribution_strategy`,
-`log_every_n_steps` exist.
+`log_every_n_steps`, `optimizer` exist, and for held-out evaluation `eval_input_file`,
+`eval_every_n_steps` and `keep_best_checkpoint` (see `eval_history.py`).
 """
 
 import contextlib
@@ -688,6 +689,11 @@ def run_pretraining(bert_config_file,
         max_predictions_per_seq=max_predictions_per_seq,
         is_training=True,
         shuffle_buffer_size=shuffle_buffer_size)
+    # Evaluation during training is a checkpoint-save listener, not tf.estimator.train_and_evaluate:
+    # train_and_evaluate evaluates after every save its throttle_secs lets through (every N steps
+    # only if checkpoints are saved every N steps and no oftener), again after the save a resumed
+    # run makes at the step it resumes from, and under multi_worker_mirrored only on an
+    # "evaluator" task. EvalListener evaluates each save at a multiple of N once, on the chief.
     train_kwargs, listener = {}, None
     if eval_every_n_steps and (distribution_strategy != "multi_worker_mirrored" or _is_chief()):
       listener = eval_history.EvalListener(
