@@ -13,6 +13,9 @@ the one `run_finetune.py` trains for MedNLI (`finetuning.heads.SequenceClassific
       --init_checkpoint=$BERT_BASE_DIR/bert_model.ckpt --max_seq_length=128 \
       --train_batch_size=32 --learning_rate=2e-5 --num_train_epochs=3.0 --output_dir=/tmp/mrpc
 
+Also the accelerator flags of run_pretraining.py and run_finetune.py: --use_xla, --use_amp,
+--num_accumulation_steps, --distribution_strategy (`estimator.define_accelerator_flags`).
+
 See README.md ("Drop-in") for what differs from Google's script.
 """
 

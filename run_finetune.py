@@ -14,6 +14,9 @@ Flags follow Google's `run_classifier.py`. Examples:
   # The paper's grid (lr x batch x epochs), picked on dev, test reported for the pick.
   python run_finetune.py --task_name=mednli --data_dir=$MEDNLI ... --grid
 
+  # Effective batch 32 on a small GPU: 4 batches of 8 per optimizer step, float16, XLA.
+  python run_finetune.py ... --train_batch_size=8 --num_accumulation_steps=4 --use_amp --use_xla
+
 See README.md ("run_finetune.py") for the data layouts and outputs.
 """
 
@@ -49,6 +52,8 @@ flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs.")
 flags.DEFINE_float("warmup_proportion", 0.1, "Share of training with linear learning-rate warmup.")
 # save_checkpoints_steps, keep_checkpoint_max, iterations_per_loop, log_every_n_steps, TPU flags.
 estimator.define_run_config_flags()
+# --use_xla, --use_amp, --num_accumulation_steps, --distribution_strategy (as run_pretraining.py).
+estimator.define_accelerator_flags()
 flags.DEFINE_integer("seed", 42, "Random seed (graph and input shuffling): same seed, same results.")
 flags.DEFINE_bool("check_entity_text", True,
                   "Stop when an annotation's own text differs from the text at its offsets "

@@ -14,6 +14,9 @@ the predictions as `word gold predicted` lines.
       --learning_rate=2e-5 --train_batch_size=32 --max_seq_length=150 \
       --save_checkpoints_steps=2000 --output_dir=out/i2b2_2010
 
+Also the accelerator flags of run_pretraining.py and run_finetune.py: --use_xla, --use_amp,
+--num_accumulation_steps, --distribution_strategy (`estimator.define_accelerator_flags`).
+
 See README.md ("Drop-in") for what differs from their script.
 """
 

@@ -208,7 +208,13 @@ def input_fn_builder(input_file, head, seq_length, is_training, drop_remainder, 
   """An `input_fn` reading records written by `write_records` (Google's file-based input_fn).
 
   Training repeats and shuffles with a buffer as large as the data (up to 10,000), seeded, so the
-  same seed gives the same batches; evaluation keeps the file order.
+  same seed gives the same batches; evaluation keeps the file order. Shuffling comes before
+  batching, so the example order does not depend on the batch size: a batch of 2B covers the same
+  examples as two batches of B (gradient accumulation relies on it).
+
+  Under a multi-worker strategy `params["input_context"]` (set by `estimator.build_estimator`)
+  gives each worker every n-th record of the training file; `params["batch_size"]` is then the
+  per-replica batch. Evaluation and prediction are never sharded (they run on the chief alone).
   """
   name_to_features = head.record_spec(seq_length)
 
@@ -219,8 +225,12 @@ def input_fn_builder(input_file, head, seq_length, is_training, drop_remainder, 
 
   def input_fn(params):
     batch_size = params["batch_size"]
+    input_context = params.get("input_context")
     d = tf.data.TFRecordDataset(input_file)
     if is_training:
+      if input_context is not None and input_context.num_input_pipelines > 1:
+        # One file: shard its records, before repeating, so the workers' shards are disjoint.
+        d = d.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
       d = d.repeat()
       d = d.shuffle(buffer_size=max(1, min(num_examples or 100, 10000)), seed=seed)
     d = d.map(decode, num_parallel_calls=tf.data.experimental.AUTOTUNE)  # keeps the order

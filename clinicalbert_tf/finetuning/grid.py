@@ -3,6 +3,10 @@
 The grid is learning rate x batch size x epochs (`PAPER_LEARNING_RATES`, `PAPER_BATCH_SIZES`, the
 head's `paper_epochs`), each overridable by a flag. Results go to `grid_summary.json` and a
 markdown table, `grid_summary.md`.
+
+A grid batch size is a `train_batch_size`: with `--num_accumulation_steps` N an optimizer step
+covers N batches, and each setting's steps are computed from that effective batch (as a single run
+computes them, `Runner.num_train_steps`).
 """
 
 import glob
@@ -56,8 +60,14 @@ def run_grid(config, runner):
   Returns:
     The summary dict.
   """
+  if config.distribution_strategy == "multi_worker_mirrored":
+    # Each setting is a new training in this process; a worker starts its cluster server once.
+    raise fileio.InputError(
+        "--grid cannot run with --distribution_strategy=multi_worker_mirrored (a worker trains "
+        "one model per process): use mirrored or none, or run each setting without --grid")
   metric = runner.head.metric
   points = grid_points(config, runner.head)
+  accumulation = config.num_accumulation_steps
   runner.split("test")  # fail early if there is no test split
   rows = []
   best = None
@@ -65,8 +75,9 @@ def run_grid(config, runner):
   for n, (lr, bs, ep) in enumerate(points, 1):
     name = point_name(lr, bs, ep)
     model_dir = os.path.join(config.output_dir, "grid", name)
-    logging.info("grid point %d/%d: learning_rate=%g batch=%d epochs=%g -> %s", n, len(points), lr,
-                 bs, ep, model_dir)
+    logging.info("grid point %d/%d: learning_rate=%g batch=%d (x %d accumulation steps = %d per "
+                 "optimizer step) epochs=%g -> %s", n, len(points), lr, bs, accumulation,
+                 runner.effective_batch_size(bs), ep, model_dir)
     steps, seconds = runner.train(model_dir, lr, bs, ep)
     dev = runner.evaluate(model_dir, "dev", "eval")
     row = {"setting": name, "learning_rate": lr, "train_batch_size": bs, "num_train_epochs": ep,
@@ -90,6 +101,7 @@ def run_grid(config, runner):
       "metric": metric,
       "seed": config.seed,
       "max_seq_length": config.max_seq_length,
+      "num_accumulation_steps": accumulation,
       "points": rows,
       "best": {k: v for k, v in best.items()},
       "test": {k: v for k, v in test.items() if k != "per_type"},
@@ -116,6 +128,10 @@ def format_grid_markdown(summary):
     lines.append("| %s | %g | %d | %g | %d | %.4f | %.4f | %s |" % (
         row["setting"], row["learning_rate"], row["train_batch_size"], row["num_train_epochs"],
         row["steps"], row["dev_" + metric], row["dev_loss"], mark))
+  accumulation = summary.get("num_accumulation_steps", 1)
+  if accumulation > 1:
+    lines += ["", "Batch: per step before accumulation; %d steps accumulated, so each optimizer "
+              "step covers %d times the batch." % (accumulation, accumulation)]
   test = summary["test"]
   lines += ["", "Test (%s): %s = %.4f" % (summary["best"]["setting"], metric, test[metric])]
   if "precision" in test and "recall" in test:  # span scores (NER) come with both

@@ -5,6 +5,13 @@ predicts test, or runs the paper's grid (`grid.py`). A `Runner` checks the model
 each split once (through the task's head), writes it as a TFRecord file, and builds one Estimator
 per setting (`estimator.py`).
 
+Every script takes the accelerator flags of `estimator.define_accelerator_flags` (the same as
+run_pretraining.py's): `use_xla` and `use_amp` go to the run config, `num_accumulation_steps` and
+`use_amp` to `train_op.create_train_op`, `distribution_strategy` to both. With N accumulation steps
+an optimizer step covers `train_batch_size * N` examples, and the number of training steps (which
+counts optimizer steps) is computed from that effective batch. Under `multi_worker_mirrored` every
+worker trains on its shard of the records; evaluation and prediction run on the chief only.
+
 `google_outputs` (run_classifier.py) gives Google's files instead of ours: `train.tf_record`,
 `eval.tf_record`, `predict.tf_record`; `eval_results.txt` from the Estimator's own evaluation
 (`eval_accuracy`, `eval_loss`, `global_step`, `loss`); `test_results.tsv`, one line of
@@ -24,9 +31,10 @@ from clinicalbert_tf import checkpoints
 from clinicalbert_tf import estimator as estimator_lib
 from clinicalbert_tf import fileio
 from clinicalbert_tf import hooks
-from clinicalbert_tf import optimization
+from clinicalbert_tf import pretraining
 from clinicalbert_tf import tasks
 from clinicalbert_tf import tokenization
+from clinicalbert_tf import train_op as train_op_lib
 from clinicalbert_tf.finetuning import data
 from clinicalbert_tf.finetuning import grid
 from clinicalbert_tf.finetuning import heads
@@ -69,6 +77,11 @@ class FinetuneConfig:
   gcp_project: Optional[str] = None
   master: Optional[str] = None
   num_tpu_cores: int = 8
+  # Accelerators (estimator.define_accelerator_flags).
+  use_xla: bool = False
+  use_amp: bool = False
+  num_accumulation_steps: int = 1
+  distribution_strategy: str = "none"
   # Readers.
   check_entity_text: bool = True
   include_timex3: bool = False
@@ -90,7 +103,8 @@ def define_original_flags(defaults, task_names, data_help):
 
   Same names as theirs; `defaults` holds the script's own defaults (`do_lower_case`,
   `max_seq_length`, `do_train`, `do_predict`, `num_train_epochs`, `keep_checkpoint_max`, ...).
-  Also the run-config flags of `estimator.define_run_config_flags` and `--seed`.
+  Also the run-config flags of `estimator.define_run_config_flags`, the accelerator flags of
+  `estimator.define_accelerator_flags` and `--seed`.
   """
   from absl import flags  # pylint: disable=g-import-not-at-top  (only the scripts define flags)
   d = dict(do_lower_case=False, max_seq_length=128, do_train=False, do_eval=False,
@@ -117,6 +131,7 @@ def define_original_flags(defaults, task_names, data_help):
   flags.DEFINE_float("warmup_proportion", 0.1, "Share of training with linear warmup.")
   estimator_lib.define_run_config_flags()
   flags.FLAGS.set_default("keep_checkpoint_max", d["keep_checkpoint_max"])
+  estimator_lib.define_accelerator_flags()
   flags.DEFINE_integer("seed", 42, "Random seed (graph and input shuffling; not in the "
                        "original script, which left both unseeded).")
 
@@ -153,8 +168,14 @@ def make_task(config):
 
 
 def model_fn_builder(bert_config, head, init_checkpoint, learning_rate, num_train_steps,
-                     num_warmup_steps, use_tpu, use_one_hot_embeddings):
-  """The `model_fn` for the (TPU)Estimator: `head`'s model, trained with Google's optimizer."""
+                     num_warmup_steps, use_tpu, use_one_hot_embeddings, num_accumulation_steps=1,
+                     use_amp=False):
+  """The `model_fn` for the (TPU)Estimator: `head`'s model, trained with Google's optimizer.
+
+  The training op is `train_op.create_train_op`: Google's `optimization.create_optimizer` itself
+  with one accumulation step and no AMP outside a strategy; `num_train_steps` and
+  `num_warmup_steps` count optimizer steps.
+  """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     is_training = mode == tf.estimator.ModeKeys.TRAIN
@@ -165,8 +186,9 @@ def model_fn_builder(bert_config, head, init_checkpoint, learning_rate, num_trai
         init_checkpoint, tf.trainable_variables(), use_tpu)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
-      train_op = optimization.create_optimizer(model_outputs["loss"], learning_rate,
-                                               num_train_steps, num_warmup_steps, use_tpu)
+      train_op = train_op_lib.create_train_op(
+          model_outputs["loss"], learning_rate, num_train_steps, num_warmup_steps, use_tpu,
+          num_accumulation_steps=num_accumulation_steps, use_amp=use_amp)
       # The shared Estimator's train() adds the NaN guard (NanLossHook) and the progress log.
       return tf.estimator.tpu.TPUEstimatorSpec(mode=mode, loss=model_outputs["loss"],
                                                train_op=train_op, scaffold_fn=scaffold_fn)
@@ -215,6 +237,9 @@ class Runner(object):
     checkpoints.check_vocab_matches_config(len(self.tokenizer.vocab), self.bert_config,
                                            c.vocab_file)
     checkpoints.check_case_matches_vocab(self.tokenizer.vocab, c.do_lower_case, c.vocab_file)
+    if c.num_accumulation_steps is None or c.num_accumulation_steps < 1:
+      raise fileio.InputError("--num_accumulation_steps=%s: expected a positive integer" %
+                              c.num_accumulation_steps)
     fileio.check_output_dir(c.output_dir)
     self.head = heads.head_for_task(task, task.get_labels(c.data_dir))
     if c.max_seq_length < self.head.min_seq_length:
@@ -240,9 +265,24 @@ class Runner(object):
       self._splits[name] = PreparedSplit(name, examples, features, record_file)
     return self._splits[name]
 
+  @property
+  def is_chief(self):
+    """False on the workers of a multi_worker_mirrored cluster other than the chief.
+
+    Those train (their checkpoints go to tf.estimator's `tmp_worker_<n>` folders) and stop:
+    evaluation and prediction, the chief's results, run on the chief only.
+    """
+    return (self.config.distribution_strategy != "multi_worker_mirrored" or
+            pretraining._is_chief())  # pylint: disable=protected-access
+
+  def effective_batch_size(self, batch_size):
+    """Examples per optimizer step: `batch_size` (global) times the accumulation steps."""
+    return batch_size * self.config.num_accumulation_steps
+
   def num_train_steps(self, batch_size, epochs):
+    """Optimizer steps for `epochs` over the train split, at the effective batch size."""
     num_features = len(self.split("train").features)
-    return max(1, int(num_features / batch_size * epochs))
+    return max(1, int(num_features / self.effective_batch_size(batch_size) * epochs))
 
   def estimator(self, model_dir, learning_rate, batch_size, epochs, init_checkpoint):
     """The Estimator for one setting (`init_checkpoint` None: restore from model_dir only)."""
@@ -254,16 +294,20 @@ class Runner(object):
     model_fn = model_fn_builder(
         bert_config=self.bert_config, head=self.head, init_checkpoint=init_checkpoint,
         learning_rate=learning_rate, num_train_steps=num_train_steps,
-        num_warmup_steps=num_warmup_steps, use_tpu=c.use_tpu, use_one_hot_embeddings=c.use_tpu)
+        num_warmup_steps=num_warmup_steps, use_tpu=c.use_tpu, use_one_hot_embeddings=c.use_tpu,
+        num_accumulation_steps=c.num_accumulation_steps, use_amp=c.use_amp)
     run_config = estimator_lib.make_run_config(
         model_dir, save_checkpoints_steps=c.save_checkpoints_steps,
         keep_checkpoint_max=c.keep_checkpoint_max, iterations_per_loop=c.iterations_per_loop,
         use_tpu=c.use_tpu, tpu_name=c.tpu_name, tpu_zone=c.tpu_zone, gcp_project=c.gcp_project,
         master=c.master, num_tpu_cores=c.num_tpu_cores, log_every_n_steps=c.log_every_n_steps,
-        seed=c.seed)
+        seed=c.seed, distribution_strategy=c.distribution_strategy, use_xla=c.use_xla,
+        use_amp=c.use_amp)
     return estimator_lib.build_estimator(
         model_fn, run_config, train_batch_size=batch_size, eval_batch_size=c.eval_batch_size,
-        predict_batch_size=c.predict_batch_size, use_tpu=c.use_tpu), num_train_steps
+        predict_batch_size=c.predict_batch_size, use_tpu=c.use_tpu,
+        distribution_strategy=c.distribution_strategy,
+        num_accumulation_steps=c.num_accumulation_steps), num_train_steps
 
   def train(self, model_dir, learning_rate, batch_size, epochs):
     """Trains one setting into `model_dir`. Returns (number of steps, seconds)."""
@@ -271,17 +315,21 @@ class Runner(object):
     train = self.split("train")
     estimator, num_train_steps = self.estimator(model_dir, learning_rate, batch_size, epochs,
                                                 c.init_checkpoint)
-    logging.info("training: %d examples (%d windows), batch %d, %g epochs -> %d steps, lr %g",
-                 len(train.examples), len(train.features), batch_size, epochs, num_train_steps,
+    effective_batch = self.effective_batch_size(batch_size)
+    # The steps count optimizer steps, each of effective_batch examples.
+    logging.info("training: %d examples (%d windows), batch %d x %d accumulation steps = %d per "
+                 "step, %g epochs -> %d steps, lr %g", len(train.examples), len(train.features),
+                 batch_size, c.num_accumulation_steps, effective_batch, epochs, num_train_steps,
                  learning_rate)
     input_fn = data.input_fn_builder(train.record_file, self.head, c.max_seq_length,
                                      is_training=True, drop_remainder=True,
                                      num_examples=len(train.features), seed=c.seed)
-    hook = hooks.ProgressHook(num_train_steps, batch_size, max(1, c.log_every_n_steps))
+    hook = hooks.ProgressHook(num_train_steps, effective_batch, max(1, c.log_every_n_steps))
     start = time.time()
     estimator.train(input_fn=input_fn, max_steps=num_train_steps, hooks=[hook])
-    heads.write_head_record(model_dir, self.head, c.task_name, c.do_lower_case, c.max_seq_length,
-                            c.bert_config_file, c.vocab_file)
+    if self.is_chief:  # the other workers' checkpoints are in their tmp_worker_<n> folders
+      heads.write_head_record(model_dir, self.head, c.task_name, c.do_lower_case,
+                              c.max_seq_length, c.bert_config_file, c.vocab_file)
     return num_train_steps, time.time() - start
 
   def evaluate(self, model_dir, split_name, prefix, output_dir=None):
@@ -395,6 +443,10 @@ def run(config):
   if config.do_train:
     runner.train(config.output_dir, config.learning_rate, config.train_batch_size,
                  config.num_train_epochs)
+  if not runner.is_chief:
+    if config.do_eval or config.do_predict:
+      logging.info("evaluation and prediction run on the chief only; this worker is done")
+    return outcome
   if config.do_eval:
     outcome["eval"] = (runner.google_evaluate(config.output_dir) if config.google_outputs else
                        runner.evaluate(config.output_dir, "dev", "eval"))
