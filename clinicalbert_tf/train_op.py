@@ -1,13 +1,16 @@
 """The training op: Google's optimizer with gradient accumulation, loss scaling and replicas.
 
 `create_train_op` is `optimization.create_optimizer` (Adam with weight decay, warmup, linear decay,
-clipping at global norm 1.0) when nothing else is asked for, and adds gradient accumulation, dynamic
-loss scaling for float16 and the cross-replica gradient mean under a `tf.distribute` strategy.
+clipping at global norm 1.0) when nothing else is asked for, or `lamb.create_optimizer` (NVIDIA's
+LAMB, same schedule, clipping and slot names) with `optimizer="lamb"`, and adds gradient
+accumulation, dynamic loss scaling for float16 and the cross-replica gradient mean under a
+`tf.distribute` strategy.
 """
 
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import checkpoints
+from clinicalbert_tf import lamb
 from clinicalbert_tf import optimization
 
 # Collection holding the local (never checkpointed) variables that gradient accumulation and loss
@@ -92,7 +95,12 @@ def _cross_replica_mean(grads):
   return out
 
 
-OPTIMIZERS = ("adamw", "lamb")
+# --optimizer values and the `create_optimizer` each stands for (same signature and contract).
+_CREATE_OPTIMIZER = {
+    "adamw": optimization.create_optimizer,
+    "lamb": lamb.create_optimizer,
+}
+OPTIMIZERS = tuple(_CREATE_OPTIMIZER)
 
 
 def create_train_op(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu=False,
@@ -108,22 +116,25 @@ def create_train_op(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu=Fa
     `num_train_steps`).
   * under a strategy, gradients are averaged over the replicas before the update.
 
-  With N = 1 and no AMP this is exactly `optimization.create_optimizer(loss, ...)`.
+  * `optimizer`: "adamw" (`optimization.create_optimizer`, Google's) or "lamb"
+    (`lamb.create_optimizer`); both keep their moments in `<var>/adam_m` and `<var>/adam_v`.
+
+  With N = 1 and no AMP this is exactly `optimization.create_optimizer(loss, ...)` (or
+  `lamb.create_optimizer`).
 
   Returns:
     The training op.
   """
   if optimizer not in OPTIMIZERS:
     raise ValueError("optimizer=%r: expected one of %s" % (optimizer, ", ".join(OPTIMIZERS)))
-  if optimizer == "lamb":
-    raise NotImplementedError("LAMB is not written yet")
+  create_optimizer = _CREATE_OPTIMIZER[optimizer]
   if tvars is None:
     tvars = tf.trainable_variables()
   n = max(1, int(num_accumulation_steps or 1))
 
   def optimizer_step(grads):
-    return optimization.create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
-                                         use_tpu, tvars=tvars, grads=grads)
+    return create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
+                            tvars=tvars, grads=grads)
 
   if n == 1 and not use_amp and not _in_replica_context():
     return optimizer_step(None)  # Google's training op, unchanged
@@ -202,7 +213,7 @@ def _step_or_skip(optimizer_step, grads, finite, global_step):
 
 
 def _create_optimizer_slots(tvars):
-  """Creates `<var>/adam_m` and `/adam_v` outside any tf.cond, for `_step_or_skip`."""
+  """Creates `<var>/adam_m` and `/adam_v` (both optimizers' slots) outside any tf.cond."""
   for var in tvars:
     name = checkpoints.variable_name(var)
     for slot in ("adam_m", "adam_v"):
