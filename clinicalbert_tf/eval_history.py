@@ -15,8 +15,8 @@ global steps; this module holds what that evaluation leaves behind and decides w
     evaluates when a save reaches the next multiple of N; `CheckpointPollingHook` drives the same
     listener where the Estimator takes no listeners (multi-worker training).
 
-Remote folders (`gs://...`) are written through `tf.io.gfile`: the history is rewritten whole (object
-stores cannot append) and `best/` is written in place, without the local atomicity.
+Remote folders (`gs://...`) are written through `tf.io.gfile`: the history is rewritten whole
+(object stores cannot append) and `best/` is written in place, without the local atomicity.
 """
 
 import glob
@@ -168,10 +168,11 @@ def best_record(records):
 
 def checkpoint_files(checkpoint_path):
   """The files of a checkpoint prefix: `.index`, `.data-*` and `.meta` when present."""
-  pattern = glob.escape(checkpoint_path) if not _is_remote(checkpoint_path) else checkpoint_path
-  files = tf.io.gfile.glob(pattern + ".index") + tf.io.gfile.glob(pattern + ".data-*")
-  files += tf.io.gfile.glob(pattern + ".meta")
-  return sorted(files)
+  if _is_remote(checkpoint_path):
+    match, prefix = tf.io.gfile.glob, checkpoint_path
+  else:
+    match, prefix = glob.glob, glob.escape(checkpoint_path)
+  return sorted(match(prefix + ".index") + match(prefix + ".data-*") + match(prefix + ".meta"))
 
 
 def _state_file_text(name):
@@ -246,7 +247,7 @@ def restore_interrupted_swap(target_dir):
 
 
 def read_best_eval(target_dir):
-  """The `best_eval.json` record of a best folder, or None when there is none (or it is unreadable)."""
+  """The `best_eval.json` record of a best folder; None when there is none or it is unreadable."""
   path = os.path.join(target_dir, BEST_EVAL_FILE)
   try:
     return json.loads(_read_text(path) or "null")

@@ -113,7 +113,7 @@ class _Base(testutil.TestCase):
 
 
 class EvalDuringTrainingTest(_Base):
-  """One run: 6 steps, a checkpoint every step (1 kept), evaluation every 2, best kept, --do_eval."""
+  """One run: 6 steps, a checkpoint each step (1 kept), evaluation every 2, best kept, --do_eval."""
 
   @classmethod
   def setUpClass(cls):
@@ -194,6 +194,19 @@ class ResumeTest(_Base):
     steps = collections.Counter(step for step, _ in _event_values(os.path.join(out, "eval"),
                                                                   "masked_lm_loss"))
     self.assertEqual(steps, {2: 1, 4: 1, 6: 1})
+
+
+class MirroredTest(_Base):
+
+  def test_listener_under_a_strategy(self):
+    # The strategy's Estimator (estimator._DistributedEstimator) takes the listener too.
+    out = self.temp_dir()
+    pretraining.run_pretraining(**self.flags(
+        output_dir=out, do_train=True, num_train_steps=2, save_checkpoints_steps=2,
+        eval_every_n_steps=2, max_eval_steps=1, distribution_strategy="mirrored"))
+    self.assertEqual(_steps(out), [2])
+    self.assertEqual([s for s, _ in _event_values(os.path.join(out, "eval"), "masked_lm_loss")],
+                     [2])
 
 
 def _fake_checkpoint(directory, step):
