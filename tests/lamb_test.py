@@ -8,8 +8,9 @@
     and the one difference tfa cannot be configured to share: `train_op` advances global_step on an
     AMP step it skips, so t runs ahead of tfa's count of updates (checked against numpy).
   * `run_pretraining.py --optimizer=lamb` on the tiny model: Google's names plus `adam_m`, `adam_v`
-    and `global_step` only, a strict HuggingFace load, accumulation 2 x 4 equal to a batch of 8,
-    and the two-phase recipe (length 32, then length 64 from the phase-1 checkpoint).
+    and `global_step` only, a strict HuggingFace load, accumulation 2 x 4 and a MirroredStrategy
+    run equal to a batch of 8, and the two-phase recipe (length 32, then length 64 from the
+    phase-1 checkpoint).
 """
 
 import os
@@ -18,6 +19,7 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from clinicalbert_tf import hf
 from clinicalbert_tf import lamb
 from clinicalbert_tf import optimization
 from clinicalbert_tf import pretraining
@@ -320,7 +322,7 @@ class LambPretrainingTest(testutil.TestCase):
     expected |= {n + "/" + slot for n in self.model_names for slot in ("adam_m", "adam_v")}
     self.assertEqual(sorted(values), sorted(expected))
 
-  def test_accumulation_equals_the_larger_batch(self):
+  def test_accumulation_and_strategy_match_one_batch_of_8(self):
     # As for Adam (pretraining_test): every record has the same number of masks, so 2 x 4
     # accumulated is one batch of 8.
     big = self._flags(train_batch_size=8)
@@ -341,12 +343,20 @@ class LambPretrainingTest(testutil.TestCase):
         # moves it differently (Adam's epsilon keeps such a step negligible).
         continue
       np.testing.assert_allclose(b[name], a[name], rtol=1e-4, atol=1e-6, err_msg=name)
-    # LAMB, not Adam, wrote it: Adam from the same start gives other weights.
+    # Under a tf.distribute strategy (MirroredStrategy, one CPU replica here: the update runs in
+    # replica context on mirrored variables) the same weights.
+    mirrored = self._flags(train_batch_size=8, distribution_strategy="mirrored")
+    pretraining.run_pretraining(do_train=True, **mirrored)
+    c = testutil.read_checkpoint(tf.train.latest_checkpoint(mirrored["output_dir"]))
+    self._assert_google_names(c)
+    for name in a:
+      np.testing.assert_allclose(c[name], a[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    # LAMB, not Adam, wrote them: Adam from the same start gives other weights.
     adam = self._flags(optimizer="adamw")
     pretraining.run_pretraining(do_train=True, **adam)
-    c = testutil.read_checkpoint(tf.train.latest_checkpoint(adam["output_dir"]))
+    d = testutil.read_checkpoint(tf.train.latest_checkpoint(adam["output_dir"]))
     kernel = "bert/encoder/layer_0/attention/self/query/kernel"
-    self.assertGreater(float(np.max(np.abs(a[kernel] - c[kernel]))), 1e-4)
+    self.assertGreater(float(np.max(np.abs(a[kernel] - d[kernel]))), 1e-4)
 
   def test_two_phase_recipe(self):
     # Phase 1: length-32 records, through the script, from the init checkpoint.
@@ -396,6 +406,11 @@ class LambPretrainingTest(testutil.TestCase):
     final = testutil.read_checkpoint(final_prefix)
     self.assertGreater(float(np.abs(final[position][SEQ:] - p1[position][SEQ:]).max()), 1e-6)
     hf_util.assert_strict_hf_load(final_prefix, self.config)
+    # export_hf.py's reader takes it too, leaving out exactly the optimizer state.
+    _, head, _, skipped = hf.checkpoint_to_hf_tensors(final_prefix, self.config.to_dict(),
+                                                      head="pretraining")
+    self.assertEqual(head, "pretraining")
+    self.assertEqual(skipped, sorted(n for n in final if n not in self.model_names))
 
 
 if __name__ == "__main__":
