@@ -174,7 +174,7 @@ def _numpy_lamb(grads_per_step, learning_rates, first_t=1, clip=True, adapt_excl
 
 
 def _schedule(init_lr, first_step=0):
-  """Google's linear decay over _NUM_TRAIN_STEPS (no warmup) at steps first_step, first_step + 1..."""
+  """Google's linear decay over _NUM_TRAIN_STEPS (no warmup) at steps first_step, first_step + 1."""
   return [init_lr * (1.0 - s / _NUM_TRAIN_STEPS) for s in range(first_step, first_step + _STEPS)]
 
 
@@ -396,8 +396,8 @@ class LambPretrainingTest(testutil.TestCase):
       nonzero = v > 1e-20  # away from float32 underflow
       if nonzero.any():
         np.testing.assert_allclose(m[nonzero] ** 2 / v[nonzero], 10.0, rtol=1e-3, err_msg=name)
-    self.assertGreater(_max_difference(start, p1, ["cls/predictions/transform/dense/kernel/adam_m"]),
-                       0.0)
+    moment = "cls/predictions/transform/dense/kernel/adam_m"
+    self.assertGreater(_max_difference(start, p1, [moment]), 0.0)
 
     # Then it trains at length 64: the rows beyond 32 move (by about 1e-4; weight decay alone would
     # move them by orders of magnitude less), so gradients reach them.
