@@ -29,7 +29,9 @@ steps on CPU, to exercise the same code: not a measurement).
 import argparse
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 
@@ -60,8 +62,10 @@ PRED = pretraining_bench.PRED
 WORDS_PER_NOTE = 60
 ENTITY_TYPES = ("problem", "test", "treatment")  # i2b2 2010's
 
-# What TF says when a GPU allocation fails.
-OOM_MARKERS = ("ResourceExhaustedError", "OOM when allocating", "out of memory")
+# What TF and XLA say when GPU memory runs out (lower case; "Dst tensor is not initialized" is a
+# host-to-GPU copy that found no memory).
+OOM_MARKERS = ("resourceexhaustederror", "resource_exhausted", "oom when allocating",
+               "out of memory", "dst tensor is not initialized")
 
 PRETRAIN_IMPLS = {  # --impl: (script in the child, --use_xla, --use_amp, title)
     "google": ("google", False, False, "Google's run_pretraining.py, float32"),
@@ -148,7 +152,9 @@ def prepare(args, m):
 
 
 def is_oom(error):
-  return any(marker in str(error) for marker in OOM_MARKERS)
+  """Whether a failed run's message says that GPU memory ran out."""
+  text = str(error).lower()
+  return any(marker in text for marker in OOM_MARKERS)
 
 
 def first_batch_that_fits(measure, batches):
@@ -196,8 +202,9 @@ def pretrain(args, m):
       return pretraining_bench.run_one(child, config_file, records, out_dir, c, use_xla,
                                        m["pretrain_warmup"], left, use_amp=use_amp,
                                        gpu=args.mode == "gpu")
+    except subprocess.TimeoutExpired:
+      raise CheckError("batch %d: timed out after %.0fs" % (batch, left)) from None
     finally:
-      import shutil  # pylint: disable=g-import-not-at-top
       shutil.rmtree(out_dir, ignore_errors=True)  # BERT-Base checkpoints are 1.3 GB
 
   batch, r, oom = first_batch_that_fits(measure, batches)
@@ -235,6 +242,11 @@ def finetune(args, m):
                                     m["finetune_warmup"], args.timeout - 5)
   except RuntimeError as e:
     raise CheckError(str(e).strip()[-2000:]) from None
+  except subprocess.TimeoutExpired:
+    raise CheckError("timed out after %.0fs" % (args.timeout - 5)) from None
+  finally:
+    if args.amp_xla:  # (c) reads only the float32 model
+      shutil.rmtree(out_dir, ignore_errors=True)
   title = "--use_amp --use_xla" if args.amp_xla else "float32"
   write_result(w, args.name, dict(title=title, batch=batch, rate=r["wall_seq_s"],
                                   fastest=r["fastest_seq_s"], steps=m["finetune_steps"],

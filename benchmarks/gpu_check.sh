@@ -5,8 +5,8 @@
 #
 # Prints
 #   (a) BERT-Base pretraining sequences/s (seq 128, 20 predictions) of Google's run_pretraining.py
-#       (bert-tensorflow 1.0.4, float32) and ours (float32; --use_amp --use_xla) at the largest batch
-#       of 128, 96, 64, 48, 32 that fits, and ours / Google's (target: AMP+XLA >= 2.5x);
+#       (bert-tensorflow 1.0.4, float32) and ours (float32; --use_amp --use_xla) at the largest
+#       batch of 128, 96, 64, 48, 32 that fits, and ours / Google's (target: AMP+XLA >= 2.5x);
 #   (b) run_finetune.py training examples/s (generated i2b2 2010 token classification, BERT-Base,
 #       seq 128), float32 and --use_amp --use_xla;
 #   (c) predict.py notes/s on generated notes with (b)'s float32 model;
@@ -82,7 +82,7 @@ run_bg() {
 # show_tail LOG: the last lines of a failed step's log, indented.
 show_tail() { tail -n 15 "$1" | sed 's/^/    | /' >&2; }
 
-# --- Python --------------------------------------------------------------------------------------
+# --- Python -------------------------------------------------------------------------------------
 if [ -n "${PYTHON:-}" ]; then
   PY=$PYTHON
   PY_FROM="\$PYTHON"
@@ -90,6 +90,8 @@ else
   PY=.venv/bin/python
   PY_FROM="the repository's .venv"
 fi
+command -v "$PY" >/dev/null 2>&1 || fail "no Python at $PY ($PY_FROM): set PYTHON to a Python" \
+    "3.11 with requirements.txt installed, or make the .venv (make venv)"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export TF_CPP_MIN_LOG_LEVEL=2
 HAS_TF=1
@@ -97,7 +99,7 @@ HAS_TF=1
 "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('tensorflow') is None)" \
     >/dev/null 2>&1 || HAS_TF=0
 
-# --- (d) the GPU -----------------------------------------------------------------------------------
+# --- (d) the GPU ----------------------------------------------------------------------------------
 GPU=
 if ! command -v nvidia-smi >/dev/null 2>&1; then
   NO_GPU="nvidia-smi: command not found"
@@ -189,7 +191,7 @@ else
   MODE=smoke
 fi
 
-# --- the parts -------------------------------------------------------------------------------------
+# --- the parts ------------------------------------------------------------------------------------
 DEADLINE=$((SECONDS + BUDGET))
 MEASURE_START=$SECONDS
 

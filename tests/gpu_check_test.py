@@ -201,6 +201,14 @@ class FirstBatchThatFitsTest(testutil.TestCase):
     self.assertEqual((batch, result, oom), (64, {"rate": 640.0}, [128, 96]))
     self.assertEqual(tried, [128, 96, 64])
 
+  def test_out_of_memory_messages(self):
+    for message in ("ResourceExhaustedError: OOM when allocating tensor with shape[128,30522]",
+                    "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.50GiB.",
+                    "InternalError: Dst tensor is not initialized."):
+      self.assertTrue(self.gpu_check.is_oom(RuntimeError(message)), message)
+    for message in ("NotFoundError: records.tfrecord", "InvalidArgumentError: NaN in loss"):
+      self.assertFalse(self.gpu_check.is_oom(RuntimeError(message)), message)
+
   def test_other_errors_stop_at_once(self):
     tried = []
 
@@ -208,7 +216,8 @@ class FirstBatchThatFitsTest(testutil.TestCase):
       tried.append(batch)
       raise RuntimeError("google failed:\nModuleNotFoundError: No module named 'bert'")
 
-    with self.assertRaisesRegex(self.gpu_check.CheckError, "(?s)batch 128: .*No module named 'bert'"):
+    with self.assertRaisesRegex(self.gpu_check.CheckError,
+                                "(?s)batch 128: .*No module named 'bert'"):
       self.gpu_check.first_batch_that_fits(measure, [128, 96])
     self.assertEqual(tried, [128])
 
