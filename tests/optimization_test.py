@@ -124,5 +124,83 @@ class OptimizationOracleTest(testutil.TestCase):
       self.assertFalse(opt._do_use_weight_decay(name), name)
 
 
+def _apply_steps(make_optimizer, use_resource, num_steps=8, size=(37, 29), lr=0.1):
+  """Runs `num_steps` updates of two variables (one decayed, one excluded) with fixed gradients.
+
+  Returns ({variable name: value}, the op types of the graph, {variable name: initial value}).
+  """
+  rng = np.random.RandomState(3)
+  grads = [[(rng.randn(*size) * scale).astype(np.float32) for _ in range(2)]
+           for scale in np.geomspace(1e-3, 3.0, num_steps)]
+  with tf.Graph().as_default() as graph:
+    initial = {name: rng.randn(*size).astype(np.float32)
+               for name in ("w/kernel", "w/LayerNorm/gamma")}
+    params = [tf.get_variable(name, initializer=value, use_resource=use_resource)
+              for name, value in initial.items()]
+    feeds = [tf.placeholder(tf.float32, size) for _ in params]
+    with tf.variable_scope("", use_resource=use_resource):
+      op = make_optimizer().apply_gradients(zip(feeds, params))
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      for step_grads in grads:
+        sess.run(op, dict(zip(feeds, step_grads)))
+      values = {v.op.name: sess.run(v) for v in tf.global_variables()}
+    types = {o.type for o in graph.get_operations()}
+  return values, types, initial
+
+
+def _optimizer(module, **kwargs):
+  args = dict(learning_rate=0.1, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+              exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"])
+  args.update(kwargs)
+  return lambda: module.AdamWeightDecayOptimizer(**args)
+
+
+class FusedAdamTest(testutil.TestCase):
+  """The fused kernels (ApplyGradientDescent + ApplyAdam) against Google's elementwise update."""
+
+  def _check(self, use_resource, expect_fused, **kwargs):
+    ours, types, initial = _apply_steps(_optimizer(optimization, **kwargs), use_resource)
+    google, _, _ = _apply_steps(_optimizer(oracle.optimization, **kwargs), use_resource)
+    self.assertEqual(set(ours), set(google))
+    self.assertIn("w/kernel/adam_m", ours)
+    self.assertIn("w/LayerNorm/gamma/adam_v", ours)
+    fused = {"ResourceApplyAdam", "ApplyAdam"} & types
+    self.assertEqual(bool(fused), expect_fused, types)
+    for name, value in google.items():
+      # Moments are compared relative to their size (v spans 1e-12 to 10 here).
+      scale = max(1.0, float(np.abs(value).max()))
+      np.testing.assert_allclose(ours[name] / scale, value / scale, rtol=0, atol=1e-6,
+                                 err_msg=name)
+    # Eight steps at learning rate 0.1 moved the weights far more than the tolerance.
+    for name, value in initial.items():
+      self.assertGreater(np.abs(ours[name] - value).max(), 0.1, name)
+
+  def test_ref_variables_equal_google_over_eight_steps(self):
+    self._check(use_resource=False, expect_fused=True)
+
+  def test_resource_variables_equal_google_over_eight_steps(self):
+    self._check(use_resource=True, expect_fused=True)
+
+  def test_betas_outside_the_fused_range_use_googles_ops(self):
+    self._check(use_resource=False, expect_fused=False, beta_1=0.3)
+
+  def test_no_weight_decay(self):
+    self._check(use_resource=False, expect_fused=True, weight_decay_rate=0.0)
+
+  def test_fused_coefficients_give_googles_float32_factors(self):
+    for beta_1, beta_2 in ((0.9, 0.999), (0.9, 0.98), (0.8, 0.9999)):
+      beta1, factor = optimization._fused_coefficients(beta_1, beta_2)
+      f32 = np.float32
+      self.assertEqual(f32(beta1), beta1)  # exact in float32, so 1 - beta1 is too
+      k1 = 1.0 - beta1
+      k2 = float(f32(1.0) - f32(beta_2))
+      # The kernel's gradient factors against Google's float32 constants.
+      self.assertAlmostEqual(k1 * factor / float(f32(1.0 - beta_1)), 1.0, delta=4e-7)
+      self.assertAlmostEqual(k2 * factor**2 / float(f32(1.0 - beta_2)), 1.0, delta=1e-12)
+      # The moments' own factors: 1 - k2 is float32(beta_2) exactly.
+      self.assertEqual(f32(1.0 - k2), f32(beta_2))
+
+
 if __name__ == "__main__":
   absltest.main()
