@@ -24,6 +24,7 @@ Under a strategy the Estimator reports (logs, `loss` summary, the NaN guard) the
 replicas, as `tf.estimator` does for losses the optimizer did not scale; the gradients are averaged.
 """
 
+import json
 import os
 
 from absl import flags
@@ -121,6 +122,22 @@ def make_strategy(distribution_strategy):
     return tf.distribute.experimental.MultiWorkerMirroredStrategy()
   raise fileio.InputError("--distribution_strategy=%r: expected one of %s" %
                           (distribution_strategy, ", ".join(DISTRIBUTION_STRATEGIES)))
+
+
+def is_chief():
+  """Whether this process is the chief of a TF_CONFIG cluster (True without one).
+
+  The chief is the `chief` task, or worker 0 of a cluster without one (as `tf.estimator` picks it):
+  it alone evaluates, predicts and writes results under `multi_worker_mirrored`.
+  """
+  tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+  task = tf_config.get("task", {})
+  cluster = tf_config.get("cluster", {})
+  if not task:
+    return True
+  if task.get("type") == "chief":
+    return True
+  return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in cluster
 
 
 def enable_xla_auto_clustering():

@@ -7,8 +7,8 @@ in Google's script and the other way round, and `--do_eval` reports the same num
     `cls/predictions/transform/LayerNorm`, a decoder tied to `bert/embeddings/word_embeddings` with
     its own `cls/predictions/output_bias`; `cls/seq_relationship/output_weights` [2, H] and
     `output_bias` [2]. Masked-LM loss = sum(w * nll) / (sum(w) + 1e-5); total loss = masked LM +
-    next sentence; the optimizer is `optimization.create_optimizer` (through
-    `train_op.create_train_op`).
+    next sentence; the optimizer is `optimization.create_optimizer`, or `lamb.create_optimizer` with
+    `optimizer="lamb"` (through `train_op.create_train_op`).
   * input: the seven features `create_pretraining_data.py` writes. Training repeats the files,
     shuffles them, reads up to 4 at a time (sloppy interleave) and shuffles records in a buffer of
     100; evaluation reads the files in order, repeated, for `max_eval_steps` batches.
@@ -25,7 +25,6 @@ form up to float rounding); bad inputs are reported before the graph is built; a
 """
 
 import contextlib
-import json
 import math
 import os
 import struct
@@ -524,18 +523,6 @@ def _check_eval_flags(eval_input_file, eval_every_n_steps, keep_best_checkpoint,
   return fileio.expand_file_patterns(eval_input_file, "eval_input_file", skip_sidecars=True)
 
 
-def _is_chief():
-  """Whether this process is the chief of a TF_CONFIG cluster (True without one)."""
-  tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-  task = tf_config.get("task", {})
-  cluster = tf_config.get("cluster", {})
-  if not task:
-    return True
-  if task.get("type") == "chief":
-    return True
-  return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in cluster
-
-
 def run_pretraining(bert_config_file,
                     input_file,
                     output_dir,
@@ -695,7 +682,8 @@ def run_pretraining(bert_config_file,
     # run makes at the step it resumes from, and under multi_worker_mirrored only on an
     # "evaluator" task. EvalListener evaluates each save at a multiple of N once, on the chief.
     train_kwargs, listener = {}, None
-    if eval_every_n_steps and (distribution_strategy != "multi_worker_mirrored" or _is_chief()):
+    if eval_every_n_steps and (distribution_strategy != "multi_worker_mirrored" or
+                               estimator_lib.is_chief()):
       listener = eval_history.EvalListener(
           lambda path: estimator.evaluate(input_fn=eval_input_fn, steps=max_eval_steps,
                                           checkpoint_path=path),
@@ -714,7 +702,7 @@ def run_pretraining(bert_config_file,
 
   result = None
   if do_eval:
-    if distribution_strategy == "multi_worker_mirrored" and not _is_chief():
+    if distribution_strategy == "multi_worker_mirrored" and not estimator_lib.is_chief():
       logging.info("Evaluation runs on the chief only; this worker is done.")
       return None
     logging.info("***** Running evaluation *****")

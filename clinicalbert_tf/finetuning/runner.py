@@ -31,7 +31,6 @@ from clinicalbert_tf import checkpoints
 from clinicalbert_tf import estimator as estimator_lib
 from clinicalbert_tf import fileio
 from clinicalbert_tf import hooks
-from clinicalbert_tf import pretraining
 from clinicalbert_tf import tasks
 from clinicalbert_tf import tokenization
 from clinicalbert_tf import train_op as train_op_lib
@@ -273,7 +272,7 @@ class Runner(object):
     evaluation and prediction, the chief's results, run on the chief only.
     """
     return (self.config.distribution_strategy != "multi_worker_mirrored" or
-            pretraining._is_chief())  # pylint: disable=protected-access
+            estimator_lib.is_chief())
 
   def effective_batch_size(self, batch_size):
     """Examples per optimizer step: `batch_size` (global) times the accumulation steps."""
