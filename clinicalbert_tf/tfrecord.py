@@ -210,7 +210,8 @@ def _crc_tables():
       r = np.where(r & 1, (r >> 1) ^ np.uint32(_CRC32C_POLY), r >> 1).astype(np.uint32)
     return r
   # register' = LO[v & 0xFFFF] ^ HI[v >> 16] where v = register ^ (next 4 bytes, little-endian).
-  return shift(x, 32), shift(x << np.uint32(16), 32), [int(v) for v in shift(x[:256], 8)]
+  return (shift(x, 32).astype("<u4"), shift(x << np.uint32(16), 32).astype("<u4"),
+          [int(v) for v in shift(x[:256], 8)])
 
 
 _CRC_LO, _CRC_HI, _CRC_BYTE = _crc_tables()
@@ -228,39 +229,64 @@ def _init_effects(lengths):
   return np.array(table, np.uint32)[lengths]
 
 
+def _right_aligned(data, lengths):
+  """Strings stored back to back in `data`, as the rows of a zero-padded [n, width] uint8 matrix.
+
+  Returns (matrix, mask of the bytes that are the strings'): each row is a string right-aligned,
+  width a multiple of 4; one masked assignment fills every row in order.
+  """
+  n = len(lengths)
+  width = (int(lengths.max()) + 3) // 4 * 4
+  mat = np.zeros((n, width), np.uint8)
+  right = np.arange(width)[None, :] >= (width - lengths)[:, None]
+  mat[right] = np.frombuffer(data, np.uint8, count=int(lengths.sum()))
+  return mat, right
+
+
+def _crc32c_rows(mat, lengths):
+  """CRC-32C of the right-aligned strings of `mat` (`_right_aligned`), of lengths `lengths`.
+
+  The rows run through the CRC register starting from 0 four bytes at a time; leading zeros then
+  change nothing (the CRC is linear), and the standard initial value's contribution, which depends
+  only on the length, is added at the end.
+  """
+  n, width = mat.shape
+  # [word, half, record]: register' = LO[low half of v] ^ HI[high half], v = register ^ word.
+  halves = np.ascontiguousarray(mat.view("<u2").reshape(n, width // 4, 2).transpose(1, 2, 0))
+  reg = np.zeros(n, "<u4")
+  lo, hi = _CRC_LO, _CRC_HI
+  for word in halves:
+    reg16 = reg.view("<u2").reshape(n, 2)
+    reg = lo.take(reg16[:, 0] ^ word[0]) ^ hi.take(reg16[:, 1] ^ word[1])
+  return reg ^ _init_effects(lengths) ^ np.uint32(0xFFFFFFFF)
+
+
 def crc32c_batch(data, starts, lengths):
   """CRC-32C (Castagnoli) of many byte strings at once.
 
   Args:
     data: bytes-like holding the strings.
     starts, lengths: int64 arrays locating each string in `data`.
-
-  The strings are right-aligned in a zero-padded matrix and run through the CRC register starting
-  from 0 four bytes at a time; leading zeros then change nothing (the CRC is linear), and the
-  standard initial value's contribution, which depends only on the length, is added at the end.
   """
   n = len(lengths)
   if n == 0:
     return np.zeros(0, np.uint32)
-  width = (int(lengths.max()) + 3) // 4 * 4
-  mat = bytearray(n * width)
+  starts = np.asarray(starts, np.int64)
+  lengths = np.asarray(lengths, np.int64)
+  if int(starts[0]) == 0 and np.array_equal(starts[1:], np.cumsum(lengths)[:-1]):
+    return _crc32c_rows(_right_aligned(data, lengths)[0], lengths)
   view = memoryview(data)
-  row_end = width
-  for start, length in zip(starts.tolist(), lengths.tolist()):
-    mat[row_end - length:row_end] = view[start:start + length]
-    row_end += width
-  words = np.frombuffer(mat, "<u4").reshape(n, width // 4).T.copy()
-  reg = np.zeros(n, np.uint32)
-  lo, hi = _CRC_LO, _CRC_HI
-  for row in words:
-    v = reg ^ row
-    reg = lo[v & 0xFFFF] ^ hi[v >> 16]
-  return reg ^ _init_effects(lengths) ^ np.uint32(0xFFFFFFFF)
+  joined = b"".join(view[s:s + k] for s, k in zip(starts.tolist(), lengths.tolist()))
+  return _crc32c_rows(_right_aligned(joined, lengths)[0], lengths)
 
 
 def masked_crc32c_batch(data, starts, lengths):
   """TFRecord's masked CRC: ((crc >> 15) | (crc << 17)) + 0xa282ead8, mod 2**32."""
-  crc = crc32c_batch(data, starts, lengths).astype(np.uint64)
+  return _mask_crc(crc32c_batch(data, starts, lengths))
+
+
+def _mask_crc(crc):
+  crc = crc.astype(np.uint64)
   return ((((crc >> np.uint64(15)) | (crc << np.uint64(17))) + np.uint64(0xA282EAD8)) &
           np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
@@ -272,27 +298,20 @@ def frame_tfrecords(data, lengths):
   the masked CRC-32C of the data (uint32 LE).
   """
   n = len(lengths)
+  if n == 0:
+    return b""
   lengths = np.asarray(lengths, np.int64)
-  starts = np.zeros(n, np.int64)
-  if n:
-    starts[1:] = np.cumsum(lengths)[:-1]
-  data = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
-  header = lengths.astype("<u8").tobytes()
-  header_crc = masked_crc32c_batch(header, np.arange(n, dtype=np.int64) * 8,
-                                   np.full(n, 8, np.int64))
-  heads = np.empty((n, 12), np.uint8)
-  heads[:, :8] = np.frombuffer(header, np.uint8).reshape(n, 8)
-  heads[:, 8:] = header_crc.astype("<u4").view(np.uint8).reshape(n, 4)
-  heads = heads.tobytes()
-  tails = masked_crc32c_batch(data, starts, lengths).astype("<u4").tobytes()
-  out = []
-  append = out.append
-  view = memoryview(data)
-  for r, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist())):
-    append(heads[12 * r:12 * r + 12])
-    append(view[start:start + length])
-    append(tails[4 * r:4 * r + 4])
-  return b"".join(out)
+  header = lengths.astype("<u8").view(np.uint8).reshape(n, 8)
+  rows, right = _right_aligned(data, lengths)
+  crcs = np.empty((n, 2), "<u4")  # [header CRC, data CRC], masked
+  crcs[:, 0] = _mask_crc(_crc32c_rows(header, np.full(n, 8, np.int64)))
+  crcs[:, 1] = _mask_crc(_crc32c_rows(rows, lengths))
+  crc_bytes = crcs.view(np.uint8)
+  # One row per record: header, its CRC, the right-aligned data, the data's CRC; then the valid
+  # bytes in order.
+  table = np.concatenate([header, crc_bytes[:, :4], rows, crc_bytes[:, 4:]], axis=1)
+  keep = np.concatenate([np.ones((n, 12), bool), right, np.ones((n, 4), bool)], axis=1)
+  return table[keep].tobytes()
 
 
 def crc32c(data):
