@@ -112,6 +112,7 @@ def iob_sentences(num, words, max_words, seed=0):
   """`num` sentences of (word, IOB2 label): random words, entities of 1-3 words on about 30%."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(seed)
+  words = np.array(words)  # once: choice() would convert a list on every call
   for _ in range(num):
     n = rng.randint(max_words // 2, max_words + 1)
     labels, i = [], 0

@@ -6,7 +6,10 @@ the script sees a GPU (so the test does the same on a machine that has one); CUD
 is empty, so TensorFlow never does. `first_batch_that_fits` (the batch search) is tested directly.
 """
 
+import argparse
+import contextlib
 import importlib.util
+import io
 import os
 import re
 import signal
@@ -177,6 +180,56 @@ def _cmdline(pid):
       return f.read().decode("utf-8", "replace")
   except OSError:
     return ""
+
+
+class GpuTableTest(testutil.TestCase):
+  """The GPU run's table, from invented results (no GPU here to make real ones)."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.gpu_check = load_gpu_check()
+
+  def table(self, amp_xla_rate):
+    w = self.temp_dir()
+    results = {
+        "pretrain_google": dict(batch=128, oom=[], rate=400.0),
+        "pretrain_ours": dict(batch=128, oom=[], rate=420.0),
+        "pretrain_ours_amp_xla": dict(batch=96, oom=[128], rate=amp_xla_rate),
+        "finetune": dict(batch=32, rate=500.0),
+        "predict": dict(batch=64, rate=1500.0, words_rate=67500.0, notes=2000),
+    }
+    for name, result in results.items():
+      self.gpu_check.write_result(w, name, result)
+    os.makedirs(os.path.join(w, "status"))
+    with open(os.path.join(w, "status", "finetune_amp_xla"), "w", encoding="utf-8") as f:
+      f.write("timed out after 120s\n")
+    with open(os.path.join(w, "gpu.txt"), "w", encoding="utf-8") as f:
+      f.write("GPU: Invented GPU, 1024 MiB; driver 550.54.15\n")
+    args = argparse.Namespace(workdir=w, mode="gpu")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+      self.gpu_check.table(args, self.gpu_check.MODES["gpu"])
+    return out.getvalue()
+
+  def test_ratios_target_and_statuses(self):
+    out = self.table(1000.0)
+    self.assertNotIn("smoke", out)
+    self.assertIn("(d) GPU: Invented GPU, 1024 MiB; driver 550.54.15", out)
+    self.assertIn("(a) pretraining, BERT-Base (12 x 768), seq 128, 20 predictions", out)
+    self.assertIn("TF32", out)
+    self.assertRegex(out, r"Google's run_pretraining\.py, float32\s+batch 128\s+400\.0 seq/s\n")
+    self.assertRegex(out, r"ours run_pretraining\.py, float32\s+batch 128\s+420\.0 seq/s\s+"
+                          r"1\.05x Google's\n")
+    self.assertRegex(out, r"ours --use_amp --use_xla\s+batch  96\s+1000\.0 seq/s\s+"
+                          r"\(out of memory at batch 128\)\s+2\.50x Google's \(target >= 2\.5x: "
+                          r"met\); batch differs from Google's 128\n")
+    self.assertRegex(out, r"\n    float32\s+batch  32\s+500\.0 examples/s\n")
+    self.assertRegex(out, r"--use_amp --use_xla\s+timed out after 120s\n")
+    self.assertRegex(out, r"predict\s+batch  64\s+1500\.0 notes/s  \(67500 words/s, 2000 notes\)")
+
+  def test_target_not_met(self):
+    self.assertIn("2.25x Google's (target >= 2.5x: NOT met)", self.table(900.0))
 
 
 class FirstBatchThatFitsTest(testutil.TestCase):
