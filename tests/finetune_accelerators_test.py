@@ -22,7 +22,6 @@ compared value by value.
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 from unittest import mock
@@ -60,19 +59,6 @@ def write_mednli(folder, seed=3, sizes=(NUM_TRAIN, 12, 12)):
         hypothesis.insert(rng.randint(0, len(hypothesis)), CUES[label])
         f.write(json.dumps({"sentence1": premise, "sentence2": " ".join(hypothesis),
                             "gold_label": label, "pairID": "%s-%d" % (split, i)}) + "\n")
-
-
-def _free_ports(n):
-  """n distinct free TCP ports on 127.0.0.1 (held open together so they differ)."""
-  socks, ports = [], []
-  for _ in range(n):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-    ports.append(s.getsockname()[1])
-  for s in socks:
-    s.close()
-  return ports
 
 
 def _accelerator_flags(script):
@@ -218,7 +204,7 @@ class FinetuneAcceleratorsTest(testutil.TestCase):
 
   def test_two_workers_multi_worker_mirrored(self):
     out = os.path.join(self.temp_dir(), "multiworker")
-    ports = _free_ports(2)
+    ports = testutil.free_ports(2)
     cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
     args = self._flags(out, do_eval=True, distribution_strategy="multi_worker_mirrored")
     procs = []
@@ -258,7 +244,7 @@ class FinetuneAcceleratorsTest(testutil.TestCase):
     self.assertFalse(os.path.exists(os.path.join(out, "tmp_worker_1", "eval_results.json")))
 
   def test_two_workers_with_an_indivisible_batch_is_one_line(self):
-    ports = _free_ports(2)
+    ports = testutil.free_ports(2)
     cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
     args = self._flags(self.temp_dir(), train_batch_size=7,
                        distribution_strategy="multi_worker_mirrored")

@@ -19,7 +19,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 
 from absl.testing import absltest
@@ -355,22 +354,11 @@ class BadFlagsTest(_Base):
     self.assertIn("--eval_input_file: no file matches", lines[0])
 
 
-def _free_ports(n):
-  """n distinct free TCP ports on 127.0.0.1 (held open together so they differ)."""
-  socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-  for s in socks:
-    s.bind(("127.0.0.1", 0))
-  ports = [s.getsockname()[1] for s in socks]
-  for s in socks:
-    s.close()
-  return ports
-
-
 class MultiWorkerTest(_Base):
 
   def test_only_the_chief_evaluates(self):
     out = os.path.join(self.temp_dir(), "multiworker")
-    ports = _free_ports(2)
+    ports = testutil.free_ports(2)
     cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
     flags = self.flags(output_dir=out, do_train=True, num_train_steps=4, save_checkpoints_steps=2,
                        eval_every_n_steps=2, keep_best_checkpoint=True, max_eval_steps=1,

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 
@@ -28,19 +27,6 @@ tf.disable_v2_behavior()
 
 SEQ = 32
 PRED = 5
-
-
-def _free_ports(n):
-  """n distinct free TCP ports on 127.0.0.1 (held open together so they differ)."""
-  socks, ports = [], []
-  for _ in range(n):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-    ports.append(s.getsockname()[1])
-  for s in socks:
-    s.close()
-  return ports
 
 
 def _checkpoint_steps(directory):
@@ -110,7 +96,7 @@ class PretrainingReliabilityTest(testutil.TestCase):
 
   def test_two_workers_multi_worker_mirrored(self):
     out = os.path.join(self.tmp, "multiworker")
-    ports = _free_ports(2)
+    ports = testutil.free_ports(2)
     cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
     flags = self._flags(out, num_train_steps=6, save_checkpoints_steps=3,
                         distribution_strategy="multi_worker_mirrored", log_every_n_steps=2)

@@ -37,6 +37,7 @@ Everything here is invented, never real clinical data.
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -427,3 +428,14 @@ def run_google_pretraining(flags, no_shuffle=False, timeout=600, check=True):
   extra = {"GOOGLE_PRETRAINING_NO_SHUFFLE": "1"} if no_shuffle else None
   return run_module("tests.run_google_pretraining", flag_args(flags), env=extra, timeout=timeout,
                     check=check)
+
+
+def free_ports(n):
+  """n distinct free TCP ports on 127.0.0.1 (held open together so they differ), for TF_CONFIG."""
+  socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+  for s in socks:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in socks]
+  for s in socks:
+    s.close()
+  return ports
