@@ -19,8 +19,8 @@ hardly does, so the CPU ratio is the steadier comparison. `--repeats` alternates
 the best of each.
 
 Also prints the achieved FLOP/s (model FLOPs: 3 x the forward pass's matmul FLOPs) against a
-float32 matmul peak measured in the same run. The GPU part of the issue (`--use_amp --use_xla`,
-batch 32 and 64) needs a GPU and is not run here.
+float32 matmul peak measured in the same run. The GPU runs (`--use_amp --use_xla` at the largest
+batch that fits) are part (a) of benchmarks/gpu_check.sh, which calls `run_one` with `gpu=True`.
 """
 
 import argparse
@@ -296,7 +296,7 @@ def main():
                   rows[False]["ours"]["cpu_s_per_seq"] / rows[True]["ours"]["cpu_s_per_seq"],
                   rows[False]["google"]["cpu_s_per_seq"] / rows[True]["google"]["cpu_s_per_seq"]))
       print(line)
-    print("GPU (--use_amp --use_xla, batch 32/64): not run (no GPU in this session)")
+    print("GPU (--use_amp --use_xla): not run here; on a GPU machine: bash benchmarks/gpu_check.sh")
     if args.json:
       with open(args.json, "w", encoding="utf-8") as f:
         json.dump(dict(peak_flops=peak, results=results), f, indent=2)
