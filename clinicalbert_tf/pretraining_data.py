@@ -649,6 +649,7 @@ class _WordStream(object):
 
 _THRESHOLDS = np.array([0, 0] + [m << (8 - m.bit_length()) for m in range(2, 256)], np.uint8)
 _SHIFTS = np.array([0] + [8 - m.bit_length() for m in range(1, 256)], np.uint8)
+_THRESHOLD_BYTES = _THRESHOLDS.tobytes()
 
 
 def _finish_instances(fields, exceptions, top, store, vocab, p):
@@ -679,16 +680,20 @@ def _finish_instances(fields, exceptions, top, store, vocab, p):
     topa = np.frombuffer(top + bytes(length), np.uint8)
     window = np.ascontiguousarray(
         np.lib.stride_tricks.sliding_window_view(topa, length)[shuffle_start].T)  # [word, row]
-    m = n_cand.astype(np.intp)
+    m_bytes = bytearray(np.minimum(n_cand, 255).astype(np.uint8).tobytes())
+    m = np.frombuffer(m_bytes, np.uint8)  # a view: `m -= ...` updates m_bytes
     taken = np.empty((length, n), bool)
-    values = np.empty((length, n), np.uint8)
     for q in range(length):
-      b = window[q]
-      a = taken[q] = b < _THRESHOLDS[m]
-      values[q] = b >> _SHIFTS[m]
-      m -= a
-    draws = values.T[taken.T]
-    del window, taken, values
+      # bytes.translate looks the thresholds up in C, faster than numpy's indexing here.
+      a = taken[q] = window[q] < np.frombuffer(m_bytes.translate(_THRESHOLD_BYTES), np.uint8)
+      m -= a.view(np.uint8)
+    del m
+    draws = window.T[taken.T]  # each row's taken top bytes, in step order
+    del window, taken
+    # Draw d of a row has m = n_cand - d: j is the top byte's k = m.bit_length() high bits.
+    steps = np.maximum(n_cand - 1, 0)
+    draw_m = np.repeat(n_cand + np.cumsum(steps) - steps, steps) - np.arange(len(draws))
+    draws = draws >> _SHIFTS[draw_m]
   else:
     draws = np.zeros(0, np.uint8)
   # Fisher-Yates with those draws: step t swaps x[m - 1] and x[j]. Rows sorted by candidate count

@@ -202,16 +202,20 @@ _CRC32C_POLY = 0x82F63B78
 
 def _crc_tables():
   """Tables for CRC-32C four bytes at a time, and the usual one-byte table."""
-  x = np.arange(1 << 16, dtype=np.uint32)
-
   def shift(values, nbits):
     r = values.copy()
     for _ in range(nbits):
       r = np.where(r & 1, (r >> 1) ^ np.uint32(_CRC32C_POLY), r >> 1).astype(np.uint32)
     return r
+  # The register shift is linear: a 16-bit table is the XOR of two 256-entry ones (fast to build).
+  b = np.arange(256, dtype=np.uint32)
+  x = np.arange(1 << 16, dtype=np.uint32)
+
+  def table(bits_at):
+    low, high = shift(b << np.uint32(bits_at), 32), shift(b << np.uint32(bits_at + 8), 32)
+    return (low[x & 0xFF] ^ high[x >> 8]).astype("<u4")
   # register' = LO[v & 0xFFFF] ^ HI[v >> 16] where v = register ^ (next 4 bytes, little-endian).
-  return (shift(x, 32).astype("<u4"), shift(x << np.uint32(16), 32).astype("<u4"),
-          [int(v) for v in shift(x[:256], 8)])
+  return table(0), table(16), [int(v) for v in shift(b, 8)]
 
 
 _CRC_LO, _CRC_HI, _CRC_BYTE = _crc_tables()
