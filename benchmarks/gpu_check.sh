@@ -152,15 +152,19 @@ if [ -n "$GPU" ]; then
       fail "$PY is not Python 3.11 (TensorFlow 2.15.1's wheels stop at 3.11): set PYTHON"
     run_bg 120 "$W/logs/venv.log" "$PY" -m venv "$TMP/venv" ||
       { show_tail "$W/logs/venv.log"; fail "could not create the venv $TMP/venv"; }
-    left=$((INSTALL_TIMEOUT - (SECONDS - T0)))
-    run_bg "$left" "$W/logs/install.log" "$TMP/venv/bin/python" -m pip install \
-        --disable-pip-version-check "${PIP_FROM[@]}" -r requirements.txt \
-        "tensorflow[and-cuda]==2.15.1" ||
+    # pip_install LOG ARGS...: pip in the venv, within what is left of the install's timeout; its
+    # downloads and build folders in $TMP, no cache written elsewhere.
+    pip_install() {
+      local log=$1 left=$((INSTALL_TIMEOUT - (SECONDS - T0)))
+      shift
+      [ "$left" -gt 0 ] || fail "the install took more than ${INSTALL_TIMEOUT}s"
+      run_bg "$left" "$log" env TMPDIR="$TMP" "$TMP/venv/bin/python" -m pip install \
+          --disable-pip-version-check --no-cache-dir "${PIP_FROM[@]}" "$@"
+    }
+    pip_install "$W/logs/install.log" -r requirements.txt "tensorflow[and-cuda]==2.15.1" ||
       { show_tail "$W/logs/install.log"; fail "pip could not install the GPU environment" \
           "from $WHERE (log above)"; }
-    left=$((INSTALL_TIMEOUT - (SECONDS - T0)))
-    run_bg "$left" "$W/logs/install_bert.log" "$TMP/venv/bin/python" -m pip install \
-        --disable-pip-version-check "${PIP_FROM[@]}" --no-deps bert-tensorflow==1.0.4 ||
+    pip_install "$W/logs/install_bert.log" --no-deps bert-tensorflow==1.0.4 ||
       { show_tail "$W/logs/install_bert.log"; fail "pip could not install bert-tensorflow==1.0.4" \
           "from $WHERE (log above)"; }
     INSTALL_SECONDS=$((SECONDS - T0))
