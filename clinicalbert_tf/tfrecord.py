@@ -92,12 +92,12 @@ class _Pieces(object):
   def const(self, data):
     row = np.frombuffer(data, np.uint8)
     self.bytes.append(np.broadcast_to(row, (self.n, len(row))))
-    self.masks.append(np.ones((self.n, len(row)), bool))
+    self.masks.append(np.broadcast_to(True, (self.n, len(row))))
 
   def raw(self, matrix):
     """Appends fixed-width bytes ([n, w] uint8)."""
     self.bytes.append(matrix)
-    self.masks.append(np.ones(matrix.shape, bool))
+    self.masks.append(np.broadcast_to(True, matrix.shape))
 
   def varints(self, values, lengths=None):
     """Appends the varints of `values` ([n, k] non-negative integers below 2**35)."""
@@ -121,11 +121,16 @@ class _Pieces(object):
     self.bytes.append(slots.reshape(self.n, -1))
     self.masks.append(mask.reshape(self.n, -1))
 
-  def join(self):
-    """Returns (flat uint8 data of all records in order, per-record lengths as int64)."""
+  def join(self, lengths=None):
+    """Returns (flat uint8 data of all records in order, per-record lengths as int64).
+
+    `lengths`, when the caller knows them, saves counting the valid slots.
+    """
     data = np.concatenate(self.bytes, axis=1)
     mask = np.concatenate(self.masks, axis=1)
-    return data[mask], mask.sum(axis=1).astype(np.int64)
+    if lengths is None:
+      lengths = mask.sum(axis=1).astype(np.int64)
+    return data[mask], lengths
 
 
 def encode_examples(columns):
@@ -189,7 +194,7 @@ def encode_examples(columns):
         pieces.raw(values.astype(np.uint8))
       else:
         pieces.varints(values, payload_lens)
-  return pieces.join()
+  return pieces.join(1 + _varint_len(features_len) + features_len)
 
 
 def _entry_key(key):
