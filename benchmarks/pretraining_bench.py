@@ -1,6 +1,7 @@
 """Pretraining throughput: our run_pretraining.py against Google's, with and without XLA.
 
   PYTHONPATH=. .venv/bin/python benchmarks/pretraining_bench.py [--quick] [--configs=small,base]
+      [--no_xla] [--repeats=N] [--ours_env=NAME=VALUE,...]
 
 For each model shape (`small`: 4 layers x 256 hidden, batch 32; `base`: BERT-Base 12 x 768 with a
 small batch), both scripts train from scratch on the same records (sequence length 128, 20
@@ -16,7 +17,10 @@ same hook). The hook records every step's wall time and the process's CPU time (
 too; CPU-ms per sequence comes from the median step's CPU time. On a shared machine wall time moves
 with other people's load (a step that lost a core takes about twice as long); CPU time per step
 hardly does, so the CPU ratio is the steadier comparison. `--repeats` alternates the order and keeps
-the best of each.
+the best of each. `--ours_env` sets environment variables in ours' process only (TF reads
+TF_ENABLE_ONEDNN_OPTS, TF_NUM_INTRAOP_THREADS and TF_NUM_INTEROP_THREADS there), to measure
+process settings before a script adopts them. For a per-op view of one step, see
+benchmarks/pretraining_profile.py.
 
 Also prints the achieved FLOP/s (model FLOPs: 3 x the forward pass's matmul FLOPs) against a
 float32 matmul peak measured in the same run. The GPU runs (`--use_amp --use_xla` at the largest
@@ -191,10 +195,11 @@ def run_child(impl, flags, env, batch, warmup_steps, timeout):
 
 
 def run_one(impl, config_file, records, out_dir, c, use_xla, warmup_steps, timeout,
-            use_amp=False, gpu=False):
+            use_amp=False, gpu=False, ours_env=None):
   """Trains c["steps"] steps; returns `run_child`'s step statistics.
 
-  `use_amp` adds ours' --use_amp; `gpu` leaves the GPU visible (benchmarks/gpu_check.py).
+  `use_amp` adds ours' --use_amp; `gpu` leaves the GPU visible (benchmarks/gpu_check.py);
+  `ours_env` ({name: value}) is added to ours' environment only (`--ours_env`).
   """
   flags = ["--bert_config_file=" + config_file, "--input_file=" + records,
            "--output_dir=" + out_dir, "--do_train=True", "--max_seq_length=%d" % SEQ,
@@ -208,6 +213,7 @@ def run_one(impl, config_file, records, out_dir, c, use_xla, warmup_steps, timeo
       env["BENCH_GOOGLE_XLA"] = "1"
   else:
     flags += ["--use_xla=%s" % use_xla] + (["--use_amp"] if use_amp else [])
+    env.update(ours_env or {})
   shutil.rmtree(out_dir, ignore_errors=True)
   return run_child(impl, flags, env, c["batch"], warmup_steps, timeout)
 
@@ -236,7 +242,11 @@ def main():
   parser.add_argument("--quick", action="store_true", help="fewer steps")
   parser.add_argument("--timeout", type=int, default=900)
   parser.add_argument("--json", help="also write the results here")
+  parser.add_argument("--ours_env", default="",
+                      help="NAME=VALUE,... added to ours' environment only, to measure process "
+                      "settings (e.g. TF_ENABLE_ONEDNN_OPTS=1, TF_NUM_INTRAOP_THREADS=1)")
   args = parser.parse_args()
+  ours_env = dict(kv.split("=", 1) for kv in args.ours_env.split(",") if kv)
 
   from tests import testutil  # pylint: disable=g-import-not-at-top
 
@@ -247,6 +257,8 @@ def main():
     peak = matmul_peak()
     print("float32 matmul peak (2048^3 x 4 chained, graph mode, %d cores): %.1f GFLOP/s" %
           (os.cpu_count(), peak / 1e9))
+    if ours_env:
+      print("ours' environment adds: %s" % args.ours_env)
     print("per run: seq/s from the median step (wall) and the fastest step; CPU-ms per sequence "
           "from the median step's process CPU time (all threads)")
     results = []
@@ -262,7 +274,7 @@ def main():
           order = ["google", "ours"] if (rep + use_xla) % 2 == 0 else ["ours", "google"]
           for impl in order:
             r = run_one(impl, config_file, records, os.path.join(tmp, "out"), c, use_xla,
-                        args.warmup_steps, args.timeout)
+                        args.warmup_steps, args.timeout, ours_env=ours_env)
             best[impl] = _better(best[impl], r)
         g, o = best["google"], best["ours"]
         row = dict(config=name, layers=c["layers"], hidden=c["hidden"], batch=c["batch"],

@@ -1,14 +1,17 @@
 """Per-op CPU time of one pretraining step, ours against Google's run_pretraining.py model_fn.
 
   PYTHONPATH=. .venv/bin/python benchmarks/pretraining_profile.py [--impl=ours|google|both]
-      [--config=small|base] [--steps=3] [--top=25]
+      [--config=small|base] [--steps=3] [--top=25] [--threads=intra,inter]
 
 Builds each script's training graph (its own `model_fn`, TRAIN mode, so Google's optimizer and
 ours) on fed random batches of the shape `pretraining_bench.py` uses, runs a few warm-up steps, then
 traces `--steps` steps with `RunOptions(trace_level=FULL_TRACE)` and sums each op's time from the
 step stats (`all_end_rel_micros`: an op's wall time, all its intra-op threads together). Prints the
 time per step grouped by op type and by where in the model (embeddings, attention, FFN, layer
-norm, heads, gradients, optimizer), and the process CPU time per step of untraced runs.
+norm, heads, gradients, optimizer), and the process CPU time per step of untraced runs
+(`--steps=0`: only that). Traced times are each op's wall time: ops that run side by side
+(inter-op parallelism) each count their full duration, so `--threads=1,1` gives the cleanest
+split of the work.
 """
 
 import argparse
@@ -108,7 +111,7 @@ def profile(impl, c, steps, top, threads):
       for _ in range(3):
         sess.run(train_op, feed)
       cpu, wall = [], []
-      for _ in range(max(3, steps)):
+      for _ in range(5):
         t = (time.process_time(), time.perf_counter())
         sess.run(train_op, feed)
         cpu.append(time.process_time() - t[0])
@@ -137,9 +140,11 @@ def profile(impl, c, steps, top, threads):
             region = _region(name)
             by_region[region] += us
             by_region_type[(region, op)] += us
-      types = {}
-      for node_def in meta.partition_graphs[0].node if meta.partition_graphs else []:
-        types[node_def.op] = types.get(node_def.op, 0) + 1
+  if not steps:
+    print("== %s %s threads %s: untraced step median CPU %.1f ms, wall %.1f ms (CPU/seq %.1f ms)" % (
+        impl, c["name"], threads or "default", 1e3 * sorted(cpu)[len(cpu) // 2],
+        1e3 * sorted(wall)[len(wall) // 2], 1e3 * sorted(cpu)[len(cpu) // 2] / c["batch"]))
+    return
   total = sum(by_type.values()) / steps / 1e3
   print("== %s %s: untraced step median CPU %.1f ms, wall %.1f ms (CPU/seq %.1f ms); traced op "
         "time %.1f ms/step, %d op runs/step" % (
@@ -155,8 +160,6 @@ def profile(impl, c, steps, top, threads):
   print("-- top (region, op type)")
   for (region, op), us in by_region_type.most_common(top):
     print("  %-24s %-28s %8.2f" % (region, op, us / steps / 1e3))
-  print("-- optimized graph op types (partition graph): %s" % ", ".join(
-      "%s:%d" % kv for kv in sorted(types.items(), key=lambda kv: -kv[1])[:40]))
   sys.stdout.flush()
 
 
