@@ -667,8 +667,8 @@ def _finish_instances(fields, exceptions, top, store, vocab, p):
       (written unmasked by the first pass), the length of segment A, the number of candidates,
       where its shuffle starts in `top` and how many words it takes, and how many positions it
       masks.
-    exceptions: int64 pairs (instance * p + slot, value) for the draws that did not give [MASK]:
-      -1 to keep the token, else a random word id.
+    exceptions: a flat list of pairs (instance * p + slot, value) for the draws that did not give
+      [MASK]: -1 to keep the token, else a random word id.
     top: the top bytes of the random words the shuffles consumed.
     store: the InstanceStore, which gets the masked positions and labels of the batch.
     vocab: the Vocab.
@@ -740,7 +740,7 @@ def _finish_instances(fields, exceptions, top, store, vocab, p):
     labels = np.where(valid, tokens[starts[:, None] + sorted_positions], 0)
     new = np.full((n, p), vocab.mask_id, np.int64)
     if len(exceptions):
-      e = np.frombuffer(exceptions, np.int64).reshape(-1, 2)
+      e = np.array(exceptions, np.int64).reshape(-1, 2)
       new.reshape(-1)[e[:, 0]] = e[:, 1]
     new = np.where(new < 0, original, new)
     tokens[index[valid]] = new[valid]
@@ -776,10 +776,12 @@ def _create_instances_fast(corpus, doc_first, doc_nsent, vocab, options, rng, st
   # Pairs of words whose first top byte is below this are random() < 0.8 whatever the rest.
   mask_run = re.compile(b"(?:[\\x00-\\x%02x](?s:.))*+" % ((mask_lo >> 24) - 1)).match
   pads = [b"\x00" * k for k in range(_PATTERN_STEP)]
-  patterns = {}
+  # Per candidate count n: (zero bytes to feed first, pattern size); patterns compiled when needed.
+  patterns = [(0, 0), (0, 0)]
   for n in range(2, max_num_tokens + 1):
     size = min(-(-n // _PATTERN_STEP) * _PATTERN_STEP, max_num_tokens)
-    patterns[n] = (size - n, size)  # compiled when first needed
+    patterns.append((size - n, size))
+  compiled = [None] * (max_num_tokens + 1)
   half = _HALF
   inv = _INV_2_53
   low_bytes = bytes(range(128))  # top bytes of the words below 2**31
@@ -789,7 +791,8 @@ def _create_instances_fast(corpus, doc_first, doc_nsent, vocab, options, rng, st
   words, top = stream.words, stream.top
   limit = len(words) - margin
   fields = array.array("q")  # the first pass's record of each pending instance
-  exceptions = array.array("q")
+  exceptions = []  # (instance * p + slot, value) flattened
+  add_exception = exceptions.append
   pending = 0
   w = 0  # position in the window
 
@@ -924,7 +927,9 @@ def _create_instances_fast(corpus, doc_first, doc_nsent, vocab, options, rng, st
           shuffle_start = w
           if n_cand >= 2:
             pad, size = patterns[n_cand]
-            pattern = _SHUFFLE_PATTERNS.get(size) or _shuffle_pattern(size)
+            pattern = compiled[size]
+            if pattern is None:
+              pattern = compiled[size] = _shuffle_pattern(size)
             span = 2 * size + 64
             while True:
               if pad:
@@ -958,7 +963,8 @@ def _create_instances_fast(corpus, doc_first, doc_nsent, vocab, options, rng, st
               continue
             if words[w + 2] < half:  # random() < 0.5: keep the token
               w += 4
-              exceptions.extend((pending * p + slot, -1))
+              add_exception(pending * p + slot)
+              add_exception(-1)
             else:
               w += 4
               r = words[w] >> vocab_shift
@@ -966,7 +972,8 @@ def _create_instances_fast(corpus, doc_first, doc_nsent, vocab, options, rng, st
               while r >= vocab_size:
                 r = words[w] >> vocab_shift
                 w += 1
-              exceptions.extend((pending * p + slot, r))
+              add_exception(pending * p + slot)
+              add_exception(r)
             slot += 1
           base = len(st_tokens)
           append_token(cls_id)
