@@ -1,11 +1,12 @@
 """create_pretraining_data's two-pass fast path against its per-draw path and Python's `random`.
 
-The fast path (per-piece masking, max_seq_length <= 258) reads the Mersenne Twister words with numpy
-and skips each candidate shuffle with a regular expression; the per-draw path calls `random.Random`
-for every draw, as Google's code does, and is itself checked against Google's script in
-tests/pretraining_data_test.py. Here both paths build the same corpus with windows of the random
-stream small enough that refills happen mid-document, before truncations and inside shuffles, and
-must give the same instances and leave the generator in the same state.
+The fast path (clinicalbert_tf/pretraining_fast.py: per-piece masking, max_seq_length <= 258) reads
+the Mersenne Twister words with numpy and skips each candidate shuffle with a regular expression;
+the per-draw path (pretraining_data.py) calls `random.Random` for every draw, as Google's code
+does, and is itself checked against Google's script in tests/pretraining_data_test.py. Here both
+paths build the same corpus with windows of the random stream small enough that refills happen
+mid-document, before truncations and inside shuffles, and must give the same instances and leave
+the generator in the same state.
 """
 
 import os
@@ -15,6 +16,7 @@ from absl.testing import absltest
 import numpy as np
 
 from clinicalbert_tf import pretraining_data
+from clinicalbert_tf import pretraining_fast
 from clinicalbert_tf import pretraining_text
 from tests import pretraining_corpus
 from tests import testutil
@@ -29,7 +31,7 @@ class WordStreamTest(testutil.TestCase):
     rng.random()
     expected = random.Random()
     expected.setstate(rng.getstate())
-    stream = pretraining_data._WordStream(rng, 700)
+    stream = pretraining_fast._WordStream(rng, 700)
     words = list(stream.words)
     stream.advance(500)  # keeps words 500.. and appends 700 more
     words += list(stream.words[200:])
@@ -47,7 +49,7 @@ class WordStreamTest(testutil.TestCase):
   def test_word_bounds_decide_random(self):
     gen = np.random.default_rng(5)
     for x in (0.0, 0.1, 0.5, 0.8, 0.9, 1.0, 1 / 3):
-      lo, hi = pretraining_data._word_bounds(x)
+      lo, hi = pretraining_fast._word_bounds(x)
       firsts = np.concatenate([gen.integers(0, 1 << 32, 2000),
                                np.arange(max(lo - 40, 0), min(hi + 40, 1 << 32))])
       for first in firsts.tolist():
@@ -65,22 +67,22 @@ class FastPathTest(testutil.TestCase):
   """The fast path builds the per-draw path's instances, whatever the window size."""
 
   def build(self, files, vocab, options, fast, chunk=None, margin=None):
-    saved = (pretraining_data._fast_path_applies, pretraining_data._STREAM_CHUNK,
-             pretraining_data._STREAM_MARGIN)
+    saved = (pretraining_fast.applies, pretraining_fast._STREAM_CHUNK,
+             pretraining_fast._STREAM_MARGIN)
     try:
       if not fast:
-        pretraining_data._fast_path_applies = lambda options: False
+        pretraining_fast.applies = lambda options: False
       if chunk:
-        pretraining_data._STREAM_CHUNK = chunk
-        pretraining_data._STREAM_MARGIN = margin
+        pretraining_fast._STREAM_CHUNK = chunk
+        pretraining_fast._STREAM_MARGIN = margin
       corpus = pretraining_text.Corpus(vocab.id_typecode)
       corpus.read(files, pretraining_text.LineEncoder(vocab.vocab, options.do_lower_case))
       rng = random.Random(options.random_seed)
       store = pretraining_data.InstanceStore(vocab.id_typecode, options.max_predictions_per_seq)
       pretraining_data.create_instances(corpus, vocab, options, rng, store)
     finally:
-      (pretraining_data._fast_path_applies, pretraining_data._STREAM_CHUNK,
-       pretraining_data._STREAM_MARGIN) = saved
+      (pretraining_fast.applies, pretraining_fast._STREAM_CHUNK,
+       pretraining_fast._STREAM_MARGIN) = saved
     arrays = (store.tokens, store.offsets, store.segment_starts, store.masked_positions,
               store.masked_ids, store.masked_counts, store.next_sentence)
     return [a.tolist() for a in arrays], rng.getstate(), len(store)
@@ -102,7 +104,7 @@ class FastPathTest(testutil.TestCase):
           short_seq_prob=rng.choice([0.0, 0.1, 1.0]),
           dupe_factor=2, do_lower_case=rng.random() < 0.5, random_seed=rng.randint(0, 1 << 30))
       with self.subTest(case=case, options=options):
-        self.assertTrue(pretraining_data._fast_path_applies(options))
+        self.assertTrue(pretraining_fast.applies(options))
         expected = self.build([path], vocab, options, fast=False)
         self.assertGreater(expected[2], 0)
         self.assertEqual(self.build([path], vocab, options, fast=True), expected)
