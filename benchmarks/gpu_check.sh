@@ -40,6 +40,9 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX") || {
   echo "gpu_check: FAILED: cannot create a temporary folder" >&2
   exit 1
 }
+# Every child's temporary files (TensorFlow's autograph modules and their __pycache__ included) go
+# under $TMP too, so the trap removes them with it.
+export TMPDIR="$TMP"
 CHILD=
 cleanup() { rm -rf "$TMP"; }
 # on_signal STATUS: stops the running part (timeout passes the signal to its whole process group),
