@@ -204,23 +204,8 @@ class FinetuneAcceleratorsTest(testutil.TestCase):
 
   def test_two_workers_multi_worker_mirrored(self):
     out = os.path.join(self.temp_dir(), "multiworker")
-    ports = testutil.free_ports(2)
-    cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
     args = self._flags(out, do_eval=True, distribution_strategy="multi_worker_mirrored")
-    procs = []
-    for index in range(2):
-      tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-      procs.append(testutil.run_module("run_finetune", args, popen=True,
-                                       env={"TF_CONFIG": json.dumps(tf_config)}))
-    results = []
-    for proc in procs:
-      try:
-        _, err = proc.communicate(timeout=300)
-      except subprocess.TimeoutExpired:
-        for p in procs:
-          p.kill()
-        raise
-      results.append((proc.returncode, err))
+    results = testutil.run_workers("run_finetune", args)
     for index, (code, err) in enumerate(results):
       self.assertEqual(code, 0, "worker %d failed:\n%s" % (index, err[-4000:]))
     self.assertIn("evaluation and prediction run on the chief only", results[1][1])
@@ -244,20 +229,10 @@ class FinetuneAcceleratorsTest(testutil.TestCase):
     self.assertFalse(os.path.exists(os.path.join(out, "tmp_worker_1", "eval_results.json")))
 
   def test_two_workers_with_an_indivisible_batch_is_one_line(self):
-    ports = testutil.free_ports(2)
-    cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
     args = self._flags(self.temp_dir(), train_batch_size=7,
                        distribution_strategy="multi_worker_mirrored")
-    procs = [testutil.run_module("run_finetune", args, popen=True, env={"TF_CONFIG": json.dumps(
-        {"cluster": cluster, "task": {"type": "worker", "index": i}})}) for i in range(2)]
-    for proc in procs:
-      try:
-        _, err = proc.communicate(timeout=300)
-      except subprocess.TimeoutExpired:
-        for p in procs:
-          p.kill()
-        raise
-      self.assertEqual(proc.returncode, 1, err[-4000:])
+    for returncode, err in testutil.run_workers("run_finetune", args):
+      self.assertEqual(returncode, 1, err[-4000:])
       self.assertNotIn("Traceback", err)
       self.assertIn("run_finetune.py: error: the training batch size 7 is not divisible by the 2 "
                     "replicas of the distribution strategy", err)

@@ -19,7 +19,6 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 
 from absl.testing import absltest
 import tensorflow.compat.v1 as tf
@@ -358,25 +357,13 @@ class MultiWorkerTest(_Base):
 
   def test_only_the_chief_evaluates(self):
     out = os.path.join(self.temp_dir(), "multiworker")
-    ports = testutil.free_ports(2)
-    cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
     flags = self.flags(output_dir=out, do_train=True, num_train_steps=4, save_checkpoints_steps=2,
                        eval_every_n_steps=2, keep_best_checkpoint=True, max_eval_steps=1,
                        distribution_strategy="multi_worker_mirrored")
     flags.pop("shuffle_buffer_size")
-    procs = []
-    for index in range(2):
-      tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-      procs.append(testutil.run_module("run_pretraining", testutil.flag_args(flags), popen=True,
-                                       env={"TF_CONFIG": json.dumps(tf_config)}))
-    for index, proc in enumerate(procs):
-      try:
-        _, err = proc.communicate(timeout=400)
-      except subprocess.TimeoutExpired:
-        for p in procs:
-          p.kill()
-        raise
-      self.assertEqual(proc.returncode, 0, "worker %d failed:\n%s" % (index, err[-4000:]))
+    results = testutil.run_workers("run_pretraining", testutil.flag_args(flags), timeout=400)
+    for index, (returncode, err) in enumerate(results):
+      self.assertEqual(returncode, 0, "worker %d failed:\n%s" % (index, err[-4000:]))
     self.assertEqual(_steps(out), [2, 4])
     self.assertIsNotNone(tf.train.latest_checkpoint(os.path.join(out, "best")))
     self.assertEqual(sorted({s for s, _ in _event_values(os.path.join(out, "eval"),

@@ -8,11 +8,9 @@
 """
 
 import glob
-import json
 import os
 import re
 import signal
-import subprocess
 import time
 
 from absl.testing import absltest
@@ -96,23 +94,9 @@ class PretrainingReliabilityTest(testutil.TestCase):
 
   def test_two_workers_multi_worker_mirrored(self):
     out = os.path.join(self.tmp, "multiworker")
-    ports = testutil.free_ports(2)
-    cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
     flags = self._flags(out, num_train_steps=6, save_checkpoints_steps=3,
                         distribution_strategy="multi_worker_mirrored", log_every_n_steps=2)
-    procs = []
-    for index in range(2):
-      tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-      procs.append(_run_ours(flags, popen=True, env={"TF_CONFIG": json.dumps(tf_config)}))
-    results = []
-    for proc in procs:
-      try:
-        _, err = proc.communicate(timeout=300)
-      except subprocess.TimeoutExpired:
-        for p in procs:
-          p.kill()
-        raise
-      results.append((proc.returncode, err))
+    results = testutil.run_workers("run_pretraining", testutil.flag_args(flags))
     for index, (code, err) in enumerate(results):
       self.assertEqual(code, 0, "worker %d failed:\n%s" % (index, err[-4000:]))
 

@@ -439,3 +439,30 @@ def free_ports(n):
   for s in socks:
     s.close()
   return ports
+
+
+def run_workers(module, args, num_workers=2, timeout=300):
+  """Runs `module args` as `num_workers` multi-worker processes on 127.0.0.1 and waits for all.
+
+  Each child gets a `TF_CONFIG` naming the same cluster of free local ports and its own worker
+  index (worker 0 is the chief). If one does not end within `timeout` seconds, all are killed and
+  `subprocess.TimeoutExpired` is raised.
+
+  Returns:
+    [(returncode, stderr)] in worker order.
+  """
+  cluster = {"worker": ["127.0.0.1:%d" % p for p in free_ports(num_workers)]}
+  procs = []
+  for index in range(num_workers):
+    tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+    procs.append(run_module(module, args, popen=True, env={"TF_CONFIG": json.dumps(tf_config)}))
+  results = []
+  for proc in procs:
+    try:
+      _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      for p in procs:
+        p.kill()
+      raise
+    results.append((proc.returncode, err))
+  return results
