@@ -50,8 +50,6 @@ with a Python counter per variable at graph-building time; its later release, fo
 global_step.)
 """
 
-import re
-
 from absl import logging
 import tensorflow.compat.v1 as tf
 
@@ -169,12 +167,7 @@ class LambOptimizer(tf.train.Optimizer):
 
       param_name = checkpoints.variable_name(param)
 
-      # Plain variables (not Optimizer slots), so their names are exactly `<param>/adam_m` and
-      # `<param>/adam_v`, as in Google's checkpoints.
-      m = tf.get_variable(name=param_name + "/adam_m", shape=param.shape.as_list(),
-                          dtype=tf.float32, trainable=False, initializer=tf.zeros_initializer())
-      v = tf.get_variable(name=param_name + "/adam_v", shape=param.shape.as_list(),
-                          dtype=tf.float32, trainable=False, initializer=tf.zeros_initializer())
+      m, v = optimization.adam_slots(param_name, param)
 
       if isinstance(grad, tf.IndexedSlices):
         grad = tf.convert_to_tensor(grad)
@@ -186,7 +179,8 @@ class LambOptimizer(tf.train.Optimizer):
       # update's true scale relative to the weight decay term).
       update = (next_m / beta_1_correction) / (tf.sqrt(next_v / beta_2_correction) + self.epsilon)
 
-      if self._do_use_weight_decay(param_name):
+      if optimization.uses_weight_decay(param_name, self.weight_decay_rate,
+                                        self.exclude_from_weight_decay):
         update += self.weight_decay_rate * param
 
       # Layer-wise trust ratio, for every variable (NVIDIA); 1.0 where a norm is 0 (a variable
@@ -201,9 +195,3 @@ class LambOptimizer(tf.train.Optimizer):
 
       assignments.extend([param.assign(next_param), m.assign(next_m), v.assign(next_v)])
     return tf.group(*assignments, name=name)
-
-  def _do_use_weight_decay(self, param_name):
-    """Whether to use L2 weight decay for `param_name` (Google's rule: no regex matches)."""
-    if not self.weight_decay_rate:
-      return False
-    return not any(re.search(r, param_name) for r in self.exclude_from_weight_decay or ())

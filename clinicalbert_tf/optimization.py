@@ -75,6 +75,26 @@ def learning_rate_schedule(init_lr, num_train_steps, num_warmup_steps, global_st
   return learning_rate
 
 
+def adam_slots(param_name, param):
+  """The moments of `param`: float32 variables `<param_name>/adam_m` and `/adam_v`, zeros at first.
+
+  Plain variables (not Optimizer slots), so their names are exactly those of Google's checkpoints
+  (which HuggingFace's loader skips). Every optimizer here uses them, and `train_op` creates them
+  ahead of a `tf.cond` through this function; a later call under reuse returns the same variables.
+  """
+  shape = param.shape.as_list()
+  return tuple(tf.get_variable(name=param_name + "/" + slot, shape=shape, dtype=tf.float32,
+                               trainable=False, initializer=tf.zeros_initializer())
+               for slot in ("adam_m", "adam_v"))
+
+
+def uses_weight_decay(param_name, weight_decay_rate, exclude_from_weight_decay):
+  """Google's rule: decay when the rate is non-zero and no exclusion pattern matches the name."""
+  if not weight_decay_rate:
+    return False
+  return not any(re.search(r, param_name) is not None for r in exclude_from_weight_decay or ())
+
+
 def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
                      tvars=None, grads=None):
   """Creates the training op: clipped gradients, AdamWeightDecay, global step + 1.
@@ -188,12 +208,7 @@ class AdamWeightDecayOptimizer(tf.train.Optimizer):
 
       param_name = self._get_variable_name(param.name)
 
-      # Slots are plain variables (not Optimizer slots) so their names are exactly
-      # `<param>/adam_m` and `<param>/adam_v`, as in Google's checkpoints.
-      m = tf.get_variable(name=param_name + "/adam_m", shape=param.shape.as_list(),
-                          dtype=tf.float32, trainable=False, initializer=tf.zeros_initializer())
-      v = tf.get_variable(name=param_name + "/adam_v", shape=param.shape.as_list(),
-                          dtype=tf.float32, trainable=False, initializer=tf.zeros_initializer())
+      m, v = adam_slots(param_name, param)
 
       kind = _fused_kind(param, m, v, self.beta_1, self.beta_2)
       if kind is not None:
@@ -269,13 +284,7 @@ class AdamWeightDecayOptimizer(tf.train.Optimizer):
 
   def _do_use_weight_decay(self, param_name):
     """Whether to use L2 weight decay for `param_name`."""
-    if not self.weight_decay_rate:
-      return False
-    if self.exclude_from_weight_decay:
-      for r in self.exclude_from_weight_decay:
-        if re.search(r, param_name) is not None:
-          return False
-    return True
+    return uses_weight_decay(param_name, self.weight_decay_rate, self.exclude_from_weight_decay)
 
   def _get_variable_name(self, param_name):
     """Get the variable name from the tensor name."""

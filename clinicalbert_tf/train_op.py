@@ -215,7 +215,4 @@ def _step_or_skip(optimizer_step, grads, finite, global_step):
 def _create_optimizer_slots(tvars):
   """Creates `<var>/adam_m` and `/adam_v` (both optimizers' slots) outside any tf.cond."""
   for var in tvars:
-    name = checkpoints.variable_name(var)
-    for slot in ("adam_m", "adam_v"):
-      tf.get_variable(name + "/" + slot, shape=var.shape.as_list(), dtype=tf.float32,
-                      trainable=False, initializer=tf.zeros_initializer())
+    optimization.adam_slots(checkpoints.variable_name(var), var)
