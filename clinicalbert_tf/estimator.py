@@ -124,12 +124,15 @@ def make_strategy(distribution_strategy):
                           (distribution_strategy, ", ".join(DISTRIBUTION_STRATEGIES)))
 
 
-def is_chief():
-  """Whether this process is the chief of a TF_CONFIG cluster (True without one).
+def is_chief(distribution_strategy):
+  """Whether this process evaluates, predicts and writes results for the run.
 
-  The chief is the `chief` task, or worker 0 of a cluster without one (as `tf.estimator` picks it):
-  it alone evaluates, predicts and writes results under `multi_worker_mirrored`.
+  Always, unless `distribution_strategy` is `multi_worker_mirrored`; then only the chief of the
+  TF_CONFIG cluster (True without one): the `chief` task, or worker 0 of a cluster without one
+  (as `tf.estimator` picks it).
   """
+  if distribution_strategy != "multi_worker_mirrored":
+    return True
   tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
   task = tf_config.get("task", {})
   cluster = tf_config.get("cluster", {})

@@ -682,8 +682,7 @@ def run_pretraining(bert_config_file,
     # run makes at the step it resumes from, and under multi_worker_mirrored only on an
     # "evaluator" task. EvalListener evaluates each save at a multiple of N once, on the chief.
     train_kwargs, listener = {}, None
-    if eval_every_n_steps and (distribution_strategy != "multi_worker_mirrored" or
-                               estimator_lib.is_chief()):
+    if eval_every_n_steps and estimator_lib.is_chief(distribution_strategy):
       listener = eval_history.EvalListener(
           lambda path: estimator.evaluate(input_fn=eval_input_fn, steps=max_eval_steps,
                                           checkpoint_path=path),
@@ -702,7 +701,7 @@ def run_pretraining(bert_config_file,
 
   result = None
   if do_eval:
-    if distribution_strategy == "multi_worker_mirrored" and not estimator_lib.is_chief():
+    if not estimator_lib.is_chief(distribution_strategy):
       logging.info("Evaluation runs on the chief only; this worker is done.")
       return None
     logging.info("***** Running evaluation *****")

@@ -271,8 +271,7 @@ class Runner(object):
     Those train (their checkpoints go to tf.estimator's `tmp_worker_<n>` folders) and stop:
     evaluation and prediction, the chief's results, run on the chief only.
     """
-    return (self.config.distribution_strategy != "multi_worker_mirrored" or
-            estimator_lib.is_chief())
+    return estimator_lib.is_chief(self.config.distribution_strategy)
 
   def effective_batch_size(self, batch_size):
     """Examples per optimizer step: `batch_size` (global) times the accumulation steps."""
