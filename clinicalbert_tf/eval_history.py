@@ -198,11 +198,11 @@ def copy_best_checkpoint(checkpoint_path, target_dir, record):
   if not any(f.endswith(".index") for f in files):
     raise fileio.InputError("%s: no checkpoint to copy into %s" % (checkpoint_path, target_dir))
   name = os.path.basename(checkpoint_path)
-  best_eval = json.dumps(record, indent=2, sort_keys=True) + "\n"
   if _is_remote(target_dir):
     tf.io.gfile.makedirs(target_dir)
     for path in files:
       tf.io.gfile.copy(path, os.path.join(target_dir, os.path.basename(path)), overwrite=True)
+    best_eval = json.dumps(record, indent=2, sort_keys=True) + "\n"
     for file_name, text in ((BEST_EVAL_FILE, best_eval), ("checkpoint", _state_file_text(name))):
       with tf.io.gfile.GFile(os.path.join(target_dir, file_name), "w") as f:
         f.write(text)
@@ -216,7 +216,7 @@ def copy_best_checkpoint(checkpoint_path, target_dir, record):
   try:
     for path in files:
       shutil.copyfile(path, os.path.join(tmp, os.path.basename(path)))
-    fileio.write_text_atomic(os.path.join(tmp, BEST_EVAL_FILE), best_eval)
+    fileio.write_json_atomic(os.path.join(tmp, BEST_EVAL_FILE), record)
     fileio.write_text_atomic(os.path.join(tmp, "checkpoint"), _state_file_text(name))
     if os.path.exists(target_dir):
       os.replace(target_dir, old)
