@@ -139,7 +139,8 @@ class BertModel(object):
                input_mask=None,
                token_type_ids=None,
                use_one_hot_embeddings=False,
-               scope=None):
+               scope=None,
+               output_positions=None):
     """Constructor for BertModel.
 
     Args:
@@ -152,6 +153,12 @@ class BertModel(object):
       use_one_hot_embeddings: (optional) bool. Whether to use one-hot word embeddings or
         tf.gather() for the word embedding lookup (one-hot is faster on TPUs).
       scope: (optional) variable scope. Defaults to "bert".
+      output_positions: (optional) int32 Tensor of shape [batch_size, num_positions]. When given,
+        the last encoder layer is computed only at these positions and at [CLS] (its keys and
+        values still come from every position), so `get_sequence_output()` is [batch_size,
+        num_positions, hidden_size], the rows at `output_positions`, and the pooler is unchanged.
+        Pretraining reads nothing else of the last layer: its masked-LM and next-sentence losses
+        are the same, for about 1/num_hidden_layers less work. Variables are the same either way.
 
     Raises:
       ValueError: The config is invalid or one of the input tensor shapes is invalid.
@@ -170,6 +177,12 @@ class BertModel(object):
 
     if token_type_ids is None:
       token_type_ids = tf.zeros(shape=[batch_size, seq_length], dtype=tf.int32)
+
+    final_layer_positions = None
+    if output_positions is not None:
+      # [batch_size, 1 + num_positions]: [CLS] (for the pooler) first, then the asked-for rows.
+      final_layer_positions = tf.concat(
+          [tf.zeros([batch_size, 1], tf.int32), tf.cast(output_positions, tf.int32)], axis=1)
 
     with tf.variable_scope(scope, default_name="bert"):
       with tf.variable_scope("embeddings"):
@@ -211,15 +224,21 @@ class BertModel(object):
             hidden_dropout_prob=config.hidden_dropout_prob,
             attention_probs_dropout_prob=config.attention_probs_dropout_prob,
             initializer_range=config.initializer_range,
-            do_return_all_layers=True)
+            do_return_all_layers=True,
+            final_layer_positions=final_layer_positions)
 
-      # [batch_size, seq_length, hidden_size]
-      self.sequence_output = self.all_encoder_layers[-1]
+      # [batch_size, seq_length, hidden_size] (or [batch_size, 1 + num_positions, hidden_size])
+      last_layer = self.all_encoder_layers[-1]
+      self.sequence_output = last_layer
+      if output_positions is not None:
+        # [batch_size, num_positions, hidden_size]
+        self.sequence_output = last_layer[:, 1:, :]
+        self.all_encoder_layers[-1] = self.sequence_output
       # The pooler turns the [CLS] vector into a fixed-size sentence representation, used by
       # the next-sentence head in pretraining and by sentence-level classifiers.
       with tf.variable_scope("pooler"):
         # [batch_size, hidden_size]
-        first_token_tensor = tf.squeeze(self.sequence_output[:, 0:1, :], axis=1)
+        first_token_tensor = tf.squeeze(last_layer[:, 0:1, :], axis=1)
         self.pooled_output = dense(
             first_token_tensor,
             config.hidden_size,
@@ -235,7 +254,8 @@ class BertModel(object):
 
     Returns:
       float Tensor of shape [batch_size, seq_length, hidden_size] corresponding to the final
-      hidden of the transformer encoder.
+      hidden of the transformer encoder ([batch_size, num_positions, hidden_size], the rows at
+      `output_positions`, when the model was built with them).
     """
     return self.sequence_output
 
@@ -784,7 +804,8 @@ def transformer_model(input_tensor,
                       hidden_dropout_prob=0.1,
                       attention_probs_dropout_prob=0.1,
                       initializer_range=0.02,
-                      do_return_all_layers=False):
+                      do_return_all_layers=False,
+                      final_layer_positions=None):
   """Multi-headed, multi-layer Transformer encoder (post-layer-norm, as BERT).
 
   Args:
@@ -801,6 +822,11 @@ def transformer_model(input_tensor,
     attention_probs_dropout_prob: float. Dropout probability of the attention probabilities.
     initializer_range: float. Range of the initializer (stddev of truncated normal).
     do_return_all_layers: Whether to also return all layers or just the final layer.
+    final_layer_positions: (optional) int32 Tensor of shape [batch_size, num_positions]: the last
+      layer computes its queries, attention output and feed-forward only at these positions (keys
+      and values from all of them), and its output is [batch_size, num_positions, hidden_size].
+      Each row is the same function of the previous layer as without it: every part of a layer
+      but the keys and values works row by row.
 
   Returns:
     float Tensor of shape [batch_size, seq_length, hidden_size], the final hidden layer of the
@@ -831,24 +857,36 @@ def transformer_model(input_tensor,
   prev_output = reshape_to_matrix(input_tensor)
 
   all_layer_outputs = []
+  output_shape = input_shape
   for layer_idx in range(num_hidden_layers):
     with tf.variable_scope("layer_%d" % layer_idx):
       layer_input = prev_output
+      # The rows this layer computes: all [B*S] of them, or [B*R] in a last layer given positions.
+      from_input, from_length, from_mask = layer_input, seq_length, attention_mask
+      if final_layer_positions is not None and layer_idx == num_hidden_layers - 1:
+        from_length = get_shape_list(final_layer_positions, expected_rank=2)[1]
+        offsets = tf.reshape(tf.range(batch_size, dtype=tf.int32) * seq_length, [-1, 1])
+        # [B*R, H]
+        from_input = tf.gather(layer_input, tf.reshape(final_layer_positions + offsets, [-1]))
+        if attention_mask is not None:
+          # [B, R, S]
+          from_mask = tf.gather(attention_mask, final_layer_positions, batch_dims=1)
+        output_shape = [batch_size, from_length, hidden_size]
 
       with tf.variable_scope("attention"):
         with tf.variable_scope("self"):
-          # [B*S, H]
+          # [B*F, H], F = S or R
           attention_output = attention_layer(
-              from_tensor=layer_input,
+              from_tensor=from_input,
               to_tensor=layer_input,
-              attention_mask=attention_mask,
+              attention_mask=from_mask,
               num_attention_heads=num_attention_heads,
               size_per_head=attention_head_size,
               attention_probs_dropout_prob=attention_probs_dropout_prob,
               initializer_range=initializer_range,
               do_return_2d_tensor=True,
               batch_size=batch_size,
-              from_seq_length=seq_length,
+              from_seq_length=from_length,
               to_seq_length=seq_length)
 
         # Run a linear projection of `hidden_size` then add a residual with `layer_input`.
@@ -856,7 +894,7 @@ def transformer_model(input_tensor,
           attention_output = dense(attention_output, hidden_size,
                                    kernel_initializer=create_initializer(initializer_range))
           attention_output = dropout(attention_output, hidden_dropout_prob)
-          attention_output = layer_norm(attention_output + layer_input)
+          attention_output = layer_norm(attention_output + from_input)
 
       # The activation is only applied to the "intermediate" hidden layer.
       with tf.variable_scope("intermediate"):
@@ -874,9 +912,10 @@ def transformer_model(input_tensor,
         prev_output = layer_output
         all_layer_outputs.append(layer_output)
 
+  shapes = [input_shape] * (num_hidden_layers - 1) + [output_shape]
   if do_return_all_layers:
-    return [reshape_from_matrix(layer_output, input_shape) for layer_output in all_layer_outputs]
-  return reshape_from_matrix(prev_output, input_shape)
+    return [reshape_from_matrix(output, shape) for output, shape in zip(all_layer_outputs, shapes)]
+  return reshape_from_matrix(prev_output, output_shape)
 
 
 def get_shape_list(tensor, expected_rank=None, name=None):

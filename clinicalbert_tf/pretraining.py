@@ -82,22 +82,29 @@ def gather_indexes(sequence_tensor, positions):
 
 
 def get_masked_lm_output(bert_config, input_tensor, output_weights, positions, label_ids,
-                         label_weights, is_training=False):
+                         label_weights, is_training=False, gathered=False):
   """The masked-LM head and loss.
 
   Args:
     bert_config: `modeling.BertConfig`.
-    input_tensor: [batch, seq, hidden] sequence output.
+    input_tensor: [batch, seq, hidden] sequence output, or with `gathered` the rows at
+      `positions` already ([batch, max_predictions, hidden], as
+      `BertModel(output_positions=positions)` gives them).
     output_weights: [vocab, hidden] word embedding table (the tied decoder).
     positions, label_ids: [batch, max_predictions] int32.
     label_weights: [batch, max_predictions] float32, 1.0 for real predictions, 0.0 for padding.
     is_training: when True the per-prediction loss comes from the fused sparse cross-entropy (same
       value, cheaper gradient); otherwise from the log-probabilities as in Google's code.
+    gathered: `input_tensor` holds only the rows at `positions`.
 
   Returns:
     (loss, per_example_loss [batch * max_predictions], log_probs [batch * max_predictions, vocab]).
   """
-  input_tensor = gather_indexes(input_tensor, positions)
+  if gathered:
+    # [batch * max_predictions, hidden]
+    input_tensor = tf.reshape(input_tensor, [-1, bert_config.hidden_size])
+  else:
+    input_tensor = gather_indexes(input_tensor, positions)
 
   with tf.variable_scope("cls/predictions"):
     # One more non-linear transformation before the output layer (used only in pretraining).
@@ -215,11 +222,15 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
         input_ids=input_ids,
         input_mask=input_mask,
         token_type_ids=segment_ids,
-        use_one_hot_embeddings=use_one_hot_embeddings)
+        use_one_hot_embeddings=use_one_hot_embeddings,
+        # The losses read the last layer only at the masked positions and [CLS], so it is computed
+        # only there: the same losses for 1/num_hidden_layers less work (BertModel's docstring).
+        output_positions=masked_lm_positions)
 
     (masked_lm_loss, masked_lm_example_loss, masked_lm_log_probs) = get_masked_lm_output(
         bert_config, model.get_sequence_output(), model.get_embedding_table(),
-        masked_lm_positions, masked_lm_ids, masked_lm_weights, is_training=is_training)
+        masked_lm_positions, masked_lm_ids, masked_lm_weights, is_training=is_training,
+        gathered=True)
 
     (next_sentence_loss, next_sentence_example_loss, next_sentence_log_probs) = (
         get_next_sentence_output(bert_config, model.get_pooled_output(), next_sentence_labels))

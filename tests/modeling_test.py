@@ -103,6 +103,38 @@ def _run_gradients(module, config, batch, checkpoint):
   return {v.op.name: g for v, g in zip(tvars, values)}
 
 
+# Rows of each sequence in `_batch` to compute: repeats, [CLS], padding and the last position.
+_POSITIONS = np.array([[3, 0, 11, 3], [1, 6, 0, 0], [2, 9, 1, 0]], np.int32)
+
+
+def _run_at_positions(module, config, batch, checkpoint, positions=None):
+  """Rows of the last layer at `_POSITIONS`, the pooled output and every variable's gradient.
+
+  With `positions`, `module.BertModel(output_positions=positions)` computes the rows; without,
+  they are gathered from the full sequence output (what Google's model can do). The loss is a
+  fixed linear function of the rows and the pooled output, so the gradients compare too.
+  """
+  input_ids, input_mask, segment_ids = batch
+  rng = np.random.RandomState(7)
+  with tf.Graph().as_default():
+    kwargs = {} if positions is None else {"output_positions": tf.constant(positions)}
+    model = module.BertModel(config=config, is_training=False, input_ids=tf.constant(input_ids),
+                             input_mask=tf.constant(input_mask),
+                             token_type_ids=tf.constant(segment_ids), **kwargs)
+    rows = model.get_sequence_output()
+    if positions is None:
+      rows = tf.gather(rows, _POSITIONS, batch_dims=1)
+    pooled = model.get_pooled_output()
+    loss = (tf.reduce_sum(rows * rng.randn(*_POSITIONS.shape, config.hidden_size)) +
+            tf.reduce_sum(pooled * rng.randn(_BATCH, config.hidden_size)))
+    tvars = tf.trainable_variables()
+    grads = [tf.convert_to_tensor(g) for g in tf.gradients(loss, tvars)]
+    with tf.Session() as sess:
+      tf.train.Saver().restore(sess, checkpoint)
+      rows_value, pooled_value, grad_values = sess.run([rows, pooled, grads])
+  return rows_value, pooled_value, {v.op.name: g for v, g in zip(tvars, grad_values)}
+
+
 class ModelingOracleTest(testutil.TestCase):
 
   def setUp(self):
@@ -164,6 +196,31 @@ class ModelingOracleTest(testutil.TestCase):
         scale = float(np.abs(value).max())
         np.testing.assert_allclose(ours[name] / scale, value / scale, rtol=0, atol=1e-5,
                                    err_msg="%s %s" % (act, name))
+
+  def test_output_positions_equal_google_rows_and_gradients(self):
+    # The last layer computed only at some rows (pretraining's masked positions) must give Google's
+    # full model's rows there, its pooled output, and the same gradient for every variable.
+    config_dict = _tiny_config_dict(2, "gelu")
+    batch = _batch(2)
+    ckpt = os.path.join(self.tmp, "positions")
+    _run_model(oracle.modeling, oracle.modeling.BertConfig.from_dict(config_dict), batch,
+               save_to=ckpt)
+    google_rows, google_pooled, google_grads = _run_at_positions(
+        oracle.modeling, oracle.modeling.BertConfig.from_dict(config_dict), batch, ckpt)
+    rows, pooled, grads = _run_at_positions(
+        modeling, modeling.BertConfig.from_dict(config_dict), batch, ckpt, positions=_POSITIONS)
+    self.assertEqual(rows.shape, (_BATCH, _POSITIONS.shape[1], 64))
+    np.testing.assert_allclose(rows, google_rows, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(pooled, google_pooled, rtol=0, atol=1e-5)
+    self.assertEqual(set(grads), set(google_grads))
+    largest = max(float(np.abs(value).max()) for value in google_grads.values())
+    for name, value in google_grads.items():
+      if name.endswith("/key/bias"):
+        continue  # zero up to rounding noise (test_gradients_equal_google)
+      scale = float(np.abs(value).max())
+      self.assertGreater(scale, 1e-6 * largest, name)
+      np.testing.assert_allclose(grads[name] / scale, value / scale, rtol=0, atol=1e-5,
+                                 err_msg=name)
 
   def test_gelu_gradient(self):
     with tf.Graph().as_default(), tf.Session() as sess:
