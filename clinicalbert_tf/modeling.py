@@ -865,9 +865,8 @@ def transformer_model(input_tensor,
       from_input, from_length, from_mask = layer_input, seq_length, attention_mask
       if final_layer_positions is not None and layer_idx == num_hidden_layers - 1:
         from_length = get_shape_list(final_layer_positions, expected_rank=2)[1]
-        offsets = tf.reshape(tf.range(batch_size, dtype=tf.int32) * seq_length, [-1, 1])
         # [B*R, H]
-        from_input = tf.gather(layer_input, tf.reshape(final_layer_positions + offsets, [-1]))
+        from_input = gather_rows(layer_input, final_layer_positions, seq_length)
         if attention_mask is not None:
           # [B, R, S]
           from_mask = tf.gather(attention_mask, final_layer_positions, batch_dims=1)
@@ -916,6 +915,23 @@ def transformer_model(input_tensor,
   if do_return_all_layers:
     return [reshape_from_matrix(output, shape) for output, shape in zip(all_layer_outputs, shapes)]
   return reshape_from_matrix(prev_output, output_shape)
+
+
+def gather_rows(matrix, positions, seq_length):
+  """Rows of a [batch_size * seq_length, width] matrix at per-sequence `positions`.
+
+  Args:
+    matrix: float Tensor of shape [batch_size * seq_length, width] (sequences flattened).
+    positions: int32 Tensor of shape [batch_size, num_positions], each in [0, seq_length).
+    seq_length: int or scalar Tensor, the length of each sequence in `matrix`.
+
+  Returns:
+    float Tensor of shape [batch_size * num_positions, width].
+  """
+  batch_size = get_shape_list(positions, expected_rank=2)[0]
+  # Offsets turn per-sequence positions into rows of the flattened matrix.
+  flat_offsets = tf.reshape(tf.range(0, batch_size, dtype=tf.int32) * seq_length, [-1, 1])
+  return tf.gather(matrix, tf.reshape(positions + flat_offsets, [-1]))
 
 
 def get_shape_list(tensor, expected_rank=None, name=None):

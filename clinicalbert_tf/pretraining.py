@@ -74,11 +74,8 @@ def gather_indexes(sequence_tensor, positions):
   seq_length = sequence_shape[1]
   width = sequence_shape[2]
 
-  # Offsets turn per-sequence positions into rows of the flattened [batch * seq, width] tensor.
-  flat_offsets = tf.reshape(tf.range(0, batch_size, dtype=tf.int32) * seq_length, [-1, 1])
-  flat_positions = tf.reshape(positions + flat_offsets, [-1])
   flat_sequence_tensor = tf.reshape(sequence_tensor, [batch_size * seq_length, width])
-  return tf.gather(flat_sequence_tensor, flat_positions)
+  return modeling.gather_rows(flat_sequence_tensor, positions, seq_length)
 
 
 def get_masked_lm_output(bert_config, input_tensor, output_weights, positions, label_ids,
