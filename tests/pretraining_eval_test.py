@@ -80,13 +80,9 @@ class _Base(testutil.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.tmp = cls.class_temp_dir()
-    cls.config = testutil.tiny_config(vocab_size=VOCAB, num_attention_heads=2, dropout=0.0)
-    cls.config_file = testutil.write_config(cls.tmp, cls.config)
-    cls.train_records = testutil.write_pretraining_records(
-        os.path.join(cls.tmp, "train.tfrecord"), 64, SEQ, PRED, VOCAB)
+    cls.config, cls.config_file, cls.train_records, cls.init = testutil.write_pretraining_setup(
+        cls.tmp, SEQ, PRED)
     cls.eval_records = _one_token_records(os.path.join(cls.tmp, "eval.tfrecord"), 32, seed=3)
-    cls.init = testutil.write_checkpoint(os.path.join(cls.tmp, "init", "model.ckpt"), cls.config,
-                                         heads="pretraining", released=True)
 
   @classmethod
   def flags(cls, **overrides):

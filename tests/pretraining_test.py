@@ -34,12 +34,8 @@ class PretrainingTest(testutil.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.tmp = cls.class_temp_dir()
-    cls.config = testutil.tiny_config(vocab_size=97, num_attention_heads=2, dropout=0.0)
-    cls.config_file = testutil.write_config(cls.tmp, cls.config)
-    cls.records = testutil.write_pretraining_records(
-        os.path.join(cls.tmp, "train.tfrecord"), 64, SEQ, PRED, cls.config.vocab_size)
-    cls.init = testutil.write_checkpoint(os.path.join(cls.tmp, "init", "model.ckpt"), cls.config,
-                                         heads="pretraining", released=True)
+    cls.config, cls.config_file, cls.records, cls.init = testutil.write_pretraining_setup(
+        cls.tmp, SEQ, PRED)
 
   def _flags(self, **overrides):
     flags = dict(bert_config_file=self.config_file, input_file=self.records,

@@ -366,6 +366,27 @@ def write_pretraining_records(path, num, max_seq_length, max_predictions_per_seq
   return path
 
 
+def write_pretraining_setup(directory, max_seq_length, max_predictions_per_seq,
+                            full_masks=False):
+  """The pretraining tests' tiny model on disk, under `directory`.
+
+  A `tiny_config` with a 97-word vocabulary, 2 heads and no dropout (so runs compare exactly),
+  its `bert_config.json`, 64 training records (`write_pretraining_records`, `full_masks` passed on)
+  and a released-style init checkpoint with the pretraining heads.
+
+  Returns:
+    (config, config_file, records_path, init_checkpoint_prefix).
+  """
+  config = tiny_config(vocab_size=97, num_attention_heads=2, dropout=0.0)
+  config_file = write_config(directory, config)
+  records = write_pretraining_records(
+      os.path.join(directory, "train.tfrecord"), 64, max_seq_length, max_predictions_per_seq,
+      config.vocab_size, full_masks=full_masks)
+  init = write_checkpoint(os.path.join(directory, "init", "model.ckpt"), config,
+                          heads="pretraining", released=True)
+  return config, config_file, records, init
+
+
 # ---------------------------------------------------------------------------------------------
 # Running scripts (ours and Google's) as child processes.
 # ---------------------------------------------------------------------------------------------
