@@ -8,21 +8,21 @@ Writes `<output_dir>/<id>.txt` per note: `[**TYPE**]` (MIMIC-III style, --replac
 `<TYPE>` (tag), the span's length of --mask_char (mask) or a realistic surrogate (surrogate:
 clinicalbert_tf/surrogates.py, consistent within the note, seeded by --random_seed and the note's
 id, in --surrogate_locale) in place of each predicted PHI span, and with --output_file the spans
-(offsets into the original note) as JSON lines. See clinicalbert_tf/inference.py.
+(offsets into the original note) as JSON lines. See clinicalbert_tf/inference/.
 """
 
 from absl import flags
 
 from clinicalbert_tf import cli
-from clinicalbert_tf import inference
+from clinicalbert_tf.inference import job
 
 FLAGS = flags.FLAGS
 
-inference.define_flags(deidentify=True)
+job.define_flags(deidentify=True)
 
 
 def main(argv):
-  counts = inference.run_from_flags(FLAGS, deidentify=True)
+  counts = job.run_from_flags(FLAGS, deidentify=True)
   print("de-identified %d notes (%d words, %d PHI spans) in %.1fs; %d unreadable, %d already "
         "done" % (counts["notes"], counts["words"], counts["entities"], counts["seconds"],
                   counts["bad"], counts["skipped"]))

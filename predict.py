@@ -8,21 +8,21 @@
 
 One JSON line per note, `{"id": ..., "entities": [{"start", "end", "label", "score"}]}`, offsets
 into the note as given (end exclusive), no note text unless --include_text. Notes are split into
-words by the rules the model's task used in training. See clinicalbert_tf/inference.py.
+words by the rules the model's task used in training. See clinicalbert_tf/inference/.
 """
 
 from absl import flags
 
 from clinicalbert_tf import cli
-from clinicalbert_tf import inference
+from clinicalbert_tf.inference import job
 
 FLAGS = flags.FLAGS
 
-inference.define_flags(deidentify=False)
+job.define_flags(deidentify=False)
 
 
 def main(argv):
-  counts = inference.run_from_flags(FLAGS, deidentify=False)
+  counts = job.run_from_flags(FLAGS, deidentify=False)
   print("predicted %d notes (%d words, %d entities) in %.1fs; %d unreadable, %d already done" % (
       counts["notes"], counts["words"], counts["entities"], counts["seconds"], counts["bad"],
       counts["skipped"]))

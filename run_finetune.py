@@ -25,6 +25,7 @@ from absl import flags
 from clinicalbert_tf import cli
 from clinicalbert_tf import estimator
 from clinicalbert_tf import tasks
+from clinicalbert_tf.finetuning import heads
 from clinicalbert_tf.finetuning import runner
 
 flags.DEFINE_string("task_name", None, "One of: %s." % ", ".join(tasks.TASK_NAMES))
@@ -70,6 +71,9 @@ flags.DEFINE_string("grid_num_train_epochs", None,
                     "Grid epochs (default 2,3,4 for NER tasks, 3,4 for MedNLI).")
 flags.DEFINE_bool("grid_keep_checkpoints", False,
                   "Keep every grid setting's checkpoints (default: only the best one's).")
+flags.DEFINE_enum("head", None, list(heads.HEAD_NAMES),
+                  "The fine-tuning head, among those that fit the task (default: the task's own: "
+                  "token_classification for NER tasks, sequence_classification for MedNLI).")
 
 FLAGS = flags.FLAGS
 

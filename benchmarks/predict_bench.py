@@ -72,8 +72,7 @@ def make_notes(num, words_per_note, seed=0):
 def run_ours(model, notes, batch_size=None):
   """predict.py's path over `notes`: (seconds, spans per note); batch_size default --batch_size."""
   from clinicalbert_tf import inference  # pylint: disable=g-import-not-at-top
-  from clinicalbert_tf import note_inputs  # pylint: disable=g-import-not-at-top
-  items = [note_inputs.Note(str(i), t, "bench", "bench") for i, t in enumerate(notes)]
+  items = [inference.readers.Note(str(i), t, "bench", "bench") for i, t in enumerate(notes)]
   start = time.perf_counter()
   predictor = inference.Predictor(model, batch_size or FLAGS.batch_size)
   out = [[(s.start, s.end, s.label) for s in spans] for _, spans in predictor.predict(items)]

@@ -16,6 +16,7 @@ import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import fileio
 from clinicalbert_tf import modeling
+from clinicalbert_tf import tokenization
 
 BERT_CONFIG_FILE = "bert_config.json"
 VOCAB_FILE = "vocab.txt"
@@ -105,6 +106,35 @@ def check_vocab_matches_config(num_tokens, bert_config, vocab_file, flag_name="v
   if 10 * num_tokens < 9 * vocab_size:
     logging.warning("--%s=%s has %d tokens, the config's vocab_size is %d: is it the vocab.txt "
                     "of this model?", flag_name, vocab_file, num_tokens, vocab_size)
+
+
+def load_tokenizer(vocab_file, do_lower_case, bert_config=None, flag_name="vocab_file"):
+  """The model's `FullTokenizer`, checked against its config (when given) and its casing.
+
+  The one tokenizer set-up of every reader of a model (`features.py`'s encoder, the fine-tuned
+  models of `inference/`), so a wrong vocabulary fails the same way everywhere.
+
+  Raises:
+    InputError: no `vocab_file`, or a vocabulary that does not belong to `bert_config`.
+  """
+  if not tf.io.gfile.exists(vocab_file):
+    raise fileio.InputError("--%s=%s does not exist" % (flag_name, vocab_file))
+  tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
+  if bert_config is not None:
+    check_vocab_matches_config(len(tokenizer.vocab), bert_config, vocab_file, flag_name)
+  check_case_matches_vocab(tokenizer.vocab, do_lower_case, vocab_file, flag_name)
+  return tokenizer
+
+
+def new_session(graph, num_threads=0, config=None):
+  """A session on `graph` with `num_threads` intra- and inter-op threads (0: TensorFlow's choice).
+
+  The one way a model is held for prediction (`features.py`'s encoder, `inference/`).
+  """
+  if config is None:
+    config = tf.ConfigProto(intra_op_parallelism_threads=num_threads,
+                            inter_op_parallelism_threads=num_threads)
+  return tf.Session(graph=graph, config=config)
 
 
 # A vocabulary is taken as cased when more than this share of its word entries has a capital.

@@ -13,7 +13,8 @@ import os
 import random as random_lib
 
 from clinicalbert_tf import fileio
-from clinicalbert_tf import span_outputs
+from clinicalbert_tf.inference import outputs
+from clinicalbert_tf.inference import text as text_lib
 from clinicalbert_tf import surrogates as surrogates_lib
 
 DEFAULT_SEED = 2014
@@ -99,7 +100,7 @@ def i2b2_type(replacement):
 
 
 def make_note(surrogates, note_key, rng):
-  """(text, [span_outputs.Span]) of one invented note."""
+  """(text, [text_lib.Span]) of one invented note."""
   sentences = (rng.sample(_PHI_SENTENCES, _PHI_PER_NOTE)
                + rng.sample(_PLAIN_SENTENCES, _PLAIN_PER_NOTE))
   rng.shuffle(sentences)
@@ -109,7 +110,7 @@ def make_note(surrogates, note_key, rng):
   for r in replacements:
     label = i2b2_type(r)
     if label is not None:
-      spans.append(span_outputs.Span(r.start, r.end, label, 1.0))
+      spans.append(text_lib.Span(r.start, r.end, label, 1.0))
   return text, spans
 
 
@@ -135,7 +136,7 @@ def write_dataset(output_dir, seed=DEFAULT_SEED, locale=surrogates_lib.DEFAULT_L
       text, spans = make_note(surrogates, patient, rng)
       path = os.path.join(directory, "%d-01.xml" % patient)
       with fileio.atomic_open(path, "w", encoding="utf-8") as f:
-        f.write(span_outputs.format_i2b2_2014(text, spans))
+        f.write(outputs.format_i2b2_2014(text, spans))
       num_spans += len(spans)
       patient += 1
     counts[split] = (num_notes, num_notes * SENTENCES_PER_NOTE, num_spans)

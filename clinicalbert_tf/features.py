@@ -103,20 +103,6 @@ def convert_example(example, seq_length, tokenizer):
                       input_mask + [0] * padding, input_type_ids + [0] * padding)
 
 
-def _load_tokenizer(vocab_file, do_lower_case, bert_config):
-  """The checkpoint's `FullTokenizer`, checked against its config.
-
-  Raises:
-    InputError: no `vocab_file`, or more tokens than the config's `vocab_size`.
-  """
-  if not tf.io.gfile.exists(vocab_file):
-    raise fileio.InputError("--vocab_file=%s does not exist" % vocab_file)
-  tokenizer = tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
-  checkpoint_lib.check_vocab_matches_config(len(tokenizer.vocab), bert_config, vocab_file)
-  checkpoint_lib.check_case_matches_vocab(tokenizer.vocab, do_lower_case, vocab_file)
-  return tokenizer
-
-
 class BertEncoder(object):
   """A BERT encoder in its own graph and session, returning chosen encoder layers.
 
@@ -164,7 +150,7 @@ class BertEncoder(object):
         raise fileio.InputError(
             "--init_checkpoint=%s lacks %d of the model's %d variables (first: %s): is it a BERT "
             "checkpoint of this config?" % (self.checkpoint, len(missing), len(tvars), missing[0]))
-      self.session = tf.Session(graph=self.graph, config=session_config)
+      self.session = checkpoint_lib.new_session(self.graph, config=session_config)
       self.session.run(tf.global_variables_initializer())
     self.graph.finalize()
 
@@ -259,7 +245,7 @@ def extract_features(input_file, output_file, bert_config_file, init_checkpoint,
   layer_indexes = parse_layers(layers, bert_config.num_hidden_layers)
   fileio.expand_file_patterns(input_file, "input_file")  # a clear error if it is missing
   fileio.check_output_file(output_file)
-  tokenizer = _load_tokenizer(vocab_file, do_lower_case, bert_config)
+  tokenizer = checkpoint_lib.load_tokenizer(vocab_file, do_lower_case, bert_config)
 
   count = 0
   reporter = progress.Progress("examples", every_seconds=log_every_s, label="extract_features: ")
@@ -546,7 +532,7 @@ def nearest_neighbors(input_files, checkpoints, query_words, output_file=None, n
   prepared = []
   for name, config_file, ckpt, vocab_file in checkpoints:
     bert_config = checkpoint_lib.load_bert_config(config_file)
-    tokenizer = _load_tokenizer(vocab_file, do_lower_case, bert_config)
+    tokenizer = checkpoint_lib.load_tokenizer(vocab_file, do_lower_case, bert_config)
     layer_indexes = parse_layers(layers, bert_config.num_hidden_layers)
     checkpoint_lib.resolve_checkpoint(ckpt)
     prepared.append((name, bert_config, ckpt, tokenizer, layer_indexes))

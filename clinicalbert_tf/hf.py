@@ -47,6 +47,8 @@ import numpy as np
 
 from clinicalbert_tf import checkpoints
 from clinicalbert_tf import fileio
+from clinicalbert_tf.finetuning import head_record
+from clinicalbert_tf.finetuning import heads as heads_lib
 from clinicalbert_tf import modeling
 
 HIDDEN_ACT_TO_HF = {"gelu": "gelu_new", "gelu_exact": "gelu", "relu": "relu", "tanh": "tanh"}
@@ -54,13 +56,10 @@ HIDDEN_ACT_TO_HF = {"gelu": "gelu_new", "gelu_exact": "gelu", "relu": "relu", "t
 HF_TO_HIDDEN_ACT = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu": "gelu_exact",
                     "relu": "relu", "tanh": "tanh"}
 
-HEADS = ("auto", "none", "pretraining", "token_classification", "sequence_classification")
-ARCHITECTURES = {
-    "none": "BertModel",
-    "pretraining": "BertForPreTraining",
-    "token_classification": "BertForTokenClassification",
-    "sequence_classification": "BertForSequenceClassification",
-}
+# The checkpoint's own kinds of head; the fine-tuning heads add theirs from the head registry.
+ARCHITECTURES = {"none": "BertModel", "pretraining": "BertForPreTraining"}
+ARCHITECTURES.update(heads_lib.hf_architectures())
+HEADS = ("auto",) + tuple(ARCHITECTURES)
 SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
                   "cls_token": "[CLS]", "mask_token": "[MASK]"}
 _GOOGLE_CONFIG_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -319,29 +318,28 @@ def _resolve_head(head, names, ckpt_dir, labels):
   """Decides the head and its labels (see module docstring)."""
   has_cls = any(n.startswith("cls/") for n in names)
   has_classifier = all(n in names for n in _CLASSIFIER_NAMES)
-  head_file = os.path.join(ckpt_dir, checkpoints.HEAD_RECORD_FILE)
-  recorded = (_read_json(head_file, checkpoints.HEAD_RECORD_FILE) if os.path.exists(head_file)
-              else None)
+  recorded = head_record.read(ckpt_dir, required=False)
   if head == "auto":
     if has_classifier and recorded:
-      head = recorded.get("head")
+      head = recorded.head
     elif has_classifier:
       raise fileio.InputError(
           "the checkpoint has a fine-tuned head (output_weights/output_bias) and no %s next to "
-          "it: pass --head=token_classification (NER) or --head=sequence_classification (NLI) and "
-          "--labels" % checkpoints.HEAD_RECORD_FILE)
+          "it: pass --head=%s and --labels" % (checkpoints.HEAD_RECORD_FILE, " or --head=".join(
+              "%s (%s)" % (name, ", ".join(heads_lib.head_class(name).task_kinds).upper())
+              for name in heads_lib.hf_architectures())))
     elif has_cls:
       head = "pretraining"
     else:
       head = "none"
   if head not in ARCHITECTURES:
     raise fileio.InputError("--head=%r: expected one of %s" % (head, ", ".join(HEADS)))
-  if head in ("token_classification", "sequence_classification"):
+  if head in heads_lib.head_names():
     if not has_classifier:
       raise fileio.InputError("--head=%s but the checkpoint has no output_weights/output_bias"
                               % head)
-    if labels is None and recorded and recorded.get("head") == head:
-      labels = recorded.get("labels")
+    if labels is None and recorded and recorded.head == head:
+      labels = recorded.labels
     if not labels:
       raise fileio.InputError("--head=%s needs the label list (--labels, or %s next to the "
                               "checkpoint)" % (head, checkpoints.HEAD_RECORD_FILE))
@@ -374,7 +372,8 @@ def checkpoint_to_hf_tensors(init_checkpoint, bert_config, head="auto", labels=N
   names = sorted(n for n in shapes if not is_optimizer_variable(n))
   head, labels = _resolve_head(head, set(names), os.path.dirname(os.path.abspath(path)), labels)
 
-  with_pooler = head != "token_classification"
+  with_pooler = (heads_lib.head_class(head).hf_with_pooler if head in heads_lib.head_names()
+                 else True)
   wanted = expected_encoder_names(bert_config, with_pooler=with_pooler)
   if head == "pretraining":
     wanted += list(PRETRAINING_HEAD_NAMES)
@@ -620,9 +619,9 @@ def import_hf_dir(hf_dir, output_dir):
   head = "none"
   labels = None
   if all(n in arrays for n in _CLASSIFIER_NAMES):
-    archs = hf_config.get("architectures") or []
-    head = ("token_classification" if "BertForTokenClassification" in archs
-            else "sequence_classification")
+    # A classifier of no known architecture reads as the pooled-output (sequence) classifier.
+    head = heads_lib.head_of_hf_architectures(hf_config.get("architectures"),
+                                              default="sequence_classification")
     id2label = hf_config.get("id2label") or {}
     num_labels = arrays["output_weights"].shape[0]
     labels = [id2label.get(str(i), id2label.get(i, "LABEL_%d" % i)) for i in range(num_labels)]
@@ -649,7 +648,7 @@ def import_hf_dir(hf_dir, output_dir):
     shutil.copyfile(vocab_path, tmp)
   head_file = os.path.join(output_dir, checkpoints.HEAD_RECORD_FILE)
   if labels is not None:
-    fileio.write_json_atomic(head_file, {"head": head, "labels": labels})
+    head_record.write_labels_only(output_dir, head, labels)
   elif os.path.exists(head_file):
     os.remove(head_file)
   summary = {

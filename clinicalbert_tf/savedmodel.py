@@ -25,7 +25,7 @@ import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import checkpoints
 from clinicalbert_tf import fileio
-from clinicalbert_tf import inference
+from clinicalbert_tf.inference import model as model_lib
 
 
 def next_version(export_dir):
@@ -39,10 +39,10 @@ def export(model_dir, export_dir, version=None, bert_config_file=None, vocab_fil
   """Exports the fine-tuned model in `model_dir` as `<export_dir>/<version>`. Returns that path.
 
   Raises:
-    InputError: the model directory lacks a piece (see `inference.locate_model`), or the version
+    InputError: the model directory lacks a piece (see `inference.model.locate_model`), or the version
       directory exists already.
   """
-  files = inference.locate_model(model_dir, bert_config_file, vocab_file, init_checkpoint)
+  files = model_lib.locate_model(model_dir, bert_config_file, vocab_file, init_checkpoint)
   if files.saved_model_dir:
     raise fileio.InputError("--model_dir=%s is a SavedModel already" % model_dir)
   fileio.check_output_dir(export_dir, "export_dir")
@@ -55,7 +55,7 @@ def export(model_dir, export_dir, version=None, bert_config_file=None, vocab_fil
   build = os.path.join(staging, "model")  # the builder wants a directory that does not exist
   try:
     with tf.Graph().as_default() as graph:
-      model = inference.LoadedModel(files, graph=graph, finalize=False)
+      model = model_lib.LoadedModel(files, graph=graph, finalize=False)
       with graph.as_default():
         assets = [tf.constant(path, name="asset_" + os.path.basename(path).replace(".", "_"))
                   for path in _asset_files(files, staging)]
@@ -66,7 +66,7 @@ def export(model_dir, export_dir, version=None, bert_config_file=None, vocab_fil
         builder = tf.saved_model.Builder(build)
         builder.add_meta_graph_and_variables(
             model.session, [tf.saved_model.tag_constants.SERVING],
-            signature_def_map={inference.SERVING_SIGNATURE: signature},
+            signature_def_map={model_lib.SERVING_SIGNATURE: signature},
             assets_collection=tf.get_collection(tf.GraphKeys.ASSET_FILEPATHS),
             main_op=tf.tables_initializer(), strip_default_attrs=True)
         builder.save()
@@ -74,8 +74,8 @@ def export(model_dir, export_dir, version=None, bert_config_file=None, vocab_fil
     os.replace(build, final)
   finally:
     shutil.rmtree(staging, ignore_errors=True)
-  logging.info("exported %s (%s head, %d labels) to %s", files.checkpoint, files.record["head"],
-               len(files.record["labels"]), final)
+  logging.info("exported %s (%s head, %d labels) to %s", files.checkpoint, files.record.head,
+               len(files.record.labels), final)
   return final
 
 
@@ -84,9 +84,8 @@ def _asset_files(files, staging):
   assets_dir = os.path.join(staging, "assets")
   os.makedirs(assets_dir)
   paths = []
-  record = dict(files.record)
-  record.setdefault("word_rules", inference.default_word_rules(record))
-  fileio.write_json_atomic(os.path.join(assets_dir, checkpoints.HEAD_RECORD_FILE), record)
+  fileio.write_json_atomic(os.path.join(assets_dir, checkpoints.HEAD_RECORD_FILE),
+                           files.record.to_dict())
   for source, name in ((files.vocab_file, checkpoints.VOCAB_FILE),
                        (files.bert_config_file, checkpoints.BERT_CONFIG_FILE)):
     shutil.copyfile(source, os.path.join(assets_dir, name))

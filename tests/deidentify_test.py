@@ -1,13 +1,14 @@
-"""deidentify.py --replace=surrogate below the script: span_outputs hands predicted spans (labels,
+"""deidentify.py --replace=surrogate below the script: the anonymizer hands predicted spans (labels,
 note key) to `surrogates.Surrogates.replace_spans`; a bad locale is refused with the options.
 (End to end: tests/predict_test.py; the surrogate rules themselves: tests/surrogates_test.py.)"""
 
 from absl.testing import absltest
 
 from clinicalbert_tf import fileio
-from clinicalbert_tf import inference
-from clinicalbert_tf import span_outputs
+from clinicalbert_tf import anonymize
 from clinicalbert_tf import surrogates
+from clinicalbert_tf.inference import job
+from clinicalbert_tf.inference import text as text_lib
 from tests import testutil
 
 
@@ -20,28 +21,25 @@ class SurrogateReplacementTest(testutil.TestCase):
     spans, position = [], 0
     for phrase, label in phi:
       start = text.index(phrase, position)
-      spans.append(span_outputs.Span(start, start + len(phrase), label, 0.9))
+      spans.append(text_lib.Span(start, start + len(phrase), label, 0.9))
       position = start + len(phrase)
     replacer = surrogates.Surrogates(locale="en_US", random_seed=12345)
-    got = span_outputs.replace_spans(text, spans[::-1], "surrogate", surrogates=replacer,
-                                     note_key="n1")
+    anonymizer = anonymize.Anonymizer("surrogate", random_seed=12345, locale="en_US")
+    got = anonymizer.anonymize(text, spans[::-1], "n1").text
     want, _ = replacer.replace_spans(text, [(s.start, s.end, s.label) for s in spans], "n1")
     self.assertEqual(got, want)
     for phrase in ("Ines", "Aldana", "Pinecrest", "555"):
       self.assertNotIn(phrase, got)
     self.assertTrue(got.startswith("Seen by Dr. "))
-    self.assertNotEqual(got, span_outputs.replace_spans(text, spans, "surrogate",
-                                                        surrogates=replacer, note_key="n2"))
-    with self.assertRaisesRegex(ValueError, "needs surrogates and note_key"):
-      span_outputs.replace_spans(text, spans, "surrogate")
+    self.assertNotEqual(got, anonymizer.anonymize(text, spans, "n2").text)
 
   def test_unknown_locale_is_refused_with_the_options(self):
-    options = inference.JobOptions(input_file="x", output_dir="out", replace="surrogate",
-                                   surrogate_locale="xx_YY")
+    options = job.JobOptions(input_file="x", output_dir="out", replace="surrogate",
+                             surrogate_locale="xx_YY")
     with self.assertRaisesRegex(fileio.InputError, r"^--surrogate_locale=xx_YY: not a Faker"):
-      inference.check_options(options, pairs=False)
+      job.check_options(options, pairs=False)
     options.surrogate_locale = "en_GB"
-    inference.check_options(options, pairs=False)
+    job.check_options(options, pairs=False)
 
 
 if __name__ == "__main__":

@@ -276,14 +276,14 @@ class FaultsTest(testutil.TestCase):
 
   def test_predict_output_paths(self):
     from clinicalbert_tf import fileio  # pylint: disable=g-import-not-at-top
-    from clinicalbert_tf import inference  # pylint: disable=g-import-not-at-top
+    from clinicalbert_tf.inference import job  # pylint: disable=g-import-not-at-top
     for options, expected in (
-        (inference.JobOptions(input_file="x", output_dir=self.paths["a_file"]), "is a file"),
-        (inference.JobOptions(input_file="x", output_file=self.dir), "is a folder"),
-        (inference.JobOptions(input_file="x", output_file=self.paths["a_file"] + "/s.jsonl"),
+        (job.JobOptions(input_file="x", output_dir=self.paths["a_file"]), "is a file"),
+        (job.JobOptions(input_file="x", output_file=self.dir), "is a folder"),
+        (job.JobOptions(input_file="x", output_file=self.paths["a_file"] + "/s.jsonl"),
          "is a file")):
       with self.assertRaises(fileio.InputError) as cm:
-        inference.check_options(options, pairs=False)
+        job.check_options(options, pairs=False)
       self.assertIn(expected, str(cm.exception))
 
   def test_atomic_output_refuses_a_folder(self):

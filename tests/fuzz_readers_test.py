@@ -289,7 +289,7 @@ class NoteEventsTest(FuzzCase):
 
 
 class NoteInputsTest(FuzzCase):
-  """predict.py's note readers (note_inputs.py): text files, JSON lines, NOTEEVENTS."""
+  """predict.py's note readers (inference/readers.py): text files, JSON lines, NOTEEVENTS."""
 
   @classmethod
   def setUpClass(cls):
@@ -301,11 +301,12 @@ class NoteInputsTest(FuzzCase):
     cls.csv = read_bytes(os.path.join(TESTDATA, "NOTEEVENTS_sample.csv"))
 
   def read_all(self, path, pairs=False):
-    from clinicalbert_tf import note_inputs  # pylint: disable=g-import-not-at-top
-    for _, note in note_inputs.read_notes([path], pairs=pairs):
-      if isinstance(note, note_inputs.Note):
+    from clinicalbert_tf.inference import readers  # pylint: disable=g-import-not-at-top
+    options = readers.ReadOptions(pairs=pairs)
+    for _, note in readers.read_notes([path], options=options):
+      if isinstance(note, readers.Note):
         note.text.encode("utf-8")
-    note_inputs.count_notes([path], "auto")
+    readers.count_notes([path], "auto", options)
 
   @hypothesis.given(MUTATIONS, st.sampled_from(("notes.jsonl", "pairs.jsonl", "note.txt",
                                                 "NOTEEVENTS.csv")))

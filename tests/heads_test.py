@@ -15,6 +15,7 @@ from clinicalbert_tf import checkpoints
 from clinicalbert_tf import fileio
 from clinicalbert_tf import tasks
 from clinicalbert_tf import tokenization
+from clinicalbert_tf.finetuning import head_record
 from clinicalbert_tf.finetuning import heads
 from clinicalbert_tf.finetuning import runner
 from tests import testutil
@@ -108,35 +109,57 @@ class ServingOutputsTest(testutil.TestCase):
 class HeadRecordTest(testutil.TestCase):
 
   def test_round_trip(self):
-    for head in (heads.TokenClassificationHead(NER_LABELS),
-                 heads.SequenceClassificationHead(NLI_LABELS)):
+    for head, task in ((heads.TokenClassificationHead(NER_LABELS), tasks.get_task("conll")),
+                       (heads.SequenceClassificationHead(NLI_LABELS), tasks.get_task("mednli"))):
       d = self.temp_dir()
-      path = heads.write_head_record(d, head, "conll", False, 24)
+      path = head_record.write(d, head, task, False, 24)
       self.assertEqual(path, os.path.join(d, checkpoints.HEAD_RECORD_FILE))
-      record = heads.read_head_record(d)
-      self.assertEqual(record, {"head": head.name, "labels": head.label_list,
-                                "task_name": "conll", "do_lower_case": False,
-                                "max_seq_length": 24, "word_rules": heads.WORD_RULES[head.name]})
-      again = heads.head_from_record(record)
+      record = head_record.read(d)
+      rules = {"conll": "lines_punctuation", "mednli": "sentence_pairs"}[task.name]
+      self.assertEqual(record.to_dict(), {"head": head.name, "labels": head.label_list,
+                                          "task_name": task.name, "do_lower_case": False,
+                                          "max_seq_length": 24, "word_rules": rules})
+      self.assertEqual((record.head, record.labels, record.word_rules, record.max_seq_length),
+                       (head.name, head.label_list, rules, 24))
+      again = record.make_head()
       self.assertIs(type(again), type(head))
       self.assertEqual(again.name, head.name)
       self.assertEqual(again.label_list, head.label_list)
+
+  def test_word_rules_of_the_task(self):
+    head = heads.TokenClassificationHead(NER_LABELS)
+    for name, rules in (("conll", "lines_punctuation"), ("i2b2_2010", "lines_punctuation"),
+                        ("i2b2_2014", "lines_whitespace"), ("i2b2_2006", "lines_whitespace")):
+      d = self.temp_dir()
+      head_record.write(d, head, tasks.get_task(name), False, 24)
+      self.assertEqual(head_record.read(d).word_rules, rules, name)
+
+  def test_older_records_get_the_heads_default_word_rules(self):
+    d = self.temp_dir()
+    with open(os.path.join(d, checkpoints.HEAD_RECORD_FILE), "w") as f:
+      json.dump({"head": "token_classification", "labels": NER_LABELS}, f)
+    record = head_record.read(d)
+    self.assertEqual(record.word_rules, "lines_whitespace")
+    # A copy (a SavedModel's asset) keeps the keys in their order and fills the word rules in.
+    self.assertEqual(list(record.to_dict()), ["head", "labels", "word_rules"])
+    self.assertIsNone(head_record.read(self.temp_dir(), required=False))
 
   def test_model_directory_is_self_contained(self):
     source = self.temp_dir()
     vocab_file = testutil.write_vocab(source)
     config_file = testutil.write_config(source, testutil.tiny_config())
     model_dir = self.temp_dir()
-    heads.write_head_record(model_dir, heads.TokenClassificationHead(NER_LABELS), "i2b2_2010",
-                            False, 24, bert_config_file=config_file, vocab_file=vocab_file)
+    task = tasks.get_task("i2b2_2014")
+    head_record.write(model_dir, heads.TokenClassificationHead(NER_LABELS), task, False, 24,
+                      bert_config_file=config_file, vocab_file=vocab_file)
     for name, original in ((checkpoints.BERT_CONFIG_FILE, config_file),
                            (checkpoints.VOCAB_FILE, vocab_file)):
       with open(os.path.join(model_dir, name), "rb") as copy, open(original, "rb") as f:
         self.assertEqual(copy.read(), f.read())
-    self.assertEqual(heads.read_head_record(model_dir)["word_rules"], "lines_whitespace")
+    self.assertEqual(head_record.read(model_dir).word_rules, "lines_whitespace")
     # Writing into the directory the files already come from leaves them alone.
-    heads.write_head_record(source, heads.TokenClassificationHead(NER_LABELS), "i2b2_2010",
-                            False, 24, bert_config_file=config_file, vocab_file=vocab_file)
+    head_record.write(source, heads.TokenClassificationHead(NER_LABELS), task, False, 24,
+                      bert_config_file=config_file, vocab_file=vocab_file)
     self.assertEqual(sorted(os.listdir(source)),
                      sorted([checkpoints.BERT_CONFIG_FILE, checkpoints.VOCAB_FILE,
                              checkpoints.HEAD_RECORD_FILE]))
@@ -145,17 +168,23 @@ class HeadRecordTest(testutil.TestCase):
     d = self.temp_dir()
     path = os.path.join(d, checkpoints.HEAD_RECORD_FILE)
     with self.assertRaisesRegex(fileio.InputError, "finetune_head.json cannot be read"):
-      heads.read_head_record(d)
+      head_record.read(d)
     for text, message in (("{", "is not valid JSON"), ("[1]", "expected a JSON object"),
                           (json.dumps({"head": "pretraining", "labels": ["a"]}),
                            "\"head\" is 'pretraining'"),
-                          (json.dumps({"head": "token_classification"}), "\"labels\" must be")):
+                          (json.dumps({"head": "token_classification"}), "\"labels\" must be"),
+                          (json.dumps({"head": "token_classification", "labels": ["O"],
+                                       "word_rules": "sentence_pairs"}),
+                           "word_rules 'sentence_pairs' do not fit a token_classification head"),
+                          (json.dumps({"head": "token_classification", "labels": ["O"],
+                                       "word_rules": "by_magic"}),
+                           "word_rules 'by_magic' is not one of")):
       with open(path, "w") as f:
         f.write(text)
       with self.assertRaisesRegex(fileio.InputError, "%s.*%s" % (path, message)):
-        heads.read_head_record(d)
+        head_record.read(d)
     with self.assertRaisesRegex(fileio.InputError, "finetune_head.json: \"head\" is None"):
-      heads.head_from_record({"labels": ["O"]})
+      head_record.HeadRecord.from_dict({"labels": ["O"]})
 
   def test_head_for_task(self):
     self.assertIsInstance(heads.head_for_task(tasks.get_task("conll"), ["O"]),
@@ -164,6 +193,56 @@ class HeadRecordTest(testutil.TestCase):
                           heads.SequenceClassificationHead)
     self.assertEqual(heads.head_for_task(tasks.get_task("mednli"), NLI_LABELS).metric,
                      "accuracy")
+    self.assertIsInstance(heads.head_for_task(tasks.get_task("conll"), ["O"],
+                                              "token_classification"),
+                          heads.TokenClassificationHead)
+    with self.assertRaisesRegex(fileio.InputError, "--head=sequence_classification does not fit "
+                                "task conll"):
+      heads.head_for_task(tasks.get_task("conll"), ["O"], "sequence_classification")
+    with self.assertRaisesRegex(fileio.InputError, "'crf' is not a head"):
+      heads.head_for_task(tasks.get_task("conll"), ["O"], "crf")
+
+
+class HeadRegistryTest(testutil.TestCase):
+  """A new head is one class and one `register_head` line, and the application side follows."""
+
+  def test_a_registered_head_is_chosen_by_name_and_read_from_its_record(self):
+
+    class CrfLikeHead(heads.TokenClassificationHead):
+      name = "crf_test"
+      hf_architecture = None
+
+    heads.register_head(CrfLikeHead)
+    try:
+      self.assertEqual(heads.heads_for_task(tasks.get_task("conll")),
+                       ["token_classification", "crf_test"])
+      head = heads.head_for_task(tasks.get_task("conll"), NER_LABELS, "crf_test")
+      self.assertIsInstance(head, CrfLikeHead)
+      d = self.temp_dir()
+      head_record.write(d, head, tasks.get_task("conll"), False, 24)
+      self.assertIsInstance(head_record.read(d).make_head(), CrfLikeHead)
+      self.assertNotIn("crf_test", heads.hf_architectures())
+    finally:
+      heads._HEADS.pop("crf_test")  # pylint: disable=protected-access
+
+  def test_hf_architectures_come_from_the_heads(self):
+    self.assertEqual(heads.hf_architectures(),
+                     {"token_classification": "BertForTokenClassification",
+                      "sequence_classification": "BertForSequenceClassification"})
+    self.assertEqual(heads.head_of_hf_architectures(["BertForTokenClassification"]),
+                     "token_classification")
+    self.assertEqual(heads.head_of_hf_architectures(["Other"], "x"), "x")
+
+  def test_decoding_is_the_heads(self):
+    head = heads.TokenClassificationHead(["O", "B-x", "I-x"])
+    probabilities = np.array([[0.6, 0.3, 0.1], [0.2, 0.1, 0.7], [0.9, 0.05, 0.05]], np.float32)
+    self.assertEqual(head.decode(probabilities)[0], ["O", "I-x", "O"])
+    # P(not O) = 0.4 >= 0.35: the most probable entity label instead of O.
+    self.assertEqual(head.decode(probabilities, 0.35)[0], ["B-x", "I-x", "O"])
+    pair = heads.SequenceClassificationHead(NLI_LABELS)
+    self.assertEqual(pair.decode(np.array([0.1, 0.7, 0.2])),
+                     ("entailment", {"contradiction": 0.1, "entailment": 0.7, "neutral": 0.2}))
+    self.assertEqual((head.output, pair.output), (heads.WORD_LABELS, heads.PAIR_LABEL))
 
 
 class WordPredictionTest(testutil.TestCase):

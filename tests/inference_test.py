@@ -1,4 +1,4 @@
-"""inference.py, note_inputs.py and span_outputs.py: notes -> words -> windows -> spans."""
+"""The inference/ package: notes -> words -> windows -> spans; note readers and output formats."""
 
 import json
 import os
@@ -7,10 +7,15 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import checkpoints
+from clinicalbert_tf import anonymize
 from clinicalbert_tf import inference
-from clinicalbert_tf import note_inputs
-from clinicalbert_tf import span_outputs
 from clinicalbert_tf import tasks
+from clinicalbert_tf.finetuning import word_rules
+from clinicalbert_tf.inference import model as model_lib
+from clinicalbert_tf.inference import outputs
+from clinicalbert_tf.inference import readers
+from clinicalbert_tf.inference import step
+from clinicalbert_tf.inference import text as text_lib
 from tests import testutil
 
 NER_LABELS = ["O", "B-problem", "I-problem", "B-test", "I-test"]
@@ -39,8 +44,11 @@ def write_model_dir(directory, labels=NER_LABELS, head="token_classification", m
   return directory
 
 
+WHITESPACE = word_rules.get("lines_whitespace")
+
+
 def notes(texts=NOTES):
-  return [note_inputs.Note("n%d" % i, t, "x", "x") for i, t in enumerate(texts)]
+  return [readers.Note("n%d" % i, t, "x", "x") for i, t in enumerate(texts)]
 
 
 class InferenceTest(tf.test.TestCase):
@@ -88,8 +96,8 @@ class InferenceTest(tf.test.TestCase):
     # The words are the readers' words, every word of a long line gets one prediction, and
     # length-sorted, trimmed batches across notes give the labels of full-length windows.
     head, tokenizer = self.model.head, self.model.tokenizer
-    sentences = [s for text in NOTES for start, end in inference.note_blocks(text)
-                 for s in inference.block_sentences(text, start, end, 1)]
+    sentences = [s for text in NOTES for block in text_lib.note_sentences(text, WHITESPACE)
+                 for s in block]
     examples = [tasks.TaggedSentence("s%d" % i, s.words, ["O"] * len(s.words))
                 for i, s in enumerate(sentences)]
     features = head.convert_examples(examples, 16, tokenizer)
@@ -97,7 +105,7 @@ class InferenceTest(tf.test.TestCase):
     session, inputs = self.model.session, self.model.inputs
     outputs = []
     for f in features:  # one window at a time, padded to max_seq_length
-      feed = {inputs[k]: [getattr(f, k)] for k in inference.SERVING_INPUTS}
+      feed = {inputs[k]: [getattr(f, k)] for k in model_lib.SERVING_INPUTS}
       outputs.append({"label_ids": session.run(self.model.outputs["label_ids"], feed)[0]})
     expected = head.assemble_predictions(examples, features, outputs)
     got_spans = [s for _, spans in self.predict(batch_size=5, buffer_words=30) for s in spans]
@@ -116,17 +124,16 @@ class InferenceTest(tf.test.TestCase):
     self.assertEqual(flat(again), flat(reference))
     self.assertAllClose([s.score for _, spans in again for s in spans],
                         [s.score for _, spans in reference for s in spans], atol=1e-5)
-    old = inference.BLOCK_CHARS
+    old = text_lib.BLOCK_CHARS
     try:
-      inference.BLOCK_CHARS = 20  # every line its own block
-      blocks = list(inference.note_blocks(NOTES[0], 20))
+      text_lib.BLOCK_CHARS = 20  # every line its own block
+      blocks = list(text_lib.note_blocks(NOTES[0], 20))
       self.assertGreater(len(blocks), 2)
       self.assertEqual("".join(NOTES[0][a:b] for a, b in blocks), NOTES[0])
     finally:
-      inference.BLOCK_CHARS = old
-    sentences = [s for a, b in inference.note_blocks(NOTES[0], 20)
-                 for s in inference.block_sentences(NOTES[0], a, b, NOTES[0].count("\n", 0, a) + 1)]
-    whole = inference.block_sentences(NOTES[0], 0, len(NOTES[0]), 1)
+      text_lib.BLOCK_CHARS = old
+    sentences = [s for block in text_lib.note_sentences(NOTES[0], WHITESPACE, 20) for s in block]
+    whole = WHITESPACE.sentences(NOTES[0], 0, len(NOTES[0]), 1)
     self.assertEqual([(s.words, s.offsets, s.line) for s in sentences],
                      [(s.words, s.offsets, s.line) for s in whole])
     self.assertEqual([s.line for s in whole], [1, 3, 4])
@@ -147,12 +154,12 @@ class InferenceTest(tf.test.TestCase):
     long_note = "\n".join(NOTES * 30)
     calls = []
     cut = inference.Predictor(self.model, buffer_words=40, after_batch=lambda: calls.append(1))
-    old = inference.BLOCK_CHARS
+    old = text_lib.BLOCK_CHARS
     try:
-      inference.BLOCK_CHARS = 200
+      text_lib.BLOCK_CHARS = 200
       (_, spans), = list(cut.predict(notes([long_note])))
     finally:
-      inference.BLOCK_CHARS = old
+      text_lib.BLOCK_CHARS = old
     (_, whole), = self.predict([long_note])
     self.assertGreater(len(calls), 5)
     self.assertEqual([(s.start, s.end, s.label, s.first) for s in spans],
@@ -160,11 +167,12 @@ class InferenceTest(tf.test.TestCase):
 
   def test_min_probability_trades_precision_for_recall(self):
     probabilities = np.array([[0.6, 0.3, 0.1, 0.0, 0.0], [0.9, 0.02, 0.03, 0.05, 0.0]], np.float32)
-    labels, _ = inference.word_labels(probabilities, NER_LABELS)
+    head = self.model.head
+    labels, _ = head.decode(probabilities)
     self.assertEqual(labels, ["O", "O"])
-    labels, _ = inference.word_labels(probabilities, NER_LABELS, min_probability=0.35)
+    labels, _ = head.decode(probabilities, min_probability=0.35)
     self.assertEqual(labels, ["B-problem", "O"])
-    labels, _ = inference.word_labels(probabilities, NER_LABELS, min_probability=0.1)
+    labels, _ = head.decode(probabilities, min_probability=0.1)
     self.assertEqual(labels, ["B-problem", "B-test"])
     low = sum(len(s) for _, s in self.predict(min_probability=0.01))
     words = sum(len(t.split()) for t in NOTES)
@@ -176,10 +184,10 @@ class InferenceTest(tf.test.TestCase):
     self.assertEqual(covered, words)
 
   def test_lenient_repair_of_iob_runs(self):
-    sentence = inference.Sentence(["a", "b", "c", "d"], [(0, 1), (2, 3), (4, 5), (6, 7)], 1)
+    sentence = word_rules.Sentence(["a", "b", "c", "d"], [(0, 1), (2, 3), (4, 5), (6, 7)], 1)
     probabilities = np.full([4, 5], 0.2, np.float32)
-    spans = inference.sentence_spans(sentence, ["I-test", "I-test", "I-problem", "O"],
-                                     [4, 4, 2, 0], probabilities)
+    spans = text_lib.sentence_spans(sentence, ["I-test", "I-test", "I-problem", "O"],
+                                    [4, 4, 2, 0], probabilities)
     self.assertEqual([(s.start, s.end, s.label) for s in spans], [(0, 3, "test"),
                                                                   (4, 5, "problem")])
 
@@ -191,8 +199,8 @@ class InferenceTest(tf.test.TestCase):
     try:
       with self.assertRaisesRegex(Exception, "sequence_classification head"):
         inference.Predictor(model)
-      pairs = [note_inputs.Note("p0", "patient denies chest pain", "x", "x", text_b="no pain"),
-               note_inputs.Note("p1", "fever", "x", "x", text_b="")]
+      pairs = [readers.Note("p0", "patient denies chest pain", "x", "x", text_b="no pain"),
+               readers.Note("p1", "fever", "x", "x", text_b="")]
       results = list(inference.predict_pairs(model, pairs))
       self.assertEqual([p.id for p, _, _ in results], ["p0", "p1"])
       for _, label, probs in results:
@@ -213,13 +221,13 @@ class NoteInputsTest(tf.test.TestCase):
     with open(os.path.join(d, "notes.jsonl"), "wb") as f:
       f.write(b'{"id": 7, "text": "a"}\n\n{"text": "b"}\n[1]\n{"id": "x"}\nnot json\n'
               b'{"id": "u", "text": "\xff"}\n')
-    read = list(note_inputs.read_notes([os.path.join(d, n) for n in
+    read = list(readers.read_notes([os.path.join(d, n) for n in
                                         ("note-1.txt", "bad.txt", "notes.jsonl")]))
     kinds = [(type(n).__name__, getattr(n, "id", None)) for _, n in read]
     self.assertEqual(kinds, [("Note", "note-1"), ("BadNote", None), ("Note", "7"),
                              ("Note", "notes-3"), ("BadNote", None), ("BadNote", None),
                              ("BadNote", None), ("BadNote", None)])
-    bad = [n for _, n in read if isinstance(n, note_inputs.BadNote)]
+    bad = [n for _, n in read if isinstance(n, readers.BadNote)]
     self.assertIn("not UTF-8", bad[0].reason)
     self.assertEqual(bad[1].where, os.path.join(d, "notes.jsonl") + ":4")
     self.assertIn("missing or non-text 'text'", bad[2].reason)
@@ -232,7 +240,7 @@ class NoteInputsTest(tf.test.TestCase):
   def test_noteevents(self):
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.path.join(here, "testdata", "NOTEEVENTS_sample.csv")
-    read = [n for _, n in note_inputs.read_notes([path])]
+    read = [n for _, n in readers.read_notes([path])]
     self.assertGreater(len(read), 3)
     self.assertEqual(read[0].id, "101")
     self.assertTrue(read[0].text.startswith("Admission Date:"))
@@ -242,11 +250,11 @@ class SpanOutputsTest(tf.test.TestCase):
 
   def test_formats_and_replacement(self):
     text = "Seen by Dr. Ines Aldana on 8/7/73 ]]> ok."
-    spans = [span_outputs.Span(12, 23, "DOCTOR", 0.9, (1, 3), (1, 4)),
-             span_outputs.Span(27, 33, "DATE", 0.8, (1, 6), (1, 6))]
-    self.assertEqual(span_outputs.format_brat(text, spans),
+    spans = [text_lib.Span(12, 23, "DOCTOR", 0.9, (1, 3), (1, 4)),
+             text_lib.Span(27, 33, "DATE", 0.8, (1, 6), (1, 6))]
+    self.assertEqual(outputs.format_brat(text, spans),
                      "T1\tDOCTOR 12 23\tInes Aldana\nT2\tDATE 27 33\t8/7/73\n")
-    xml = span_outputs.format_i2b2_2014(text, spans)
+    xml = outputs.format_i2b2_2014(text, spans)
     self.assertIn('<NAME id="P0" start="12" end="23" text="Ines Aldana" TYPE="DOCTOR"', xml)
     self.assertIn('<DATE id="P1" start="27" end="33" text="8/7/73" TYPE="DATE"', xml)
     # The XML reads back with the project's i2b2 2014 reader: same text, same offsets.
@@ -259,18 +267,141 @@ class SpanOutputsTest(tf.test.TestCase):
     self.assertEqual(read_text, text)
     self.assertEqual([(e.start, e.end, e.type) for e in entities],
                      [(12, 23, "DOCTOR"), (27, 33, "DATE")])
-    self.assertEqual(span_outputs.format_con(text, spans),
+    self.assertEqual(outputs.format_con(text, spans),
                      'c="ines aldana" 1:3 1:4||t="DOCTOR"\nc="8/7/73" 1:6 1:6||t="DATE"\n')
-    self.assertEqual(span_outputs.replace_spans(text, spans),
-                     "Seen by Dr. [**DOCTOR**] on [**DATE**] ]]> ok.")
-    self.assertEqual(span_outputs.replace_spans(text, spans, "tag"),
-                     "Seen by Dr. <DOCTOR> on <DATE> ]]> ok.")
-    masked = span_outputs.replace_spans(text, spans, "mask", "#")
+    def replace(operator, mask_char="*"):
+      return anonymize.Anonymizer(operator, mask_char=mask_char).anonymize(text, spans, "n")
+    self.assertEqual(replace("placeholder").text, "Seen by Dr. [**DOCTOR**] on [**DATE**] ]]> ok.")
+    self.assertEqual(replace("tag").text, "Seen by Dr. <DOCTOR> on <DATE> ]]> ok.")
+    masked = replace("mask", "#").text
     self.assertEqual(masked, "Seen by Dr. ########### on ###### ]]> ok.")
     self.assertLen(masked, len(text))
-    self.assertEqual(span_outputs.jsonl_record("a", spans[:1]),
+    # Items cut exactly the replacements, in the output's offsets and the input's.
+    result = replace("placeholder")
+    self.assertEqual([(result.text[i.start:i.end], text[i.input_start:i.input_end], i.label)
+                      for i in result.items],
+                     [("[**DOCTOR**]", "Ines Aldana", "DOCTOR"), ("[**DATE**]", "8/7/73", "DATE")])
+    self.assertEqual(outputs.jsonl_record("a", spans[:1]),
                      {"id": "a", "entities": [{"start": 12, "end": 23, "label": "DOCTOR",
                                                "score": 0.9}]})
+
+
+class WordRulesTest(tf.test.TestCase):
+  """The head record's word rules decide how a raw note is split, offsets kept."""
+
+  def test_punctuation_apart_as_pre_split_training_files_have_it(self):
+    text = "Seen at Eastchester, N.Y. on 3/4.\n\n  x--y (BP 120/80)\r\nend"
+    rules = word_rules.get("lines_punctuation")
+    sentences = rules.sentences(text, 0, len(text), 1)
+    self.assertEqual([s.words for s in sentences],
+                     [["Seen", "at", "Eastchester", ",", "N", ".", "Y", ".", "on", "3", "/", "4",
+                       "."], ["x", "-", "-", "y", "(", "BP", "120", "/", "80", ")"], ["end"]])
+    self.assertEqual([s.line for s in sentences], [1, 3, 4])
+    for sentence in sentences:
+      self.assertEqual([text[a:b] for a, b in sentence.offsets], sentence.words)
+    # The whitespace rules keep "Eastchester," whole (the word the i2b2 2014 readers make).
+    whitespace = WHITESPACE.sentences(text, 0, len(text), 1)
+    self.assertEqual(whitespace[0].words[2], "Eastchester,")
+    with self.assertRaisesRegex(Exception, "word_rules 'nope' is not one of"):
+      word_rules.get("nope")
+
+  def test_a_model_splits_notes_by_its_records_rules(self):
+    d = write_model_dir(os.path.join(self.get_temp_dir(), "punct"))
+    path = os.path.join(d, checkpoints.HEAD_RECORD_FILE)
+    with open(path) as f:
+      record = json.load(f)
+    record["word_rules"] = "lines_punctuation"
+    with open(path, "w") as f:
+      json.dump(record, f)
+    model = inference.load_model(d)
+    try:
+      self.assertEqual(model.word_rules.name, "lines_punctuation")
+      text = "Eastchester, hypertension."
+      (block,) = list(text_lib.note_sentences(text, model.word_rules))
+      self.assertEqual(block[0].words, ["Eastchester", ",", "hypertension", "."])
+      (_, spans), = list(inference.Predictor(model, min_probability=1e-9).predict(
+          notes([text])))
+      # Every word is an entity at this threshold; spans start and end on the words' edges.
+      self.assertTrue(spans)
+      self.assertLessEqual({s.start for s in spans}, {0, 11, 13, 25})
+      self.assertLessEqual({s.end for s in spans}, {11, 12, 25, 26})
+    finally:
+      model.close()
+
+
+class ReadersTest(tf.test.TestCase):
+
+  def test_registry_auto_detection_and_patients(self):
+    d = self.get_temp_dir()
+    path = os.path.join(d, "p.jsonl")
+    with open(path, "w") as f:
+      f.write(json.dumps({"id": "a", "text": "x", "mrn": 17}) + "\n")
+      f.write(json.dumps({"id": "b", "text": "y"}) + "\n")
+    self.assertEqual(readers.input_format_of(path), "jsonl")
+    self.assertEqual(readers.input_format_of("N.csv.gz"), "noteevents")
+    self.assertEqual(readers.input_format_of("note.txt"), "text")
+    read = [n for _, n in readers.read_notes([path], options=readers.ReadOptions(
+        patient_field="mrn"))]
+    self.assertEqual((read[0].id, read[0].patient), ("a", "17"))
+    self.assertIsInstance(read[1], readers.BadNote)
+    self.assertIn("patient field 'mrn'", read[1].reason)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    csv = os.path.join(here, "testdata", "NOTEEVENTS_sample.csv")
+    first = next(n for _, n in readers.read_notes([csv]))
+    self.assertTrue(first.patient and first.patient.isdigit())
+    with self.assertRaisesRegex(Exception, "--input_format=xml: expected one of"):
+      readers.reader_for(path, "xml")
+
+
+class StepAndJobTest(tf.test.TestCase):
+
+  def test_the_per_note_step_is_pure(self):
+    note = readers.Note("n1", "Seen by Dr. Ines Aldana today.", "x", "x", patient="p")
+    spans = [text_lib.Span(12, 23, "DOCTOR", 0.9)]
+    anonymizer = anonymize.Anonymizer("tag")
+    first = step.note_outputs(note, spans, anonymizer)
+    again = step.note_outputs(note, spans, anonymizer)
+    self.assertEqual(first.record, {"id": "n1", "entities": [
+        {"start": 12, "end": 23, "label": "DOCTOR", "score": 0.9}]})
+    self.assertEqual(first.deidentified.text, "Seen by Dr. <DOCTOR> today.")
+    self.assertEqual((again.record, again.deidentified.text),
+                     (first.record, first.deidentified.text))
+    self.assertIsNone(step.note_outputs(note, spans).deidentified)
+    self.assertEqual(step.note_outputs(note, spans, include_text=True).record["text"], note.text)
+    # Each format renders the step's outputs; its scope decides where it goes.
+    self.assertEqual(outputs.get("brat").render(first), "T1\tDOCTOR 12 23\tInes Aldana\n")
+    self.assertEqual(outputs.get("deidentified").render(first), "Seen by Dr. <DOCTOR> today.")
+    self.assertEqual(outputs.get("brat").scopes, (outputs.PER_NOTE,))
+    self.assertEqual(outputs.get("jsonl").scopes, (outputs.ONE_FILE, outputs.PER_INPUT))
+
+  def test_a_failed_run_leaves_no_output_under_its_final_name(self):
+    d = self.get_temp_dir()
+    model = inference.load_model(write_model_dir(os.path.join(d, "m")))
+    note_dir = os.path.join(d, "notes")
+    os.makedirs(note_dir)
+    for i, text in enumerate(["fever and cough", "chest pain"]):
+      with open(os.path.join(note_dir, "n%d.txt" % i), "w") as f:
+        f.write(text)
+    with open(os.path.join(note_dir, "n2.txt"), "wb") as f:
+      f.write(b"caf\xe9")  # not UTF-8: stops the run after two good notes
+    try:
+      for options in (inference.JobOptions(input_file=note_dir + "/*.txt",
+                                           output_file=os.path.join(d, "out.jsonl")),
+                      inference.JobOptions(input_file=note_dir + "/*.txt",
+                                           output_dir=os.path.join(d, "per_input"))):
+        with self.assertRaisesRegex(Exception, "not UTF-8"):
+          inference.run_job(model, options)
+      self.assertFalse(os.path.exists(os.path.join(d, "out.jsonl")))
+      per_input = os.path.join(d, "per_input")
+      self.assertEqual(os.listdir(per_input) if os.path.isdir(per_input) else [], [])
+      counts = inference.run_job(model, inference.JobOptions(
+          input_file=note_dir + "/*.txt", output_file=os.path.join(d, "out.jsonl"),
+          max_bad_notes=1))
+      self.assertEqual((counts["notes"], counts["bad"]), (2, 1))
+      with open(os.path.join(d, "out.jsonl")) as f:
+        self.assertEqual([json.loads(line)["id"] for line in f], ["n0", "n1"])
+    finally:
+      model.close()
 
 
 if __name__ == "__main__":

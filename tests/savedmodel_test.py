@@ -12,7 +12,8 @@ import tensorflow.compat.v1 as tf
 from clinicalbert_tf import checkpoints
 from clinicalbert_tf import fileio
 from clinicalbert_tf import inference
-from clinicalbert_tf import note_inputs
+from clinicalbert_tf.finetuning import heads
+from clinicalbert_tf.inference import readers
 from clinicalbert_tf import savedmodel
 from tests import inference_test
 from tests import testutil
@@ -69,13 +70,14 @@ class SavedModelTest(testutil.TestCase):
       model.close()
     self.assertAllClose(served["probabilities"], want["probabilities"], rtol=0, atol=1e-5)
     self.assertAllEqual(served["label_ids"], want["label_ids"])
-    expected_shape = [3, 16, len(labels)] if head == inference.TOKEN_HEAD else [3, len(labels)]
+    expected_shape = ([3, 16, len(labels)] if heads.head_class(head).output == heads.WORD_LABELS
+                      else [3, len(labels)])
     self.assertEqual(list(served["probabilities"].shape), expected_shape)
     return model_dir, os.path.join(d, "serving")
 
   def test_token_head_export_and_predict_from_it(self):
-    model_dir, export_dir = self.check_export(inference.TOKEN_HEAD, inference_test.NER_LABELS)
-    notes = [note_inputs.Note("n%d" % i, t, "x", "x") for i, t in enumerate(inference_test.NOTES)]
+    model_dir, export_dir = self.check_export("token_classification", inference_test.NER_LABELS)
+    notes = [readers.Note("n%d" % i, t, "x", "x") for i, t in enumerate(inference_test.NOTES)]
     results = []
     for directory in (model_dir, export_dir):
       model = inference.load_model(directory)
@@ -88,7 +90,7 @@ class SavedModelTest(testutil.TestCase):
     self.assertGreater(sum(len(s) for _, s in results[0]), 0)
 
   def test_sequence_head_export(self):
-    self.check_export(inference.SEQUENCE_HEAD, ["contradiction", "entailment", "neutral"])
+    self.check_export("sequence_classification", ["contradiction", "entailment", "neutral"])
 
   def test_script(self):
     d = self.temp_dir()

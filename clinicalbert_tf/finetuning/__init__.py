@@ -13,8 +13,12 @@ One module per concern:
               and the `input_fn`;
   heads.py    one class per head, owning everything that differs between NER and NLI: conversion,
               record fields, output layer and loss, EVAL metrics and PREDICT outputs, reassembly,
-              scores, prediction files; `head_for_task`, and the `finetune_head.json` record
-              (`write_head_record`, `read_head_record`, `head_from_record`);
+              scores, prediction files, and for prediction on raw text its output kind, decoding,
+              word rules and HuggingFace architecture; the registry of heads (`register_head`,
+              `head_for_task`);
+  head_record.py  the `finetune_head.json` record next to a checkpoint (`write`, `read`,
+              `HeadRecord`), read in this one place;
+  word_rules.py   how raw text is split into words, as a task's training files were;
   metrics.py  seqeval exact-span scores, accuracy and confusion matrix, the result files;
   runner.py   `FinetuneConfig`, `config_from_flags`, the `model_fn`, `Runner` and `run` (what
               run_finetune.py calls);

@@ -119,6 +119,9 @@ def plan_word_windows(piece_counts, max_pieces):
 
 
 def _label_id(label_map, guid, label):
+  """The id of `label`; 0 for an unlabelled example (label None: prediction on raw text)."""
+  if label is None:
+    return 0
   if label not in label_map:
     raise fileio.InputError("%s: label %r is not in the label set" % (guid, label))
   return label_map[label]
@@ -145,7 +148,8 @@ def convert_tagged_sentence(example_index, example, label_map, max_seq_length, t
         is_label_position = in_core and k == 0
         label_mask.append(1 if is_label_position else 0)
         if is_label_position:
-          label_ids.append(_label_id(label_map, example.guid, example.labels[w]))
+          label_ids.append(0 if example.labels is None else
+                           _label_id(label_map, example.guid, example.labels[w]))
           word_indexes.append(w)
         else:
           label_ids.append(0)

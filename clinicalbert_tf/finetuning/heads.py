@@ -10,35 +10,42 @@
 Both use Google's variable names (`output_weights`, `output_bias`, ops under scope `loss`), so a
 fine-tuned checkpoint loads wherever Google's does. A head converts examples to features, says what
 a record holds, builds the output layer and loss, the model_fn's EVAL metrics and PREDICT outputs,
-reassembles predictions per example, scores them and writes the prediction files. The runner only
-calls the head; `head_for_task` is the one place that maps a task to its head, and adding a head is
-writing one class.
+reassembles predictions per example, scores them and writes the prediction files.
+
+A head also owns every decision the application side needs: what it outputs (`output`: word labels
+or a pair label), how it decodes probabilities (`decode`), the examples it predicts on without
+labels (`prediction_examples`), the word rules it reads raw text by (`word_rules`,
+`finetuning/word_rules.py`) and its HuggingFace architecture (`hf_architecture`). Heads are
+registered by name (`register_head`); `head_for_task` picks among the heads that fit a task (the
+first registered for its kind unless `run_finetune.py --head` names another). Nothing outside this
+module compares head names: adding a head (a CRF or span head) is one class and one `register_head`
+line. The record kept next to a checkpoint is `head_record.py`'s.
 
 For a prediction module: `head.serving_outputs(...)` builds the output layer as training does (same
 variables, is_training False); `head.convert_examples`, `head.assemble_predictions` and (token
 head) `head.word_probabilities` turn examples into inputs and outputs back into labels.
-`write_head_record` / `read_head_record` keep the head and label order next to a checkpoint
-(`checkpoints.HEAD_RECORD_FILE`).
 """
 
 import collections
-import json
 import os
-import shutil
 
 from absl import logging
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from clinicalbert_tf import checkpoints
 from clinicalbert_tf import fileio
 from clinicalbert_tf import modeling
 from clinicalbert_tf import tasks
 from clinicalbert_tf.finetuning import data
 from clinicalbert_tf.finetuning import metrics
+from clinicalbert_tf.finetuning import word_rules as word_rules_lib
 
 # Dropout before the output layer (Google's run_classifier value).
 HEAD_DROPOUT = 0.1
+
+# What a head outputs (`Head.output`): a label per word (spans follow), or one label per pair.
+WORD_LABELS = "word_labels"
+PAIR_LABEL = "pair_label"
 
 
 def masked_token_loss(logits, label_ids, label_mask):
@@ -82,6 +89,12 @@ class Head(object):
 
   Attributes:
     name: the `head` value of `finetune_head.json` (and of `export_hf.py --head`).
+    task_kinds: the task kinds (`tasks.Task.kind`) it can fine-tune.
+    output: WORD_LABELS or PAIR_LABEL.
+    word_rules: the word rules it can read raw text by (`word_rules.NAMES`); the first is the
+      default for a task that names none.
+    hf_architecture: its HuggingFace class name (None: no HuggingFace equivalent).
+    hf_with_pooler: whether its HuggingFace model holds the pooler.
     metric: the headline metric (the grid picks by it on dev).
     paper_epochs: the paper's grid of training epochs for this head.
     min_seq_length: the shortest `max_seq_length` that leaves room for a word.
@@ -89,6 +102,11 @@ class Head(object):
   """
 
   name = None
+  task_kinds = ()
+  output = None
+  word_rules = ()
+  hf_architecture = None
+  hf_with_pooler = True
   metric = None
   paper_epochs = ()
   min_seq_length = None
@@ -100,6 +118,25 @@ class Head(object):
   @property
   def num_labels(self):
     return len(self.label_list)
+
+  @classmethod
+  def word_rules_for(cls, task):
+    """The word rules a task's training files were split by (the task's own, else the default)."""
+    rules = getattr(task, "word_rules", None) or cls.word_rules[0]
+    if rules not in cls.word_rules:
+      raise ValueError("task %s splits words by %r, which head %s cannot read text by" %
+                       (task.name, rules, cls.name))
+    return rules
+
+  # Prediction on raw text.
+
+  def prediction_examples(self, units):
+    """Unlabelled examples for `units` (the head's kind of input), for `convert_examples`."""
+    raise NotImplementedError()
+
+  def decode(self, probabilities, min_probability=None):
+    """The head's decision from one unit's probabilities (see the subclass)."""
+    raise NotImplementedError()
 
   # Examples -> features -> records.
 
@@ -223,12 +260,41 @@ class TokenClassificationHead(Head):
   """NER: a label per word, predicted at its first word piece (see the module docstring)."""
 
   name = "token_classification"
+  task_kinds = ("ner",)
+  output = WORD_LABELS
+  word_rules = (word_rules_lib.LINES_WHITESPACE, word_rules_lib.LINES_PUNCTUATION)
+  hf_architecture = "BertForTokenClassification"
+  hf_with_pooler = False  # HF's token classifier has no pooler; ours never trains it
   metric = "f1"
   paper_epochs = (2, 3, 4)
   min_seq_length = 3  # [CLS] word [SEP]
 
+  def prediction_examples(self, units):
+    """Unlabelled TaggedSentences of `units` (objects with `words`, e.g. word_rules.Sentence)."""
+    return [tasks.TaggedSentence(guid="sentence-%d" % i, words=u.words, labels=None)
+            for i, u in enumerate(units)]
+
+  def decode(self, probabilities, min_probability=None):
+    """One label per word from its label probabilities [num_words, num_labels].
+
+    The most probable label, or, with `min_probability`, the most probable entity label wherever
+    P(not O) = 1 - P(O) reaches it (recall over precision, as de-identification wants).
+
+    Returns:
+      (labels: one per word, ids: their label ids).
+    """
+    label_list = self.label_list
+    ids = np.argmax(probabilities, axis=-1)
+    if min_probability is not None and "O" in label_list and len(label_list) > 1:
+      o = label_list.index("O")
+      others = probabilities.copy()
+      others[:, o] = -1.0
+      entity = (1.0 - probabilities[:, o]) >= min_probability
+      ids = np.where(entity, np.argmax(others, axis=-1), ids)
+    return [label_list[i] for i in ids], ids
+
   def _convert_example(self, example_index, example, max_seq_length, tokenizer):
-    """Windows (`data.TokenFeatures`) of a `tasks.TaggedSentence` (labels may all be "O")."""
+    """Windows (`data.TokenFeatures`) of a `tasks.TaggedSentence` (labels None: unlabelled)."""
     return data.convert_tagged_sentence(example_index, example, self.label_map, max_seq_length,
                                         tokenizer)
 
@@ -380,12 +446,26 @@ class SequenceClassificationHead(Head):
   """NLI: one label per sentence pair, from the pooled [CLS] output (Google's run_classifier)."""
 
   name = "sequence_classification"
+  task_kinds = ("nli",)
+  output = PAIR_LABEL
+  word_rules = (word_rules_lib.SENTENCE_PAIRS,)
+  hf_architecture = "BertForSequenceClassification"
   metric = "accuracy"
   paper_epochs = (3, 4)
   min_seq_length = 4  # [CLS] a [SEP] [SEP]
 
+  def prediction_examples(self, units):
+    """Unlabelled SentencePairs of `units` (objects with `text` and `text_b`)."""
+    return [tasks.SentencePair(guid="pair-%d" % i, text_a=u.text, text_b=u.text_b, label=None)
+            for i, u in enumerate(units)]
+
+  def decode(self, probabilities, min_probability=None):  # pylint: disable=unused-argument
+    """(the most probable label, {label: probability rounded to 6 places}) of one pair."""
+    return self.label_list[int(np.argmax(probabilities))], {
+        label: round(float(p), 6) for label, p in zip(self.label_list, probabilities)}
+
   def _convert_example(self, example_index, example, max_seq_length, tokenizer):
-    """One `data.PairFeatures` for a `tasks.SentencePair`."""
+    """One `data.PairFeatures` for a `tasks.SentencePair` (label None: unlabelled)."""
     feature, truncated = data.convert_sentence_pair(example_index, example, self.label_map,
                                                     max_seq_length, tokenizer)
     return [feature], truncated
@@ -489,89 +569,72 @@ class SequenceClassificationHead(Head):
 
 
 # --------------------------------------------------------------------------------------------------
-# Which head: from a task, or from the record next to a fine-tuned checkpoint.
+# The registry of heads: which heads fit a task, the head of a name or a HuggingFace architecture.
 
-_HEADS = {cls.name: cls for cls in (TokenClassificationHead, SequenceClassificationHead)}
-HEAD_NAMES = tuple(sorted(_HEADS))
-# The one place a task's kind of example decides its head.
-_HEAD_OF_TASK_KIND = {"ner": TokenClassificationHead, "nli": SequenceClassificationHead}
+_HEADS = collections.OrderedDict()
 
 
-def head_for_task(task, label_list):
-  """The head that fine-tunes `task` (a `tasks.Task`) with `label_list` (index = label id)."""
-  if task.kind not in _HEAD_OF_TASK_KIND:
-    raise ValueError("task %s has kind %r, which no head handles" % (task.name, task.kind))
-  return _HEAD_OF_TASK_KIND[task.kind](label_list)
+def register_head(head_class):
+  """Adds a Head class to the registry under its `name` (usable as a decorator)."""
+  _HEADS[head_class.name] = head_class
+  return head_class
 
 
-def _check_record(record, where):
-  """Raises InputError (naming `where`) unless `record` is {"head": name, "labels": [...]}."""
-  if not isinstance(record, dict):
-    raise fileio.InputError("%s: expected a JSON object with \"head\" and \"labels\"" % where)
-  if record.get("head") not in _HEADS:
-    raise fileio.InputError("%s: \"head\" is %r, expected one of %s" %
-                            (where, record.get("head"), ", ".join(HEAD_NAMES)))
-  labels = record.get("labels")
-  if (not isinstance(labels, list) or not labels or
-      not all(isinstance(l, str) for l in labels)):
-    raise fileio.InputError("%s: \"labels\" must be a non-empty list of strings" % where)
+register_head(TokenClassificationHead)
+register_head(SequenceClassificationHead)
+
+HEAD_NAMES = tuple(sorted(_HEADS))  # the heads of this module (`run_finetune.py --head`)
 
 
-def head_from_record(record):
-  """The head a `finetune_head.json` dict describes ({"head": name, "labels": [...], ...})."""
-  _check_record(record, checkpoints.HEAD_RECORD_FILE)
-  return _HEADS[record["head"]](record["labels"])
+def head_names():
+  """The names of every registered head, sorted (heads registered later included)."""
+  return tuple(sorted(_HEADS))
 
 
-# How each head's task split text into words for training (predict.py splits notes the same way):
-# every NER reader takes a line as a sentence and runs of non-whitespace as words; NLI reads pairs.
-WORD_RULES = {"token_classification": "lines_whitespace",
-              "sequence_classification": "sentence_pairs"}
+def head_class(name, where="--head"):
+  """The registered Head class called `name`; InputError naming `where` if there is none."""
+  if name not in _HEADS:
+    raise fileio.InputError("%s: %r is not a head: expected one of %s" %
+                            (where, name, ", ".join(head_names())))
+  return _HEADS[name]
 
 
-def write_head_record(model_dir, head, task_name, do_lower_case, max_seq_length,
-                      bert_config_file=None, vocab_file=None):
-  """Makes `model_dir` self-contained: the head record, and copies of the config and vocabulary.
-
-  The record holds the head, the label order, the casing, `max_seq_length` and the task's word
-  rules (`export_hf.py`, `predict.py` and `export_savedmodel.py` read it). `bert_config_file` and
-  `vocab_file`, when given, are copied to `<model_dir>/bert_config.json` and `vocab.txt`.
-
-  Returns:
-    The path written (`<model_dir>/finetune_head.json`).
-  """
-  for source, name in ((bert_config_file, checkpoints.BERT_CONFIG_FILE),
-                       (vocab_file, checkpoints.VOCAB_FILE)):
-    target = os.path.join(model_dir, name)
-    if source and os.path.abspath(source) != os.path.abspath(target):
-      with fileio.atomic_output(target) as tmp:
-        shutil.copyfile(source, tmp)
-  path = os.path.join(model_dir, checkpoints.HEAD_RECORD_FILE)
-  fileio.write_json_atomic(path, {
-      "head": head.name,
-      "labels": list(head.label_list),
-      "task_name": task_name,
-      "do_lower_case": do_lower_case,
-      "max_seq_length": max_seq_length,
-      "word_rules": WORD_RULES[head.name],
-  })
-  return path
+def heads_for_task(task):
+  """The names of the heads that can fine-tune `task`, the default first."""
+  return [name for name, cls in _HEADS.items() if task.kind in cls.task_kinds]
 
 
-def read_head_record(model_dir):
-  """The `finetune_head.json` dict in `model_dir`, checked.
+def head_for_task(task, label_list, name=None):
+  """The head that fine-tunes `task` (a `tasks.Task`) with `label_list` (index = label id).
+
+  Args:
+    task: the task.
+    label_list: its labels.
+    name: a head name (`run_finetune.py --head`), or None for the task's default.
 
   Raises:
-    InputError: naming the file when it is missing, not JSON, or not a head record.
+    InputError: `name` is no head, or a head that does not fit the task.
   """
-  path = os.path.join(model_dir, checkpoints.HEAD_RECORD_FILE)
-  try:
-    with open(path, encoding="utf-8") as f:
-      record = json.load(f)
-  except OSError as e:
-    raise fileio.InputError("%s cannot be read (is %s a fine-tuned model directory?): %s" %
-                            (path, model_dir, e)) from None
-  except ValueError as e:
-    raise fileio.InputError("%s is not valid JSON: %s" % (path, e)) from None
-  _check_record(record, path)
-  return record
+  fitting = heads_for_task(task)
+  if not fitting:
+    raise ValueError("task %s has kind %r, which no head handles" % (task.name, task.kind))
+  if name is None:
+    name = fitting[0]
+  head_class(name)
+  if name not in fitting:
+    raise fileio.InputError("--head=%s does not fit task %s (a %s task): expected one of %s" %
+                            (name, task.name, task.kind, ", ".join(fitting)))
+  return _HEADS[name](label_list)
+
+
+def hf_architectures():
+  """{head name: HuggingFace architecture} of the heads that have one."""
+  return {name: cls.hf_architecture for name, cls in _HEADS.items() if cls.hf_architecture}
+
+
+def head_of_hf_architectures(architectures, default=None):
+  """The name of the head whose HuggingFace class is among `architectures`, else `default`."""
+  for name, cls in _HEADS.items():
+    if cls.hf_architecture and cls.hf_architecture in (architectures or ()):
+      return name
+  return default

@@ -36,6 +36,7 @@ from clinicalbert_tf import tokenization
 from clinicalbert_tf import train_op as train_op_lib
 from clinicalbert_tf.finetuning import data
 from clinicalbert_tf.finetuning import grid
+from clinicalbert_tf.finetuning import head_record
 from clinicalbert_tf.finetuning import heads
 from clinicalbert_tf.finetuning import metrics
 from clinicalbert_tf.tasks import iob_folders
@@ -95,6 +96,8 @@ class FinetuneConfig:
   grid_batch_sizes: Optional[List[int]] = None
   grid_num_train_epochs: Optional[List[float]] = None
   grid_keep_checkpoints: bool = False
+  # The head (run_finetune.py --head; None: the task's default head).
+  head: Optional[str] = None
 
 
 def define_original_flags(defaults, task_names, data_help):
@@ -240,7 +243,7 @@ class Runner(object):
       raise fileio.InputError("--num_accumulation_steps=%s: expected a positive integer" %
                               c.num_accumulation_steps)
     fileio.check_output_dir(c.output_dir)
-    self.head = heads.head_for_task(task, task.get_labels(c.data_dir))
+    self.head = heads.head_for_task(task, task.get_labels(c.data_dir), c.head)
     if c.max_seq_length < self.head.min_seq_length:
       raise fileio.InputError("--max_seq_length=%d leaves no room for words" % c.max_seq_length)
     os.makedirs(c.output_dir, exist_ok=True)
@@ -326,8 +329,8 @@ class Runner(object):
     start = time.time()
     estimator.train(input_fn=input_fn, max_steps=num_train_steps, hooks=[hook])
     if self.is_chief:  # the other workers' checkpoints are in their tmp_worker_<n> folders
-      heads.write_head_record(model_dir, self.head, c.task_name, c.do_lower_case,
-                              c.max_seq_length, c.bert_config_file, c.vocab_file)
+      head_record.write(model_dir, self.head, self.task, c.do_lower_case, c.max_seq_length,
+                        c.bert_config_file, c.vocab_file, task_name=c.task_name)
     return num_train_steps, time.time() - start
 
   def evaluate(self, model_dir, split_name, prefix, output_dir=None):

@@ -52,13 +52,13 @@ class TaggedSentence:
   Attributes:
     guid: a unique id such as `train-12` (never clinical text).
     words: the words (no whitespace inside a word).
-    labels: one IOB2 label per word.
+    labels: one IOB2 label per word (None: unlabelled, as a raw note at prediction time).
     doc_id: the note the sentence comes from, where known (used to write per-note predictions).
     positions: per word, where it sits in the native file (e.g. `(line, token)` for i2b2 2010).
   """
   guid: str
   words: List[str]
-  labels: List[str]
+  labels: Optional[List[str]]
   doc_id: Optional[str] = None
   positions: Optional[List[Tuple[int, int]]] = None
 
@@ -69,7 +69,7 @@ class SentencePair:
   guid: str
   text_a: str
   text_b: Optional[str]
-  label: str
+  label: Optional[str]  # None: unlabelled (prediction)
 
 
 @dataclasses.dataclass
@@ -86,10 +86,16 @@ class ReaderOptions:
 
 
 class Task(object):
-  """What every task answers. Subclasses set `name` and `kind` (`ner` or `nli`)."""
+  """What every task answers. Subclasses set `name` and `kind` (`ner` or `nli`).
+
+  `word_rules` names how the task's training files split text into words (`finetuning/
+  word_rules.py`); None: the head's default. It is recorded with the fine-tuned model so raw notes
+  are split the same way at prediction time.
+  """
 
   name = None
   kind = None
+  word_rules = None
 
   def __init__(self, options=None):
     self.options = options or ReaderOptions()

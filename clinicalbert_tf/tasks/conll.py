@@ -87,6 +87,8 @@ class ConllTask(tasks.Task):
 
   name = "conll"
   kind = "ner"
+  # CoNLL-style files are pre-split: punctuation stands apart from the words.
+  word_rules = "lines_punctuation"
 
   def __init__(self, options=None):
     super().__init__(options)

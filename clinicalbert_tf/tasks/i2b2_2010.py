@@ -48,6 +48,8 @@ class I2b2_2010Task(documents.DocumentNerTask):  # pylint: disable=invalid-name
 
   name = "i2b2_2010"
   what = "i2b2 2010 .txt/.con"
+  # The 2010 notes are tokenized text: punctuation stands apart from the words.
+  word_rules = "lines_punctuation"
   entity_types = CONCEPT_TYPES
   file_suffix = ".txt"
 

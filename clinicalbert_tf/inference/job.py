@@ -1,0 +1,309 @@
+"""The local job behind predict.py and deidentify.py: read notes, predict, run the per-note step, write.
+
+  counts = job.run_job(model, job.JobOptions(input_file="notes/*.txt", output_file="spans.jsonl"))
+
+What the job adds to the per-note step (`step.py`): the options and their checks, reading (the
+note readers of `readers.py`), the bad-note policy (`--max_bad_notes`), resuming
+(`--skip_existing`), progress lines, and the writers of the output formats (`outputs.py`), held in
+one `ExitStack` so that every output is committed when the run succeeds and none is left under its
+final name when it fails.
+"""
+
+import collections
+import contextlib
+import dataclasses
+import os
+from typing import Optional
+
+from absl import logging
+
+from clinicalbert_tf import anonymize
+from clinicalbert_tf import fileio
+from clinicalbert_tf import progress as progress_lib
+from clinicalbert_tf import surrogates as surrogates_lib
+from clinicalbert_tf.finetuning import heads
+from clinicalbert_tf.inference import model as model_lib
+from clinicalbert_tf.inference import outputs
+from clinicalbert_tf.inference import predictor as predictor_lib
+from clinicalbert_tf.inference import readers
+from clinicalbert_tf.inference import step
+
+
+@dataclasses.dataclass
+class JobOptions:
+  """What predict.py / deidentify.py were asked (same names as their flags)."""
+  input_file: str
+  output_file: Optional[str] = None
+  output_dir: Optional[str] = None
+  output_format: str = "jsonl"
+  input_format: str = "auto"
+  id_field: str = "id"
+  text_field: str = "text"
+  include_text: bool = False
+  skip_existing: bool = False
+  max_bad_notes: int = 0
+  batch_size: int = 32
+  min_probability: Optional[float] = None
+  replace: Optional[str] = None  # deidentify.py: the replacement operator(s)
+  mask_char: str = "*"
+  random_seed: int = surrogates_lib.DEFAULT_SEED  # --replace=surrogate: with each note's id
+  surrogate_locale: str = surrogates_lib.DEFAULT_LOCALE  # --replace=surrogate: the Faker locale
+  progress_seconds: float = 30.0
+
+  @property
+  def deidentify(self):
+    return self.replace is not None
+
+
+def check_paths_and_locale(options):
+  """The checks that need no model: output paths and the surrogate locale (before a model loads)."""
+  fileio.check_output_file(options.output_file)
+  fileio.check_output_dir(options.output_dir)
+  if options.replace == "surrogate":
+    surrogates_lib.check_locale(options.surrogate_locale)
+
+
+def output_plan(options, pairs):
+  """[(OutputFormat, scope, path)] the job writes, checked against the options.
+
+  Raises:
+    InputError: a combination of options that cannot work.
+  """
+  o = options
+  fmt = outputs.get(outputs.Deidentified.name if o.deidentify else o.output_format)
+  if pairs and not fmt.pairs:
+    raise fileio.InputError("--output_format=%s: a sentence-pair model writes jsonl only" %
+                            o.output_format)
+  per_note = outputs.PER_NOTE in fmt.scopes
+  if per_note and not o.output_dir:
+    raise fileio.InputError("--output_dir is required: %s writes one file per note" % (
+        "deidentify.py" if o.deidentify else "--output_format=" + o.output_format))
+  if not (o.output_file or o.output_dir):
+    raise fileio.InputError("--output_file (one JSON-lines file) or --output_dir (one file per "
+                            "input file) is required")
+  if o.output_file and o.output_dir and not o.deidentify:
+    raise fileio.InputError("--output_file and --output_dir: give one of them")
+  if per_note:
+    plan = [(fmt, outputs.PER_NOTE, o.output_dir)]
+    if o.output_file:  # deidentify.py: the PHI spans as JSON lines beside the notes
+      plan.append((outputs.get(outputs.JsonLines.name), outputs.ONE_FILE, o.output_file))
+    return plan
+  if o.output_file:
+    return [(fmt, outputs.ONE_FILE, o.output_file)]
+  return [(fmt, outputs.PER_INPUT, o.output_dir)]
+
+
+def check_options(options, pairs):
+  """Raises InputError for a combination of options that cannot work."""
+  o = options
+  output_plan(o, pairs)
+  check_paths_and_locale(o)
+  if o.skip_existing and not o.output_dir:
+    raise fileio.InputError("--skip_existing needs --output_dir (one output per input file or "
+                            "note, so a rerun can tell what is done)")
+  if o.min_probability is not None and not 0.0 < o.min_probability <= 1.0:
+    raise fileio.InputError("--min_phi_probability=%g: expected a probability in (0, 1]" %
+                            o.min_probability)
+  if o.max_bad_notes < 0 or o.batch_size < 1:
+    raise fileio.InputError("--max_bad_notes must be >= 0 and --predict_batch_size >= 1")
+  if o.replace == "mask" and len(o.mask_char) != 1:
+    raise fileio.InputError("--mask_char=%r: expected one character" % o.mask_char)
+
+
+def good_notes(stream, max_bad_notes, counts):
+  """The readable notes of `stream`; bad ones stop the job, or are counted up to max_bad_notes."""
+  for _, note in stream:
+    if isinstance(note, readers.BadNote):
+      counts["bad"] += 1
+      message = "%s: %s" % (note.where, note.reason)
+      if counts["bad"] > max_bad_notes:
+        if max_bad_notes:
+          message += " (more than --max_bad_notes=%d unreadable notes)" % max_bad_notes
+        raise fileio.InputError(message)
+      logging.warning("skipped an unreadable note (%d so far): %s", counts["bad"], message)
+      continue
+    yield note
+
+
+def _writer(fmt, scope, path, input_files):
+  if scope == outputs.ONE_FILE:
+    return outputs.OneFileWriter(path, fmt)
+  if scope == outputs.PER_INPUT:
+    return outputs.PerInputWriter(path, input_files, fmt)
+  return outputs.PerNoteWriter(path, fmt)
+
+
+def _make_anonymizer(options):
+  if not options.deidentify:
+    return None
+  return anonymize.Anonymizer(anonymize.parse_operators(options.replace),
+                              random_seed=options.random_seed, locale=options.surrogate_locale,
+                              mask_char=options.mask_char)
+
+
+def run_job(model, options):
+  """Runs predict.py (`options.replace` None) or deidentify.py over `options.input_file`.
+
+  Outputs: see `output_plan` and `outputs.py`; `--skip_existing` leaves those already there alone.
+
+  Returns:
+    Counts: {"notes", "words", "entities", "bad", "skipped", "seconds"}.
+  """
+  o = options
+  if o.deidentify:
+    predictor_lib.check_output(model, heads.WORD_LABELS, "deidentify.py (a PHI model)")
+  pairs = model.head.output == heads.PAIR_LABEL
+  check_options(o, pairs)
+  plan = output_plan(o, pairs)
+  per_note_suffix = next((fmt.suffix for fmt, scope, _ in plan if scope == outputs.PER_NOTE), None)
+  input_files = fileio.expand_file_patterns(o.input_file)
+  counts = collections.Counter(notes=0, words=0, entities=0, bad=0, skipped=0)
+  if o.skip_existing and per_note_suffix is None:
+    kept = [p for p in input_files if not os.path.exists(
+        outputs.PerInputWriter.path_for(o.output_dir, p, plan[0][0].suffix))]
+    counts["skipped"] = len(input_files) - len(kept)
+    input_files = kept
+  read_options = readers.ReadOptions(id_field=o.id_field, text_field=o.text_field, pairs=pairs)
+  stream = good_notes(readers.read_notes(input_files, o.input_format, read_options),
+                      o.max_bad_notes, counts)
+  if per_note_suffix is not None:
+    stream = _unfinished(stream, o, per_note_suffix, counts)
+  progress = progress_lib.Progress(
+      "notes", total=readers.count_notes(input_files, o.input_format, read_options),
+      every_seconds=o.progress_seconds, label=("deidentify" if o.deidentify else "predict") + ": ")
+  anonymizer = _make_anonymizer(o)
+
+  def rate():
+    return "%d words, %.0f words/s" % (counts["words"],
+                                       counts["words"] / max(progress.elapsed(), 1e-9))
+
+  if pairs:
+    results = (step.pair_outputs(pair, label, probs)
+               for pair, label, probs in predictor_lib.predict_pairs(model, stream, o.batch_size))
+    predictor = None
+  else:
+    def log_words():
+      counts["words"] = predictor.words_done
+      progress.maybe_log(counts["notes"], detail=rate())
+    predictor = predictor_lib.Predictor(model, o.batch_size, o.min_probability,
+                                        after_batch=log_words)
+    results = (step.note_outputs(note, spans, anonymizer, o.include_text)
+               for note, spans in predictor.predict(stream))
+
+  with contextlib.ExitStack() as stack:
+    writers = [stack.enter_context(_writer(fmt, scope, path, input_files))
+               for fmt, scope, path in plan]
+    for note_outputs in results:
+      for writer in writers:
+        writer.write(note_outputs)
+      counts["entities"] += len(note_outputs.spans)
+      counts["notes"] += 1
+      counts["words"] = predictor.words_done if predictor else counts["notes"]
+      progress.maybe_log(counts["notes"], detail=rate())
+  counts["seconds"] = progress.elapsed()
+  progress.log(counts["notes"], detail="%d words, %.0f words/s; %d entities, %d unreadable notes "
+               "skipped, %d already done" % (counts["words"], counts["words"] / max(
+                   counts["seconds"], 1e-9), counts["entities"], counts["bad"], counts["skipped"]))
+  return dict(counts)
+
+
+def _unfinished(notes, options, suffix, counts):
+  """The notes whose per-note output is not there yet (all of them without --skip_existing)."""
+  seen = set()
+  for note in notes:
+    name = readers.output_name(note, suffix, seen)
+    if options.skip_existing and os.path.exists(os.path.join(options.output_dir, name)):
+      counts["skipped"] += 1
+    else:
+      yield note
+
+
+# --------------------------------------------------------------------------------------------------
+# The flags predict.py and deidentify.py share (defined once, here).
+
+def define_flags(deidentify=False):
+  """Defines predict.py's flags (deidentify.py's with `deidentify`) on absl's FLAGS."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("model_dir", None,
+                      "A fine-tuned model directory (run_finetune.py's output_dir: checkpoint, "
+                      "bert_config.json, vocab.txt, finetune_head.json) or an exported SavedModel.")
+  flags.DEFINE_string("input_file", None,
+                      "Comma list of files or globs: plain text (one note per file, id = file name "
+                      "without its extension), JSON lines (.jsonl) or MIMIC NOTEEVENTS.csv[.gz].")
+  flags.DEFINE_enum("input_format", "auto", list(readers.INPUT_FORMATS),
+                    "How to read each input file (auto: by its name).")
+  flags.DEFINE_string("id_field", "id", "JSON lines: the field holding a note's id.")
+  flags.DEFINE_string("text_field", "text", "JSON lines: the field holding a note's text.")
+  flags.DEFINE_string("bert_config_file", None,
+                      "The model's bert_config.json (default: the one in --model_dir).")
+  flags.DEFINE_string("vocab_file", None,
+                      "The model's vocab.txt (default: the one in --model_dir).")
+  flags.DEFINE_string("init_checkpoint", None,
+                      "Checkpoint prefix or directory (default: the latest in --model_dir).")
+  flags.DEFINE_integer("predict_batch_size", 32, "Windows per batch.")
+  flags.DEFINE_integer("num_threads", 0, "TensorFlow threads (0: TensorFlow's choice).")
+  flags.DEFINE_bool("skip_existing", False,
+                    "Leave outputs that exist alone (continue a run that was stopped).")
+  flags.DEFINE_integer("max_bad_notes", 0,
+                       "Unreadable notes (bad UTF-8, unreadable file, bad JSON line or CSV row) to "
+                       "skip with a warning before stopping; 0: the first one stops the run.")
+  flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress lines.")
+  if deidentify:
+    flags.DEFINE_string("output_dir", None, "De-identified notes go here, one <id>.txt per note.")
+    flags.DEFINE_string("output_file", None,
+                        "Also write the predicted PHI spans of the notes as JSON lines here.")
+    flags.DEFINE_enum("replace", "placeholder", list(anonymize.OPERATOR_NAMES),
+                      "placeholder: [**TYPE**] (MIMIC-III style); tag: <TYPE>; mask: --mask_char "
+                      "repeated over the span's length; surrogate: a realistic value (Faker), "
+                      "consistent within a note (the same text the same value, dates shifted "
+                      "together), never the replaced PHI.")
+    flags.DEFINE_string("mask_char", "*", "--replace=mask: the character.")
+    surrogates_lib.define_flags("--replace=surrogate")
+    flags.DEFINE_float("min_phi_probability", None,
+                       "A word is PHI when P(not O) reaches this (lower: more recall, less "
+                       "precision); default: the most probable label.")
+  else:
+    flags.DEFINE_string("output_file", None, "All notes' predictions as JSON lines, one per note.")
+    flags.DEFINE_string("output_dir", None,
+                        "One output per input file (jsonl) or per note (brat, i2b2_2014, con).")
+    flags.DEFINE_enum("output_format", "jsonl", list(outputs.OUTPUT_FORMATS),
+                      outputs.format_help() + ".")
+    flags.DEFINE_bool("include_text", False,
+                      "jsonl: put each note's text in its line (it is protected health "
+                      "information: off by default).")
+    flags.DEFINE_float("min_probability", None,
+                       "A word gets an entity label when P(not O) reaches this; default: the most "
+                       "probable label.")
+
+
+def options_from_flags(flag_values, deidentify=False):
+  """The JobOptions of predict.py's (deidentify.py's) parsed flags."""
+  f = flag_values
+  options = JobOptions(
+      input_file=f.input_file, output_file=f.output_file, output_dir=f.output_dir,
+      input_format=f.input_format, id_field=f.id_field, text_field=f.text_field,
+      skip_existing=f.skip_existing, max_bad_notes=f.max_bad_notes,
+      batch_size=f.predict_batch_size, progress_seconds=f.progress_seconds)
+  if deidentify:
+    options.replace, options.mask_char = f.replace, f.mask_char
+    options.random_seed, options.surrogate_locale = f.random_seed, f.surrogate_locale
+    options.min_probability = f.min_phi_probability
+  else:
+    options.output_format, options.include_text = f.output_format, f.include_text
+    options.min_probability = f.min_probability
+  return options
+
+
+def run_from_flags(flag_values, deidentify=False):
+  """Loads the model named by the flags and runs the job. Returns run_job's counts."""
+  from clinicalbert_tf import cli  # pylint: disable=g-import-not-at-top
+  f = flag_values
+  cli.require_flags(f, ("model_dir", "input_file"))
+  options = options_from_flags(f, deidentify)
+  check_paths_and_locale(options)  # a wrong path should not cost a model load first
+  model = model_lib.load_model(f.model_dir, f.bert_config_file, f.vocab_file, f.init_checkpoint,
+                               num_threads=f.num_threads)
+  try:
+    return run_job(model, options)
+  finally:
+    model.close()

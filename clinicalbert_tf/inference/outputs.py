@@ -1,0 +1,281 @@
+"""Output formats: JSON lines, brat standoff, i2b2 2014 XML, i2b2 2010 `.con`, de-identified text.
+
+Each format is registered with its scope, which decides where it is written:
+
+  ONE_FILE   one file for the whole run (`--output_file`): JSON lines;
+  PER_INPUT  one file per input file in `--output_dir` (`<input stem>.jsonl`): JSON lines;
+  PER_NOTE   one file per note in `--output_dir` (`<id><suffix>`): brat `.ann`, i2b2 2014 `.xml`,
+             `.con`, and de-identified `.txt`.
+
+A format renders one note's outputs (`step.NoteOutputs`) to text; the writers here put that text in
+place, each as a context manager that commits its files on success and leaves nothing under a
+final name on failure (`fileio.atomic_open`). Offsets are Python string indices into the note as
+given, end exclusive. Only the formats that need the note's text hold it (brat's entity text, the
+i2b2 2014 XML's TEXT, `.con`'s concept text, JSON lines with `include_text`): JSON lines without it
+carry no clinical text.
+
+A new format is one class (`name`, `scopes`, `suffix`, `render`) and one `register` line.
+"""
+
+import collections
+import json
+import os
+from xml.sax import saxutils
+
+from clinicalbert_tf import fileio
+from clinicalbert_tf.tasks import i2b2_2010
+
+ONE_FILE = "one_file"
+PER_INPUT = "per_input"
+PER_NOTE = "per_note"
+
+# The 2014 de-identification guidelines' fine TYPEs under their XML tags (the tag the scorer reads).
+I2B2_2014_TAGS = {
+    "NAME": ("PATIENT", "DOCTOR", "USERNAME"),
+    "PROFESSION": ("PROFESSION",),
+    "LOCATION": ("ROOM", "DEPARTMENT", "HOSPITAL", "ORGANIZATION", "STREET", "CITY", "STATE",
+                 "COUNTRY", "ZIP", "LOCATION-OTHER"),
+    "AGE": ("AGE",),
+    "DATE": ("DATE",),
+    "CONTACT": ("PHONE", "FAX", "EMAIL", "URL", "IPADDR"),
+    "ID": ("SSN", "MEDICALRECORD", "HEALTHPLAN", "ACCOUNT", "LICENSE", "VEHICLE", "DEVICE", "BIOID",
+           "IDNUM"),
+}
+_TAG_OF_TYPE = {t: tag for tag, types in I2B2_2014_TAGS.items() for t in types}
+
+
+def jsonl_record(note_id, spans, text=None):
+  """The JSON-lines object of one note (`text` only when asked for: it is PHI)."""
+  record = {"id": note_id, "entities": [s.to_json() for s in spans]}
+  if text is not None:
+    record["text"] = text
+  return record
+
+
+def format_brat(text, spans):
+  """brat standoff (`.ann`) lines: `T1<TAB>label start end<TAB>text`."""
+  return "".join("T%d\t%s %d %d\t%s\n" % (n, s.label, s.start, s.end, text[s.start:s.end])
+                 for n, s in enumerate(spans, 1))
+
+
+def i2b2_2014_tag(label):
+  """The XML tag of a fine PHI TYPE (`DOCTOR` -> `NAME`); an unknown type is its own tag."""
+  return _TAG_OF_TYPE.get(label, label)
+
+
+def format_i2b2_2014(text, spans):
+  """The de-identification XML the i2b2/n2c2 2014 scorer reads (TEXT in CDATA, one tag per span)."""
+  cdata = text.replace("]]>", "]]]]><![CDATA[>")  # "]]>" cannot appear inside one CDATA section
+  lines = ['<?xml version="1.0" encoding="UTF-8" ?>', "<deIdi2b2>",
+           "<TEXT><![CDATA[%s]]></TEXT>" % cdata, "<TAGS>"]
+  for n, s in enumerate(spans):
+    lines.append('<%s id="P%d" start="%d" end="%d" text=%s TYPE=%s comment="" />' % (
+        i2b2_2014_tag(s.label), n, s.start, s.end, saxutils.quoteattr(text[s.start:s.end]),
+        saxutils.quoteattr(s.label)))
+  lines += ["</TAGS>", "</deIdi2b2>"]
+  return "\n".join(lines) + "\n"
+
+
+def format_con(text, spans):
+  """i2b2 2010 concept lines (`c="text" 3:2 3:4||t="problem"`), as run_finetune writes them."""
+  lines = []
+  for s in spans:
+    words = text[s.start:s.end].split()
+    lines.append(i2b2_2010.format_con_line(words, s.first, s.last, s.label) + "\n")
+  return "".join(lines)
+
+
+class OutputFormat(object):
+  """A way to write a note's outputs. Subclasses set the attributes and implement `render`.
+
+  Attributes:
+    name: the `--output_format` value.
+    scopes: the scopes it can be written in (see the module docstring), the default first.
+    suffix: the file suffix of its files.
+    pairs: whether a sentence-pair model's outputs can be written in it.
+    help: one line for `--help`.
+  """
+
+  name = None
+  scopes = ()
+  suffix = None
+  pairs = False
+  help = ""
+
+  def render(self, outputs):
+    """The text of one note's outputs (`step.NoteOutputs`) in this format."""
+    raise NotImplementedError()
+
+
+class JsonLines(OutputFormat):
+  name = "jsonl"
+  scopes = (ONE_FILE, PER_INPUT)
+  suffix = ".jsonl"
+  pairs = True
+  help = "{id, entities: [{start, end, label, score}]} per note"
+
+  def render(self, outputs):
+    return json.dumps(outputs.record, ensure_ascii=False) + "\n"
+
+
+class _SpanFile(OutputFormat):
+  """A per-note file made from the note's text and spans by `format_function`."""
+  scopes = (PER_NOTE,)
+  format_function = None
+
+  def render(self, outputs):
+    return type(self).format_function(outputs.note.text, outputs.spans)
+
+
+class Brat(_SpanFile):
+  name = "brat"
+  suffix = ".ann"
+  help = "<id>.ann"
+  format_function = format_brat
+
+
+class I2b2Xml(_SpanFile):
+  name = "i2b2_2014"
+  suffix = ".xml"
+  help = "<id>.xml (the n2c2 de-id scorer's XML)"
+  format_function = format_i2b2_2014
+
+
+class Con(_SpanFile):
+  name = "con"
+  suffix = ".con"
+  help = "i2b2 2010 <id>.con"
+  format_function = format_con
+
+
+class Deidentified(OutputFormat):
+  """The de-identified note (deidentify.py's output)."""
+  name = "deidentified"
+  scopes = (PER_NOTE,)
+  suffix = ".txt"
+  help = "the de-identified <id>.txt"
+
+  def render(self, outputs):
+    return outputs.deidentified.text
+
+
+_REGISTRY = collections.OrderedDict()
+
+
+def register(format_class):
+  """Adds an OutputFormat class to the registry under its `name` (usable as a decorator)."""
+  _REGISTRY[format_class.name] = format_class()
+  return format_class
+
+
+for _format in (JsonLines, Brat, I2b2Xml, Con, Deidentified):
+  register(_format)
+
+# What predict.py's --output_format offers (deidentify.py writes `deidentified` and `jsonl`).
+OUTPUT_FORMATS = tuple(name for name in _REGISTRY if name != Deidentified.name)
+
+
+def get(name):
+  """The registered OutputFormat called `name`; InputError if there is none."""
+  if name not in _REGISTRY:
+    raise fileio.InputError("--output_format=%s: expected one of %s" %
+                            (name, ", ".join(OUTPUT_FORMATS)))
+  return _REGISTRY[name]
+
+
+def format_help():
+  """`name: help` of every predict.py format, for the flag's help."""
+  return "; ".join("%s: %s" % (f.name, f.help) for f in _REGISTRY.values()
+                   if f.name in OUTPUT_FORMATS)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writers: context managers that commit on success, leave nothing under a final name on failure.
+
+class OneFileWriter(object):
+  """Every note's rendering appended to one file, renamed into place at the end."""
+
+  def __init__(self, path, output_format):
+    self.output_format = output_format
+    self._context = fileio.atomic_open(path)
+    self._file = None
+
+  def __enter__(self):
+    self._file = self._context.__enter__()
+    return self
+
+  def write(self, outputs):
+    self._file.write(self.output_format.render(outputs))
+
+  def __exit__(self, *exc_info):
+    return self._context.__exit__(*exc_info)
+
+
+class PerInputWriter(object):
+  """One file per input file, `<output_dir>/<input stem><suffix>`, each written atomically.
+
+  Input files without a readable note get an empty file, so a rerun with `--skip_existing` sees
+  them done.
+  """
+
+  def __init__(self, output_dir, input_files, output_format):
+    self.output_dir = output_dir
+    self.output_format = output_format
+    self.remaining = collections.deque(input_files)
+    self.current = None  # (input file, context manager, file)
+
+  @staticmethod
+  def path_for(output_dir, input_file, suffix=".jsonl"):
+    return os.path.join(output_dir, os.path.splitext(os.path.basename(input_file))[0] + suffix)
+
+  def _commit(self):
+    if self.current:
+      self.current[1].__exit__(None, None, None)
+      self.current = None
+
+  def _open_next(self):
+    self._commit()
+    source = self.remaining.popleft()
+    context = fileio.atomic_open(self.path_for(self.output_dir, source, self.output_format.suffix))
+    self.current = (source, context, context.__enter__())
+
+  def __enter__(self):
+    return self
+
+  def write(self, outputs):
+    source = outputs.note.source
+    while self.current is None or self.current[0] != source:
+      self._open_next()  # an input file without a readable note gets an empty output
+    self.current[2].write(self.output_format.render(outputs))
+
+  def __exit__(self, exc_type, exc_value, traceback):
+    if exc_type is not None:
+      if self.current:
+        self.current[1].__exit__(exc_type, exc_value, traceback)
+        self.current = None
+      return False
+    while self.remaining or self.current:
+      if self.remaining:
+        self._open_next()
+      else:
+        self._commit()
+    return False
+
+
+class PerNoteWriter(object):
+  """One file per note, `<output_dir>/<id><suffix>`, each written atomically as it comes."""
+
+  def __init__(self, output_dir, output_format):
+    self.output_dir = output_dir
+    self.output_format = output_format
+
+  def __enter__(self):
+    return self
+
+  def write(self, outputs):
+    fileio.write_text_atomic(os.path.join(self.output_dir, outputs.note.id +
+                                          self.output_format.suffix),
+                             self.output_format.render(outputs))
+
+  def __exit__(self, *exc_info):
+    return False
