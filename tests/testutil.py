@@ -34,6 +34,7 @@ a TF session builds its own graph (`with tf.Graph().as_default(), tf.Session() a
 Everything here is invented, never real clinical data.
 """
 
+import csv
 import json
 import os
 import shutil
@@ -385,6 +386,32 @@ def write_pretraining_setup(directory, max_seq_length, max_predictions_per_seq,
   init = write_checkpoint(os.path.join(directory, "init", "model.ckpt"), config,
                           heads="pretraining", released=True)
   return config, config_file, records, init
+
+
+# ---------------------------------------------------------------------------------------------
+# Invented MIMIC-III NOTEEVENTS files.
+# ---------------------------------------------------------------------------------------------
+
+# MIMIC-III's NOTEEVENTS header, in file order (written out here, not read from the reader).
+NOTEEVENTS_HEADER = ["ROW_ID", "SUBJECT_ID", "HADM_ID", "CHARTDATE", "CHARTTIME", "STORETIME",
+                     "CATEGORY", "DESCRIPTION", "CGID", "ISERROR", "TEXT"]
+# The sample file of the demo: 46 invented rows over MIMIC-III's 15 categories.
+NOTEEVENTS_SAMPLE = os.path.join(REPO, "testdata", "NOTEEVENTS_sample.csv")
+
+
+def noteevents_row(row_id, category, text, iserror="", subject_id="1"):
+  """One NOTEEVENTS row (HADM_ID 2, a fixed CHARTDATE, DESCRIPTION `Report`)."""
+  return [str(row_id), subject_id, "2", "2101-01-01", "", "", category, "Report", "", iserror,
+          text]
+
+
+def write_noteevents_csv(path, rows, header=None, lineterminator="\n", quoting=csv.QUOTE_MINIMAL):
+  """Writes `header` (default NOTEEVENTS_HEADER) and `rows` as a CSV file; returns `path`."""
+  with open(path, "w", encoding="utf-8", newline="") as f:
+    writer = csv.writer(f, lineterminator=lineterminator, quoting=quoting)
+    writer.writerow(header or NOTEEVENTS_HEADER)
+    writer.writerows(rows)
+  return path
 
 
 # ---------------------------------------------------------------------------------------------
