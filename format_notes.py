@@ -15,8 +15,9 @@ consistent surrogates first (`clinicalbert_tf/surrogates.py`), for a "Surrogate 
 all their notes go to `<category>.heldout.txt` next to `<category>.txt` instead, for a held-out
 pretraining evaluation (`create_pretraining_data.py`, then `run_pretraining.py --eval_input_file`).
 
-The section and sentence rules are listed in `clinicalbert_tf/sections.py` and
-`clinicalbert_tf/notes.py`, the handling of rows in `clinicalbert_tf/noteevents.py`.
+The section and sentence rules are listed in `clinicalbert_tf/notes/sections.py` and
+`clinicalbert_tf/notes/sentences.py`, the handling of rows in `clinicalbert_tf/notes/noteevents.py`
+and `clinicalbert_tf/notes/pipeline.py`.
 """
 
 import sys
@@ -24,9 +25,9 @@ import sys
 from absl import flags
 
 from clinicalbert_tf import cli
-from clinicalbert_tf import noteevents
-from clinicalbert_tf import notes
 from clinicalbert_tf import surrogates
+from clinicalbert_tf.notes import pipeline
+from clinicalbert_tf.notes import sentences
 
 FLAGS = flags.FLAGS
 
@@ -40,13 +41,13 @@ flags.DEFINE_list("categories", [],
                   "as discharge_summary also works). Empty: all categories.")
 flags.DEFINE_string("all_notes_file", None, "If set, also write all kept notes to this one file.")
 flags.DEFINE_bool("category_files", True, "Write the per-category files into --output_dir.")
-flags.DEFINE_string("spacy_model", notes.RULES_MODEL,
+flags.DEFINE_string("spacy_model", sentences.RULES_MODEL,
                     "'rules': spaCy blank English + scispaCy's combined_rule_tokenizer + "
                     "sentencizer (no download). Otherwise a spaCy model name or path, e.g. "
                     "en_core_sci_md, loaded with the tagger and NER disabled.")
 flags.DEFINE_integer("num_workers", 1,
                      "Processes formatting notes. The output bytes do not depend on it.")
-flags.DEFINE_integer("max_bad_rows", noteevents.DEFAULT_MAX_BAD_ROWS,
+flags.DEFINE_integer("max_bad_rows", pipeline.DEFAULT_MAX_BAD_ROWS,
                      "Stop with an error when more rows than this cannot be parsed; -1: no limit.")
 flags.DEFINE_float("progress_every_s", 30.0, "Seconds between progress log lines.")
 flags.DEFINE_enum("phi", "keep", surrogates.PHI_MODES,
@@ -69,12 +70,12 @@ flags.DEFINE_float("heldout_fraction", 0.0,
 
 def main(argv):
   cli.require_flags(FLAGS, ("input_file",))
-  if FLAGS.spacy_model == notes.RULES_MODEL and "torch" not in sys.modules:
+  if FLAGS.spacy_model == sentences.RULES_MODEL and "torch" not in sys.modules:
     # spaCy's thinc imports torch whenever it is installed (the test oracles put it in .venv): about
     # 200 MB per process, and seconds of start-up, for a pipeline that never uses it. Pool workers
     # inherit this. A model named by --spacy_model may need torch, so it is left alone then.
     sys.modules["torch"] = None
-  noteevents.format_notes_file(
+  pipeline.format_notes_file(
       input_file=FLAGS.input_file,
       output_dir=FLAGS.output_dir,
       categories=FLAGS.categories,

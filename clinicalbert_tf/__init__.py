@@ -1,9 +1,22 @@
 """clinicalbert_tf: a TensorFlow-1-style reimplementation of the ClinicalBERT pipeline.
 
-One module per concern, mirroring google-research/bert:
+One module (or package) per concern, mirroring google-research/bert; the scripts at the top level
+are thin absl wrappers around them:
   modeling, tokenization, optimization  -- Google's three core modules, same public API.
-  fileio                                 -- globbing, atomic writes, sidecar records.
-  training                               -- Estimator / RunConfig construction shared by the scripts.
+  cli, fileio, progress, checkpoints     -- shared by every script: start-up and errors, globs and
+                                            atomic writes, progress lines, configs and checkpoints.
+  estimator, train_op, hooks, lamb       -- the training machinery (Estimator and RunConfig, the
+                                            training op, session hooks, the LAMB optimizer).
+  notes/, surrogates, deid_demo          -- clinical notes to pretraining sentences, surrogate PHI,
+                                            the invented de-identification set.
+  vocab, pretraining_text, pretraining_data, pretraining_fast, tfrecord, pretraining,
+  eval_history                           -- the vocabulary, pretraining data and pretraining.
+  tasks/, finetuning/                    -- fine-tuning readers (one per data family) and heads.
+  features, hf, inference/, anonymize/, savedmodel
+                                         -- using models: embeddings, HuggingFace conversion,
+                                            predictions on raw notes (model, per-note step, note
+                                            readers, output formats, the job), PHI replacement,
+                                            TF Serving.
 """
 
 __version__ = "0.1.0"

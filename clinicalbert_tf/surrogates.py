@@ -51,7 +51,7 @@ import hashlib
 import re
 
 from clinicalbert_tf import fileio
-from clinicalbert_tf import notes
+from clinicalbert_tf.notes import sentences
 
 PHI_MODES = ("keep", "surrogate")
 DEFAULT_LOCALE = "en_US"
@@ -395,7 +395,7 @@ class Surrogates(object):
   def replace_with_spans(self, text, note_key):
     """(new text, [Replacement]) of one note; `note_key` (its ROW_ID) seeds it."""
     items = []
-    for match in notes.PLACEHOLDER_RE.finditer(text):
+    for match in sentences.PLACEHOLDER_RE.finditer(text):
       inner = match.group(0)[3:-3]
       items.append(_Item(match.start(), match.end(), *classify(inner), inner=inner, form=None))
     return self._render(text, items, note_key)

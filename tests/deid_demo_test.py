@@ -8,9 +8,9 @@ import sys
 from absl.testing import absltest
 
 from clinicalbert_tf import deid_demo
-from clinicalbert_tf import notes
 from clinicalbert_tf import surrogates
 from clinicalbert_tf import tasks
+from clinicalbert_tf.notes import sentences
 from clinicalbert_tf.tasks import i2b2_2012
 from tests import testutil
 
@@ -28,7 +28,7 @@ class DeidDemoTest(testutil.TestCase):
   def test_templates_cover_every_category(self):
     templates = deid_demo._PHI_SENTENCES + (deid_demo._HEADER,)  # pylint: disable=protected-access
     categories = set(surrogates.classify(p[3:-3])[0]
-                     for t in templates for p in notes.PLACEHOLDER_RE.findall(t))
+                     for t in templates for p in sentences.PLACEHOLDER_RE.findall(t))
     self.assertEqual(categories, set(surrogates.CATEGORIES) - {"unrecognized"})
 
   def test_the_i2b2_2014_reader_reads_it_and_offsets_match(self):

@@ -243,7 +243,7 @@ class NoteEventsTest(FuzzCase):
     cls.csv = read_bytes(os.path.join(TESTDATA, "NOTEEVENTS_sample.csv"))
 
   def read_all(self, path):
-    from clinicalbert_tf import noteevents  # pylint: disable=g-import-not-at-top
+    from clinicalbert_tf.notes import noteevents  # pylint: disable=g-import-not-at-top
     with noteevents.NoteEventsReader(path) as reader:
       for row in reader:
         if isinstance(row, noteevents.NoteRow):
@@ -271,7 +271,7 @@ class NoteEventsTest(FuzzCase):
   @examples(1 / 12)  # about 1.5 s an example: the sentence splitter and five output files
   @hypothesis.given(MUTATIONS, st.booleans())
   def test_format_notes(self, mutations, compress):
-    from clinicalbert_tf import noteevents  # pylint: disable=g-import-not-at-top
+    from clinicalbert_tf.notes import pipeline  # pylint: disable=g-import-not-at-top
     folder = self.example_dir()
     data = mutate(self.csv, mutations)
     path = os.path.join(folder, "NOTEEVENTS.csv" + (".gz" if compress else ""))
@@ -280,8 +280,8 @@ class NoteEventsTest(FuzzCase):
     os.makedirs(output_dir)
     all_notes = os.path.join(folder, "all.txt")
     ok = self.assert_reads_or_refuses(
-        lambda: noteevents.format_notes_file(path, output_dir, all_notes_file=all_notes,
-                                             max_bad_rows=2, progress_every_s=1e9),
+        lambda: pipeline.format_notes_file(path, output_dir=output_dir, all_notes_file=all_notes,
+                                           max_bad_rows=2, progress_every_s=1e9),
         "format_notes %r" % mutations)
     if not ok:
       self.assertEqual(os.listdir(output_dir), [], mutations)

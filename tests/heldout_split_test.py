@@ -6,7 +6,6 @@ wrote (never through the code under test). The expected split is computed here f
 (SHA-256 of "<seed>:<SUBJECT_ID>", first 8 bytes big-endian, over 2**64, below the fraction).
 """
 
-import csv
 import hashlib
 import math
 import os
@@ -19,18 +18,19 @@ from unittest import mock
 from absl.testing import absltest
 
 from clinicalbert_tf import fileio
-from clinicalbert_tf import noteevents
 from clinicalbert_tf import pretraining_data
+from clinicalbert_tf.notes import heldout as heldout_lib
+from clinicalbert_tf.notes import pipeline
 from tests import testutil
 
 SCRIPT = os.path.join(testutil.REPO, "format_notes.py")
-HEADER = list(noteevents.NOTEEVENTS_COLUMNS)
+HEADER = testutil.NOTEEVENTS_HEADER
 CATEGORIES = ("Nursing", "Radiology", "Discharge summary")
 MARKER_RE = re.compile(rb"\bMRK(\d{5})\b")
 
 
 def expected_heldout(subject_id, fraction, seed):
-  """The definition of the split, written out independently of noteevents.is_heldout_subject."""
+  """The definition of the split, written out independently of heldout_lib.is_heldout_subject."""
   digest = hashlib.sha256(("%d:%d" % (seed, subject_id)).encode("ascii")).digest()
   return int.from_bytes(digest[:8], "big") / 2 ** 64 < fraction
 
@@ -60,12 +60,7 @@ def make_rows(num_patients, notes_per_patient, first_subject=101):
   return rows, subject_of
 
 
-def write_csv(path, rows, header=None):
-  with open(path, "w", encoding="utf-8", newline="") as f:
-    writer = csv.writer(f, lineterminator="\n")
-    writer.writerow(header or HEADER)
-    writer.writerows(rows)
-  return path
+write_csv = testutil.write_noteevents_csv
 
 
 def read_files(directory):
@@ -110,7 +105,7 @@ class HeldoutSplitTest(testutil.TestCase):
     """Runs format_notes_file into `<tmp>/<name>` (with an all-notes file in a sub-folder)."""
     out = os.path.join(self.tmp, name)
     kwargs.setdefault("progress_every_s", 3600)
-    summary = noteevents.format_notes_file(input_file or self.csv, output_dir=out,
+    summary = pipeline.format_notes_file(input_file or self.csv, output_dir=out,
                                            all_notes_file=os.path.join(out, "all", "all.txt"),
                                            **kwargs)
     return read_files(out), summary
@@ -182,7 +177,7 @@ class HeldoutSplitTest(testutil.TestCase):
     self.assertEqual(self.subjects_in(reordered, True), self.subjects_in(first, True))
     # The library function is the same definition.
     for p in range(1, 2000):
-      self.assertEqual(noteevents.is_heldout_subject(p, 0.3, 7), expected_heldout(p, 0.3, 7), p)
+      self.assertEqual(heldout_lib.is_heldout_subject(p, 0.3, 7), expected_heldout(p, 0.3, 7), p)
 
   def test_zero_is_todays_bytes(self):
     default, summary = self.run_format("default")
@@ -205,7 +200,7 @@ class HeldoutSplitTest(testutil.TestCase):
 
   def test_workers_give_the_same_split(self):
     results = {}
-    with mock.patch.object(noteevents, "CHUNK_NOTES", 7):
+    with mock.patch.object(pipeline, "CHUNK_NOTES", 7):
       for workers in (1, 2):
         results[workers] = self.run_format("w%d" % workers, heldout_fraction=0.3,
                                            random_seed=7, num_workers=workers)
@@ -271,7 +266,7 @@ class HeldoutSplitTest(testutil.TestCase):
     with open(stale, "wb") as f:
       f.write(b"stale\n\n")
     # A failure midway leaves every file (the held-out ones too) as it was.
-    real_write = noteevents._Output.write
+    real_write = pipeline._Output.write
     calls = []
 
     def failing(output, data, num_sentences):
@@ -280,7 +275,7 @@ class HeldoutSplitTest(testutil.TestCase):
         raise RuntimeError("disk full")
       real_write(output, data, num_sentences)
 
-    with mock.patch.object(noteevents._Output, "write", failing):
+    with mock.patch.object(pipeline._Output, "write", failing):
       with self.assertRaises(RuntimeError):
         self.run_format("atomic", heldout_fraction=0.3, random_seed=7)
     self.assertEqual(read_files(out), {"nursing.heldout.txt": b"stale\n\n"})
@@ -300,7 +295,7 @@ class HeldoutSplitTest(testutil.TestCase):
     clash = os.path.join(out, "nursing.heldout.txt")
     with self.assertRaisesRegex(fileio.InputError, "--all_notes_file=%s is also the held-out "
                                 "file of category 'Nursing'" % re.escape(clash)):
-      noteevents.format_notes_file(self.csv, output_dir=out, all_notes_file=clash,
+      pipeline.format_notes_file(self.csv, output_dir=out, all_notes_file=clash,
                                    heldout_fraction=0.3, progress_every_s=3600)
     self.assertEqual(read_files(out), {})
 
@@ -326,7 +321,7 @@ class ShareTest(testutil.TestCase):
     tmp = self.temp_dir()
     path = write_csv(os.path.join(tmp, "many.csv"), rows)
     out = os.path.join(tmp, "out")
-    summary = noteevents.format_notes_file(path, output_dir=out, category_files=False,
+    summary = pipeline.format_notes_file(path, output_dir=out, category_files=False,
                                            all_notes_file=os.path.join(out, "all.txt"),
                                            heldout_fraction=fraction, random_seed=12345,
                                            progress_every_s=3600)
@@ -341,13 +336,13 @@ class ShareTest(testutil.TestCase):
   def test_share_over_many_ids_and_nested(self):
     ids = range(1, 20001)
     for fraction in (0.01, 0.1, 0.5, 0.9):
-      held = sum(noteevents.is_heldout_subject(s, fraction, 12345) for s in ids)
+      held = sum(heldout_lib.is_heldout_subject(s, fraction, 12345) for s in ids)
       sd = math.sqrt(len(ids) * fraction * (1 - fraction))
       self.assertBetween(held, len(ids) * fraction - 5 * sd, len(ids) * fraction + 5 * sd)
     # A patient held out at 0.1 is held out at 0.5 too; none at 0.
-    self.assertTrue(all(noteevents.is_heldout_subject(s, 0.5, 1) for s in ids
-                        if noteevents.is_heldout_subject(s, 0.1, 1)))
-    self.assertFalse(any(noteevents.is_heldout_subject(s, 0.0, 1) for s in ids))
+    self.assertTrue(all(heldout_lib.is_heldout_subject(s, 0.5, 1) for s in ids
+                        if heldout_lib.is_heldout_subject(s, 0.1, 1)))
+    self.assertFalse(any(heldout_lib.is_heldout_subject(s, 0.0, 1) for s in ids))
 
 
 class ScriptTest(testutil.TestCase):

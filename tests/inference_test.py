@@ -3,11 +3,12 @@
 import json
 import os
 
+from absl.testing import absltest
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from clinicalbert_tf import checkpoints
 from clinicalbert_tf import anonymize
+from clinicalbert_tf import checkpoints
 from clinicalbert_tf import inference
 from clinicalbert_tf import tasks
 from clinicalbert_tf.finetuning import word_rules
@@ -18,30 +19,9 @@ from clinicalbert_tf.inference import step
 from clinicalbert_tf.inference import text as text_lib
 from tests import testutil
 
-NER_LABELS = ["O", "B-problem", "I-problem", "B-test", "I-test"]
-
-NOTES = [
-    "Patient denies chest pain .\n\n  Shortness of breath,  fever\tand cough .\r\nNo history",
-    "",
-    "   \n\t\n",
-    "history of hypertension and diabetes with renal failure " * 12,  # longer than a window
-    "Admitted with kidney disease ; discharged home stable .\nLiver and lung : no disease .",
-]
-
-
-def write_model_dir(directory, labels=NER_LABELS, head="token_classification", max_seq_length=16,
-                    seed=1):
-  """A tiny model directory as run_finetune.py leaves it (random weights)."""
-  os.makedirs(directory, exist_ok=True)
-  config = testutil.tiny_config()
-  testutil.write_config(directory, config)
-  testutil.write_vocab(directory)
-  testutil.write_checkpoint(os.path.join(directory, "model.ckpt-3"), config, heads=head,
-                            num_labels=len(labels), seed=seed)
-  with open(os.path.join(directory, checkpoints.HEAD_RECORD_FILE), "w") as f:
-    json.dump({"head": head, "labels": labels, "do_lower_case": True,
-               "max_seq_length": max_seq_length, "task_name": "i2b2_2010"}, f)
-  return directory
+NER_LABELS = testutil.NER_LABELS
+NOTES = testutil.NOTES
+write_model_dir = testutil.write_model_dir
 
 
 WHITESPACE = word_rules.get("lines_whitespace")
@@ -51,12 +31,12 @@ def notes(texts=NOTES):
   return [readers.Note("n%d" % i, t, "x", "x") for i, t in enumerate(texts)]
 
 
-class InferenceTest(tf.test.TestCase):
+class InferenceTest(testutil.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.model_dir = write_model_dir(os.path.join(tf.test.get_temp_dir(), "model"))
+    cls.model_dir = write_model_dir(os.path.join(cls.class_temp_dir(), "model"))
     cls.model = inference.load_model(cls.model_dir)
 
   @classmethod
@@ -192,7 +172,7 @@ class InferenceTest(tf.test.TestCase):
                                                                   (4, 5, "problem")])
 
   def test_sentence_pair_model_is_refused_for_spans(self):
-    directory = write_model_dir(os.path.join(self.get_temp_dir(), "nli"),
+    directory = write_model_dir(os.path.join(self.temp_dir(), "nli"),
                                 labels=["contradiction", "entailment", "neutral"],
                                 head="sequence_classification")
     model = inference.load_model(directory)
@@ -210,10 +190,10 @@ class InferenceTest(tf.test.TestCase):
       model.close()
 
 
-class NoteInputsTest(tf.test.TestCase):
+class NoteInputsTest(testutil.TestCase):
 
   def test_text_jsonl_and_bad_notes(self):
-    d = self.get_temp_dir()
+    d = self.temp_dir()
     with open(os.path.join(d, "note-1.txt"), "w", encoding="utf-8") as f:
       f.write("Seen by Dr. X .\n")
     with open(os.path.join(d, "bad.txt"), "wb") as f:
@@ -246,7 +226,7 @@ class NoteInputsTest(tf.test.TestCase):
     self.assertTrue(read[0].text.startswith("Admission Date:"))
 
 
-class SpanOutputsTest(tf.test.TestCase):
+class SpanOutputsTest(testutil.TestCase):
 
   def test_formats_and_replacement(self):
     text = "Seen by Dr. Ines Aldana on 8/7/73 ]]> ok."
@@ -259,7 +239,7 @@ class SpanOutputsTest(tf.test.TestCase):
     self.assertIn('<DATE id="P1" start="27" end="33" text="8/7/73" TYPE="DATE"', xml)
     # The XML reads back with the project's i2b2 2014 reader: same text, same offsets.
     from clinicalbert_tf.tasks import i2b2_2012  # pylint: disable=g-import-not-at-top
-    path = os.path.join(self.get_temp_dir(), "n.xml")
+    path = os.path.join(self.temp_dir(), "n.xml")
     with open(path, "w", encoding="utf-8") as f:
       f.write(xml)
     read_text, entities = i2b2_2012.read_annotated_xml(path, "deIdi2b2", ("NAME", "DATE"), "TYPE",
@@ -286,7 +266,7 @@ class SpanOutputsTest(tf.test.TestCase):
                                                "score": 0.9}]})
 
 
-class WordRulesTest(tf.test.TestCase):
+class WordRulesTest(testutil.TestCase):
   """The head record's word rules decide how a raw note is split, offsets kept."""
 
   def test_punctuation_apart_as_pre_split_training_files_have_it(self):
@@ -306,7 +286,7 @@ class WordRulesTest(tf.test.TestCase):
       word_rules.get("nope")
 
   def test_a_model_splits_notes_by_its_records_rules(self):
-    d = write_model_dir(os.path.join(self.get_temp_dir(), "punct"))
+    d = write_model_dir(os.path.join(self.temp_dir(), "punct"))
     path = os.path.join(d, checkpoints.HEAD_RECORD_FILE)
     with open(path) as f:
       record = json.load(f)
@@ -329,10 +309,10 @@ class WordRulesTest(tf.test.TestCase):
       model.close()
 
 
-class ReadersTest(tf.test.TestCase):
+class ReadersTest(testutil.TestCase):
 
   def test_registry_auto_detection_and_patients(self):
-    d = self.get_temp_dir()
+    d = self.temp_dir()
     path = os.path.join(d, "p.jsonl")
     with open(path, "w") as f:
       f.write(json.dumps({"id": "a", "text": "x", "mrn": 17}) + "\n")
@@ -353,7 +333,7 @@ class ReadersTest(tf.test.TestCase):
       readers.reader_for(path, "xml")
 
 
-class StepAndJobTest(tf.test.TestCase):
+class StepAndJobTest(testutil.TestCase):
 
   def test_the_per_note_step_is_pure(self):
     note = readers.Note("n1", "Seen by Dr. Ines Aldana today.", "x", "x", patient="p")
@@ -375,7 +355,7 @@ class StepAndJobTest(tf.test.TestCase):
     self.assertEqual(outputs.get("jsonl").scopes, (outputs.ONE_FILE, outputs.PER_INPUT))
 
   def test_a_failed_run_leaves_no_output_under_its_final_name(self):
-    d = self.get_temp_dir()
+    d = self.temp_dir()
     model = inference.load_model(write_model_dir(os.path.join(d, "m")))
     note_dir = os.path.join(d, "notes")
     os.makedirs(note_dir)
@@ -406,4 +386,4 @@ class StepAndJobTest(tf.test.TestCase):
 
 if __name__ == "__main__":
   tf.disable_v2_behavior()
-  tf.test.main()
+  absltest.main()

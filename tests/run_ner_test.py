@@ -64,6 +64,20 @@ class IobFoldersTest(testutil.TestCase):
     self.assertIsInstance(task, iob_folders.IobFolderTask)
     self.assertNotEmpty(task.get_examples(iob_dir, "test"))
 
+  def test_devel_is_the_dev_file(self):
+    # BioBERT's layout names the dev file devel.tsv.
+    native_dir = os.path.join(TESTDATA, "i2b2_2010")
+    native = runner.make_task(_config("i2b2_2010", native_dir))
+    iob_dir = self.temp_dir()
+    tasks.convert_to_iob(native, native_dir, iob_dir)
+    os.rename(os.path.join(iob_dir, "dev.tsv"), os.path.join(iob_dir, "devel.tsv"))
+    task = runner.make_task(_config("i2b2_2010", iob_dir))
+    self.assertIsInstance(task, iob_folders.IobFolderTask)
+    dev = [(s.guid, s.words, s.labels) for s in task.get_examples(iob_dir, "dev")]
+    self.assertNotEmpty(dev)
+    self.assertEqual(dev, [(s.guid, s.words, s.labels)
+                           for s in native.get_examples(native_dir, "dev")])
+
   def test_label_outside_the_task_set_is_named(self):
     iob_dir = self.temp_dir()
     for split in tasks.SPLITS:

@@ -15,7 +15,6 @@ from clinicalbert_tf import inference
 from clinicalbert_tf.finetuning import heads
 from clinicalbert_tf.inference import readers
 from clinicalbert_tf import savedmodel
-from tests import inference_test
 from tests import testutil
 
 # Run by a child Python that imports TensorFlow 2 only (eager, no project code).
@@ -35,7 +34,7 @@ class SavedModelTest(testutil.TestCase):
 
   def check_export(self, head, labels):
     d = self.temp_dir()
-    model_dir = inference_test.write_model_dir(os.path.join(d, "model"), labels=labels, head=head)
+    model_dir = testutil.write_model_dir(os.path.join(d, "model"), labels=labels, head=head)
     path = savedmodel.export(model_dir, os.path.join(d, "serving"))
     self.assertEqual(path, os.path.join(d, "serving", "1"))
     self.assertEqual(sorted(os.listdir(os.path.join(path, "assets"))),
@@ -76,8 +75,8 @@ class SavedModelTest(testutil.TestCase):
     return model_dir, os.path.join(d, "serving")
 
   def test_token_head_export_and_predict_from_it(self):
-    model_dir, export_dir = self.check_export("token_classification", inference_test.NER_LABELS)
-    notes = [readers.Note("n%d" % i, t, "x", "x") for i, t in enumerate(inference_test.NOTES)]
+    model_dir, export_dir = self.check_export("token_classification", testutil.NER_LABELS)
+    notes = [readers.Note("n%d" % i, t, "x", "x") for i, t in enumerate(testutil.NOTES)]
     results = []
     for directory in (model_dir, export_dir):
       model = inference.load_model(directory)
@@ -94,7 +93,7 @@ class SavedModelTest(testutil.TestCase):
 
   def test_script(self):
     d = self.temp_dir()
-    model_dir = inference_test.write_model_dir(os.path.join(d, "model"))
+    model_dir = testutil.write_model_dir(os.path.join(d, "model"))
     proc = testutil.run_module("export_savedmodel", ["--model_dir=" + model_dir,
                                                      "--export_dir=" + d + "/serving",
                                                      "--export_version=7"])

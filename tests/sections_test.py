@@ -1,9 +1,9 @@
-"""Tests for clinicalbert_tf/sections.py: each section rule (R1-R7) on invented notes."""
+"""Tests for clinicalbert_tf/notes/sections.py: each section rule (R1-R7) on invented notes."""
 
 from absl.testing import absltest
 
-from clinicalbert_tf import sections
-from clinicalbert_tf.sections import FIXED, HEADER, ITEM, TEXT
+from clinicalbert_tf.notes import sections
+from clinicalbert_tf.notes.sections import FIXED, HEADER, ITEM, TEXT
 from tests import testutil
 
 

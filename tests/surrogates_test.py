@@ -8,8 +8,8 @@ from unittest import mock
 from absl.testing import absltest
 
 from clinicalbert_tf import fileio
-from clinicalbert_tf import notes
 from clinicalbert_tf import surrogates
+from clinicalbert_tf.notes import sentences
 from tests import testutil
 
 EXAMPLES = surrogates.EXAMPLE_PLACEHOLDERS
@@ -84,7 +84,7 @@ class ReplaceTest(testutil.TestCase):
 
   def test_every_category_replaced_and_counted(self):
     text = every_category_note()
-    placeholders = notes.PLACEHOLDER_RE.findall(text)
+    placeholders = sentences.PLACEHOLDER_RE.findall(text)
     new_text, counts = self.surrogates.replace(text, 1)
     self.assertNotIn("[**", new_text)
     self.assertNotIn("**]", new_text)
@@ -94,7 +94,7 @@ class ReplaceTest(testutil.TestCase):
     self.assertEqual(set(counts), set(surrogates.CATEGORIES))
     self.assertEqual(list(surrogates.counts_record(counts)), list(surrogates.CATEGORIES))
     # The text around the placeholders is untouched.
-    pieces = notes.PLACEHOLDER_RE.split(text)
+    pieces = sentences.PLACEHOLDER_RE.split(text)
     position = 0
     for piece in pieces:
       found = new_text.index(piece, position)
@@ -219,7 +219,7 @@ class ReplaceTest(testutil.TestCase):
     filler = " ".join(last_names + first_names + [generator.city() for _ in range(200)]
                       + [generator.numerify("%####") for _ in range(300)])
     text = filler + "\n" + every_category_note()
-    outside = notes.PLACEHOLDER_RE.sub(" ", text)
+    outside = sentences.PLACEHOLDER_RE.sub(" ", text)
     words = set(w.lower() for w in re.findall(r"[^\W\d_]{2,}", outside))
     numbers = set(re.findall(r"\d{3,}", outside))
     for key in range(3):
@@ -300,7 +300,7 @@ class ReplaceTest(testutil.TestCase):
     for locale in ("de_DE", "en_GB", "ja_JP"):
       new_text, counts = surrogates.Surrogates(locale=locale).replace(text, 1)
       self.assertNotIn("[**", new_text)
-      self.assertEqual(sum(counts.values()), len(notes.PLACEHOLDER_RE.findall(text)))
+      self.assertEqual(sum(counts.values()), len(sentences.PLACEHOLDER_RE.findall(text)))
     with self.assertRaisesRegex(fileio.InputError, r"^--surrogate_locale=xx_YY: not a Faker"):
       surrogates.Surrogates(locale="xx_YY")
 

@@ -433,6 +433,23 @@ class ConllTest(TempDataTest):
     os.remove(os.path.join(data, "train.tsv"))
     self.assert_input_error(r"no train.tsv, train.txt or train.conll", tasks.get_task("conll").get_labels, data)
 
+  def test_devel_is_the_dev_split(self):
+    # BioBERT's layout: train.tsv, devel.tsv, test.tsv.
+    data = self.copy_sample("conll")
+    os.rename(os.path.join(data, "dev.tsv"), os.path.join(data, "devel.tsv"))
+    dev = tasks.get_task("conll").get_examples(data, "dev")
+    self.assertEqual([(s.guid, s.words, s.labels) for s in dev],
+                     [("dev-0", ["No", "fever", "."], ["O", "B-problem", "O"])])
+    shutil.copy(os.path.join(data, "devel.tsv"), os.path.join(data, "dev.tsv"))
+    self.assert_input_error(r"both dev.tsv and devel.tsv", tasks.get_task("conll").get_examples,
+                            data, "dev")
+    os.remove(os.path.join(data, "dev.tsv"))
+    os.remove(os.path.join(data, "devel.tsv"))
+    self.assert_input_error(r"no dev.tsv, dev.txt, dev.conll, devel.tsv, devel.txt or devel.conll",
+                            tasks.get_task("conll").get_examples, data, "dev")
+    self.assert_input_error(r"no test.tsv, test.txt or test.conll \(expected",
+                            tasks.get_task("conll").get_examples, self.temp_dir(), "test")
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -1,4 +1,4 @@
-"""The one test-utility module: a TestCase base, a tiny invented BERT, records, script runs.
+"""The one test-utility module: a TestCase base, a tiny BERT and model dir, notes, records, runs.
 
 Every test class derives from `testutil.TestCase`. Temporary folders come from `self.temp_dir()`
 (or `cls.class_temp_dir()` in `setUpClass`) and are removed when the test (or the class) ends, so
@@ -34,6 +34,7 @@ a TF session builds its own graph (`with tf.Graph().as_default(), tf.Session() a
 Everything here is invented, never real clinical data.
 """
 
+import csv
 import json
 import os
 import shutil
@@ -385,6 +386,65 @@ def write_pretraining_setup(directory, max_seq_length, max_predictions_per_seq,
   init = write_checkpoint(os.path.join(directory, "init", "model.ckpt"), config,
                           heads="pretraining", released=True)
   return config, config_file, records, init
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny fine-tuned model directory and notes to apply it to (predict.py, the SavedModel export).
+# ---------------------------------------------------------------------------------------------
+
+NER_LABELS = ["O", "B-problem", "I-problem", "B-test", "I-test"]
+
+# Invented notes over the tiny vocabulary's words: blank lines, tabs, CRLF, an empty note, one of
+# whitespace only, and one longer than a window.
+NOTES = [
+    "Patient denies chest pain .\n\n  Shortness of breath,  fever\tand cough .\r\nNo history",
+    "",
+    "   \n\t\n",
+    "history of hypertension and diabetes with renal failure " * 12,  # longer than a window
+    "Admitted with kidney disease ; discharged home stable .\nLiver and lung : no disease .",
+]
+
+
+def write_model_dir(directory, labels=NER_LABELS, head="token_classification", max_seq_length=16,
+                    seed=1):
+  """A tiny model directory as run_finetune.py leaves it (random weights)."""
+  from clinicalbert_tf import checkpoints  # pylint: disable=g-import-not-at-top  (imports TF)
+  os.makedirs(directory, exist_ok=True)
+  config = tiny_config()
+  write_config(directory, config)
+  write_vocab(directory)
+  write_checkpoint(os.path.join(directory, "model.ckpt-3"), config, heads=head,
+                   num_labels=len(labels), seed=seed)
+  with open(os.path.join(directory, checkpoints.HEAD_RECORD_FILE), "w") as f:
+    json.dump({"head": head, "labels": labels, "do_lower_case": True,
+               "max_seq_length": max_seq_length, "task_name": "i2b2_2010"}, f)
+  return directory
+
+
+# ---------------------------------------------------------------------------------------------
+# Invented MIMIC-III NOTEEVENTS files.
+# ---------------------------------------------------------------------------------------------
+
+# MIMIC-III's NOTEEVENTS header, in file order (written out here, not read from the reader).
+NOTEEVENTS_HEADER = ["ROW_ID", "SUBJECT_ID", "HADM_ID", "CHARTDATE", "CHARTTIME", "STORETIME",
+                     "CATEGORY", "DESCRIPTION", "CGID", "ISERROR", "TEXT"]
+# The sample file of the demo: 46 invented rows over MIMIC-III's 15 categories.
+NOTEEVENTS_SAMPLE = os.path.join(REPO, "testdata", "NOTEEVENTS_sample.csv")
+
+
+def noteevents_row(row_id, category, text, iserror="", subject_id="1"):
+  """One NOTEEVENTS row (HADM_ID 2, a fixed CHARTDATE, DESCRIPTION `Report`)."""
+  return [str(row_id), subject_id, "2", "2101-01-01", "", "", category, "Report", "", iserror,
+          text]
+
+
+def write_noteevents_csv(path, rows, header=None, lineterminator="\n", quoting=csv.QUOTE_MINIMAL):
+  """Writes `header` (default NOTEEVENTS_HEADER) and `rows` as a CSV file; returns `path`."""
+  with open(path, "w", encoding="utf-8", newline="") as f:
+    writer = csv.writer(f, lineterminator=lineterminator, quoting=quoting)
+    writer.writerow(header or NOTEEVENTS_HEADER)
+    writer.writerows(rows)
+  return path
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import os
 from typing import Optional
 
 from clinicalbert_tf import fileio
-from clinicalbert_tf import noteevents
+from clinicalbert_tf.notes import noteevents
 
 
 @dataclasses.dataclass

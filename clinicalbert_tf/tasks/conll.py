@@ -1,11 +1,12 @@
 """Plain CoNLL/TSV tagging data: bring any IOB data set.
 
-Files `train`, `dev` and `test` in `data_dir`, each named `.tsv` (as ClinicalBERT's), `.txt` or
-`.conll` (as the authors' 2006 files): one
-word per line as `word label` (space or tab; with more columns the first is the word and the last the
-label, as in CoNLL-2003), a blank line between sentences, `-DOCSTART-` lines ignored. The label set is read
-from the training file; a label in dev/test that training lacks is an error naming file and line.
-IOB1-style tags (an `I-t` starting an entity) are read as IOB2 (`B-t`) with a warning.
+Files `train`, `dev` (or `devel`, BioBERT's name and most biomedical NER corpora's) and `test` in
+`data_dir`, each named `.tsv` (as ClinicalBERT's), `.txt` or `.conll` (as the authors' 2006
+files): one word per line as `word label` (space or tab; with more columns the first is the word
+and the last the label, as in CoNLL-2003), a blank line between sentences, `-DOCSTART-` lines
+ignored. The label set is read from the training file; a label in dev/test that training lacks is
+an error naming file and line. IOB1-style tags (an `I-t` starting an entity) are read as IOB2
+(`B-t`) with a warning.
 """
 
 import os
@@ -17,15 +18,21 @@ from clinicalbert_tf import tasks
 from clinicalbert_tf.tasks import documents
 
 SUFFIXES = (".tsv", ".txt", ".conll")
+# The file names of each split: the dev split is also `devel` (BioBERT's layout: train.tsv,
+# devel.tsv, test.tsv).
+SPLIT_NAMES = {"train": ("train",), "dev": ("dev", "devel"), "test": ("test",)}
 
 
 def find_split_file(data_dir, split):
-  """`<data_dir>/<split>.tsv`, `.txt` or `.conll`. Raises InputError if none (or several) exists."""
-  found = [os.path.join(data_dir, split + s) for s in SUFFIXES
-           if os.path.isfile(os.path.join(data_dir, split + s))]
+  """`<data_dir>/<split>.tsv`, `.txt` or `.conll` (dev: also `devel.*`).
+
+  Raises InputError if none (or several) exists.
+  """
+  names = [name + s for name in SPLIT_NAMES.get(split, (split,)) for s in SUFFIXES]
+  found = [os.path.join(data_dir, n) for n in names if os.path.isfile(os.path.join(data_dir, n))]
   if not found:
-    raise fileio.InputError("--data_dir=%s: no %s.tsv, %s.txt or %s.conll (expected `word label` "
-                            "lines)" % (data_dir, split, split, split))
+    raise fileio.InputError("--data_dir=%s: no %s or %s (expected `word label` lines)"
+                            % (data_dir, ", ".join(names[:-1]), names[-1]))
   if len(found) > 1:
     raise fileio.InputError("--data_dir=%s: both %s and %s exist; keep one" %
                             (data_dir, os.path.basename(found[0]), os.path.basename(found[1])))

@@ -2,7 +2,8 @@
 
 ClinicalBERT's `run_ner.py` reads a folder of `word label` files: `train.tsv`, `dev.tsv`,
 `test.tsv` (i2b2 2010, 2012, 2014), or `train.conll`, `dev.conll`, `test.conll` (i2b2 2006), as
-their notebooks and `run_finetune.py --iob_output_dir` write them. Such a folder is told apart
+their notebooks and `run_finetune.py --iob_output_dir` write them (`devel.*`, BioBERT's name for
+the dev file, is read as dev too: `conll.find_split_file`). Such a folder is told apart
 from the native layout by its file names: `train.<suffix>` directly in data_dir and no `train/`
 folder. The label set is the task's own (the same label ids as on the native files); a label
 outside it is an error naming the file and line. A task whose types come from the data (i2b2

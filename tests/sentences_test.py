@@ -1,7 +1,7 @@
-"""Tests for clinicalbert_tf/notes.py on invented notes: sentence rules S1-S7 and placeholders.
+"""Tests for clinicalbert_tf/notes/sentences.py on invented notes: rules S1-S7, placeholders.
 
-Reading NOTEEVENTS and formatting whole files (CSV dialects, bad rows, workers, atomic output, the
-script) are tested in `tests/noteevents_test.py`.
+Reading NOTEEVENTS is tested in `tests/noteevents_test.py`, formatting whole files (CSV dialects,
+bad rows, workers, atomic output, the script) in `tests/format_notes_test.py`.
 """
 
 import csv
@@ -10,7 +10,7 @@ import re
 
 from absl.testing import absltest
 
-from clinicalbert_tf import notes
+from clinicalbert_tf.notes import sentences as sentences_lib
 from tests import testutil
 
 SAMPLE = os.path.join(testutil.REPO, "testdata", "NOTEEVENTS_sample.csv")
@@ -22,7 +22,7 @@ def splitter():
   """One rules pipeline for all tests (building it takes about half a second)."""
   global _SPLITTER
   if _SPLITTER is None:
-    _SPLITTER = notes.SentenceSplitter()
+    _SPLITTER = sentences_lib.SentenceSplitter()
   return _SPLITTER
 
 
@@ -125,32 +125,20 @@ class PlaceholderTest(testutil.TestCase):
 
   def test_stand_in_already_in_text(self):
     text = "The word qqphiqq and qqphiqqq appear; qqphi[**x**] too [**y**]."
-    protected, placeholders, stand_in = notes.protect_placeholders(text)
+    protected, placeholders, stand_in = sentences_lib.protect_placeholders(text)
     self.assertEqual(placeholders, ["[**x**]", "[**y**]"])
     self.assertLen(re.findall("(?=%s)" % stand_in, protected), 2)
     self.assertEqual(sentences(text), [text])
 
   def test_every_sample_placeholder_appears_whole_once(self):
     for text in sample_texts():
-      expected = notes.PLACEHOLDER_RE.findall(text)
+      expected = sentences_lib.PLACEHOLDER_RE.findall(text)
       got = []
       for sentence in sentences(text):
         # No partial placeholder: every `[**` opens one that closes in the same sentence.
         self.assertEqual(sentence.count("[**"), sentence.count("**]"), sentence)
-        got.extend(notes.PLACEHOLDER_RE.findall(sentence))
+        got.extend(sentences_lib.PLACEHOLDER_RE.findall(sentence))
       self.assertEqual(got, expected)
-
-
-class NamingTest(testutil.TestCase):
-
-  def test_category_file_names(self):
-    for category, name in [("Discharge summary", "discharge_summary"),
-                           ("Nursing/other", "nursing_other"),
-                           ("Case Management ", "case_management"),
-                           ("Rehab Services", "rehab_services"), ("Social Work", "social_work"),
-                           ("Physician ", "physician"), ("ECG", "ecg"), ("Echo", "echo"),
-                           ("???", "uncategorized")]:
-      self.assertEqual(notes.category_file_name(category), name)
 
 
 if __name__ == "__main__":

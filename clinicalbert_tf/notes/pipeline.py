@@ -1,38 +1,31 @@
-"""MIMIC-III NOTEEVENTS: the streaming reader, the worker pool, and formatting a whole file.
+"""format_notes: any source of notes to one sentence per line, per category and in one file.
 
-`NoteEventsReader` streams `NOTEEVENTS.csv` (or `.csv.gz`, or the lower-case Postgres export the
-ClinicalBERT scripts read) and yields one record per row: a `NoteRow` (ROW_ID, CATEGORY, ISERROR,
-TEXT, the line it starts on, and every column by name) or a `BadRow` saying why the row cannot be
-used. `format_notes_file` runs every selected note through `notes.SentenceSplitter` (in this
+`format_notes(source, ...)` reads a source of notes (the interface and its records are in `rows.py`;
+`noteevents.NoteEventsSource` is MIMIC-III's NOTEEVENTS, which `format_notes_file` and
+`format_notes.py` read), runs every selected note through `sentences.SentenceSplitter` (in this
 process or a pool) and writes one file per category named as the ClinicalBERT scripts name them
-(`discharge_summary.txt`, `nursing_other.txt`, ...) and optionally one file of all notes: one
-sentence per line, a blank line after each note, notes in input order.
+(`discharge_summary.txt`, `nursing_other.txt`, ...; `category_file_name`) and optionally one file
+of all notes: one sentence per line, a blank line after each note, notes in input order.
 
 PHI: with `phi="keep"` (the default) placeholders such as `[**Last Name (NamePattern1) 1234**]` stay
-as they are (rule S1 of `notes.py` keeps each whole). With `phi="surrogate"` each note's
+as they are (rule S1 of `sentences.py` keeps each whole). With `phi="surrogate"` each note's
 placeholders are first replaced by realistic surrogates (`surrogates.py`: Faker in `locale`,
-seeded per note from `random_seed` and the ROW_ID, so the bytes do not depend on the number of
-workers), and the note is then split like any text. The sidecar records the mode, seed, locale and
-the placeholders replaced per category (counts only).
+seeded per note from `random_seed` and the note's key, its ROW_ID, so the bytes do not depend on
+the number of workers), and the note is then split like any text. The sidecar records the mode,
+seed, locale and the placeholders replaced per category (counts only).
 
-Rows: a row with `ISERROR` = 1 is skipped and counted; a row whose TEXT is empty is skipped and
-counted; a row that cannot be parsed (wrong number of columns, non-integer ROW_ID, empty CATEGORY,
-ISERROR neither empty, 0 nor 1, a CSV error) is reported by ROW_ID (or line number) in the log,
-never with its text, counted, and skipped; so is a note whose formatting raises (by ROW_ID and the
-exception's type, whose message could quote the note). More than `max_bad_rows` of them stop the
-run with an error and no output. Note text is never logged.
+Rows: a note flagged as written in error (ISERROR = 1) is skipped and counted; a note whose text is
+empty is skipped and counted; a row the source cannot use (a `rows.BadRow`) is reported by its ref
+(ROW_ID or line number) in the log, never with its text, counted, and skipped; so is a note whose
+formatting raises (by its ref and the exception's type, whose message could quote the note). More
+than `max_bad_rows` of them stop the run with an error and no output. Note text is never logged.
 
-Held-out patients: with `heldout_fraction` F > 0 a share F of the patients (SUBJECT_ID) is held
-out: patient s is held out when the first 8 bytes (big-endian) of SHA-256 of `"<seed>:<s>"`, over
-2**64, are below F (`is_heldout_subject`), a pure function of the seed and the id, so the split is
-the same for any worker count, any order of rows and any `categories`, and a larger F holds out a
-superset. Every note of a held-out patient goes to the held-out sibling of each file it would have
-gone to (`heldout_path`: `discharge_summary.heldout.txt` next to `discharge_summary.txt`), written
-in the same format by the same rules; no patient has notes on both sides. A note to be written
-whose SUBJECT_ID is empty or not an integer is a bad row (by ROW_ID and line, counted against
-`max_bad_rows`, on neither side), since it could be any patient's; a file without a SUBJECT_ID
-column is an error. With F = 0 (the default) nothing changes: SUBJECT_ID is not read and the bytes
-are today's.
+Held-out patients: with `heldout_fraction` F > 0 a share F of the patients is held out (`heldout.py`
+defines the split); every note of a held-out patient goes to the held-out sibling of each file it
+would have gone to (`heldout.heldout_path`), written in the same format by the same rules. A note
+to be written whose patient is unknown is a bad row (counted against `max_bad_rows`, on neither
+side), since it could be any patient's; a source without patients is an error. With F = 0 (the
+default) nothing changes: patients are not read and the bytes are today's.
 
 Parallelism: with `num_workers` > 1 notes are sent in chunks to a process pool; results come back in
 submission order and at most a few chunks per worker are in flight, so memory stays bounded and the
@@ -41,32 +34,22 @@ output is byte for byte the same as with one worker.
 
 import collections
 import contextlib
-import csv
-import gzip
 import hashlib
-import io
 import multiprocessing
 import os
-import stat
-import zlib
+import re
 
 from absl import logging
 
 from clinicalbert_tf import fileio
-from clinicalbert_tf import notes
 from clinicalbert_tf import progress as progress_lib
 from clinicalbert_tf import surrogates as surrogates_lib
-
-# MIMIC-III NOTEEVENTS header, in file order.
-NOTEEVENTS_COLUMNS = ("ROW_ID", "SUBJECT_ID", "HADM_ID", "CHARTDATE", "CHARTTIME", "STORETIME",
-                      "CATEGORY", "DESCRIPTION", "CGID", "ISERROR", "TEXT")
-# The columns the reader needs; the others may be absent or in any order.
-REQUIRED_COLUMNS = ("ROW_ID", "CATEGORY", "TEXT")
+from clinicalbert_tf.notes import heldout as heldout_lib
+from clinicalbert_tf.notes import noteevents
+from clinicalbert_tf.notes import rows
+from clinicalbert_tf.notes import sentences
 
 DEFAULT_MAX_BAD_ROWS = 100
-# A CSV field longer than this is a bad row (the longest MIMIC-III note is ~55k characters); it
-# bounds memory when a stray quote would otherwise swallow the rest of the file.
-MAX_FIELD_CHARS = 64 << 20
 # Text per chunk sent to a worker, and chunks in flight per worker.
 CHUNK_CHARS = 256 << 10
 CHUNK_NOTES = 256
@@ -80,256 +63,16 @@ MAX_CATEGORIES = 500
 # The category under which rows without a usable CATEGORY are counted.
 UNPARSEABLE = "(unparseable)"
 
-# Inserted before the extension of an output's name to name its held-out sibling.
-HELDOUT_INFIX = ".heldout"
 
+def category_file_name(category):
+  """The ClinicalBERT name of a category's output file, without `.txt`.
 
-# ---------------------------------------------------------------------------------------------
-# Reading NOTEEVENTS.
-
-
-class NoteRow(collections.namedtuple(
-    "NoteRow", ["row_id", "category", "iserror", "text", "line", "fields"])):
-  """One usable row of NOTEEVENTS.
-
-  Attributes:
-    row_id: ROW_ID, an int.
-    category: CATEGORY, surrounding spaces stripped (never empty).
-    iserror: True when ISERROR is 1 (MIMIC's flag for a note written in error).
-    text: TEXT, verbatim.
-    line: the line of the file the row starts on (1 is the header).
-    fields: every column of the row by its upper-case header name (`SUBJECT_ID`, `HADM_ID`,
-      `CHARTDATE`, ...), the values as read, unstripped; `get` reads one.
+  Lower case, each run of non-alphanumeric characters becomes `_`, leading and trailing `_`
+  dropped: `Discharge summary` -> `discharge_summary`, `Nursing/other` -> `nursing_other`,
+  `Case Management ` -> `case_management`.
   """
-  __slots__ = ()
-
-  def get(self, column, default=None):
-    """The raw value of `column` (upper-case name), or `default` if the file has no such column."""
-    return self.fields.get(column, default)
-
-
-BadRow = collections.namedtuple("BadRow", ["ref", "reason", "category", "line"])
-BadRow.__doc__ = """A row that cannot be used: `ref` (`ROW_ID n` or `line n`), why, its CATEGORY if
-known, and its line. Never its text."""
-
-
-class NoteEventsReader(object):
-  """Streams rows of a NOTEEVENTS CSV (plain or gzip, upper- or lower-case header).
-
-  Iterating yields `NoteRow`s and, for rows that cannot be used, `BadRow`s (never raising for a
-  bad row). Memory does not grow with the file: one row is held at a time. Use it as a context
-  manager; `bytes_read()` against `total_bytes` says how far it is.
-
-    with NoteEventsReader(path) as reader:
-      for row in reader:
-        if isinstance(row, BadRow): ...
-        else: row.row_id, row.get("SUBJECT_ID"), row.category, row.iserror, row.text
-
-  Attributes:
-    path: the file.
-    gzip: whether it is gzip-compressed (detected from its first bytes, whatever its name).
-    header_case: `upper` (MIMIC's CSV), `lower` (the Postgres export) or `mixed`.
-    columns: the header's column names, upper case, in file order.
-    regular_file: False for a pipe or device (then `total_bytes` and `bytes_read()` are None).
-    total_bytes: the file's size on disk (compressed, for gzip).
-  """
-
-  def __init__(self, path, flag="--input_file"):
-    """Opens `path` and reads its header.
-
-    Args:
-      path: the CSV file.
-      flag: the flag errors name (`--input_file`).
-
-    Raises:
-      InputError: the file cannot be opened, is empty, or its header lacks ROW_ID, CATEGORY or
-        TEXT or repeats a column.
-    """
-    self.path = path
-    self._flag = flag
-    self._saved_field_limit = None
-    try:
-      self._raw = open(path, "rb")
-    except OSError as e:
-      raise fileio.InputError("%s: cannot open %r: %s" % (flag, path, e.strerror)) from None
-    info = os.fstat(self._raw.fileno())
-    self.regular_file = stat.S_ISREG(info.st_mode)
-    self.total_bytes = info.st_size if self.regular_file else None
-    self.gzip = self._raw.peek(2)[:2] == b"\x1f\x8b"
-    stream = gzip.GzipFile(fileobj=self._raw, mode="rb") if self.gzip else self._raw
-    # utf-8-sig drops a byte-order mark; undecodable bytes become U+FFFD rather than stopping a
-    # multi-hour run at the last gigabyte.
-    self._text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
-    # The limit is process-wide: raised while this reader is open, restored by close().
-    self._saved_field_limit = csv.field_size_limit(MAX_FIELD_CHARS)
-    # Python's csv accepts a quoted field that is still open when the file ends (the rest of the
-    # file becomes one field); the raw lines of each record are kept to notice that (see __iter__).
-    self._record_lines = []
-    self._at_end = False
-    self._reader = csv.reader(self._lines())
-    try:
-      header = next(self._reader)
-    except StopIteration:
-      self.close()
-      raise fileio.InputError("%s %s: the file is empty; expected a NOTEEVENTS CSV with header %s"
-                              % (flag, path, ",".join(NOTEEVENTS_COLUMNS))) from None
-    except (csv.Error, EOFError, OSError, zlib.error) as e:
-      self.close()
-      raise fileio.InputError("%s %s: cannot read the header: %s" % (flag, path, e)) from None
-    self._parse_header(header)
-
-  def _parse_header(self, header):
-    names = [h.strip() for h in header]
-    upper = [n.upper() for n in names]
-    missing = [c for c in REQUIRED_COLUMNS if c not in upper]
-    if missing:
-      self.close()
-      raise fileio.InputError(
-          "%s %s line 1: header lacks column(s) %s; expected a NOTEEVENTS header like %s "
-          "(any letter case)" % (self._flag, self.path, ",".join(missing),
-                                 ",".join(NOTEEVENTS_COLUMNS)))
-    duplicates = sorted(set(n for n in upper if n and upper.count(n) > 1))
-    if duplicates:
-      self.close()
-      raise fileio.InputError("%s %s line 1: duplicate column(s) %s"
-                              % (self._flag, self.path, ",".join(duplicates)))
-    letters = "".join(n for n in names if n.upper() in NOTEEVENTS_COLUMNS)
-    if letters.isupper():
-      self.header_case = "upper"
-    elif letters.islower():
-      self.header_case = "lower"
-    else:
-      self.header_case = "mixed"
-    self.columns = upper
-    self._num_columns = len(names)
-    self._row_id = upper.index("ROW_ID")
-    self._category = upper.index("CATEGORY")
-    self._text_column = upper.index("TEXT")
-    self._iserror = upper.index("ISERROR") if "ISERROR" in upper else None
-
-  def bytes_read(self):
-    """Bytes of the (possibly compressed) file consumed so far, or None if unknown."""
-    if not self.regular_file or self._raw.closed:
-      return None
-    return self._raw.tell()
-
-  def close(self):
-    """Closes the file and restores the process-wide CSV field size limit."""
-    if self._saved_field_limit is not None:
-      csv.field_size_limit(self._saved_field_limit)
-      self._saved_field_limit = None
-    self._raw.close()
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *unused_exc_info):
-    self.close()
-
-  def _lines(self):
-    """The text's lines, each also kept in `_record_lines`; sets `_at_end` when they run out."""
-    record = self._record_lines
-    for text_line in self._text:
-      record.append(text_line)
-      yield text_line
-    self._at_end = True
-
-  def _check_quotes_closed(self, line):
-    """At the end of the file, a record with an odd number of `"` left a quoted field open."""
-    if self._at_end and sum(l.count('"') for l in self._record_lines) % 2:
-      raise fileio.InputError(
-          "%s %s: the file ends inside a quoted field opened in the record at line %d; expected "
-          "a closing quote (is the file cut short?)" % (self._flag, self.path, line))
-
-  def __iter__(self):
-    reader = self._reader
-    while True:
-      line = reader.line_num + 1  # first line of the next record
-      del self._record_lines[:]
-      try:
-        row = next(reader)
-      except StopIteration:
-        return
-      except csv.Error as e:
-        yield BadRow("line %d" % line, "CSV error: %s" % e, None, line)
-        continue
-      except (EOFError, OSError, zlib.error) as e:
-        raise fileio.InputError("%s %s: cannot read past line %d: %s"
-                                % (self._flag, self.path, line, e)) from None
-      self._check_quotes_closed(line)
-      if not row:  # a blank line between records holds no data
-        continue
-      yield self._parse_row(row, line)
-
-  def _parse_row(self, row, line):
-    """A `NoteRow`, or a `BadRow` saying why not (never the row's text)."""
-    row_id = None
-    if len(row) > self._row_id:
-      try:
-        row_id = int(row[self._row_id].strip())
-      except ValueError:
-        pass
-    ref = "ROW_ID %d" % row_id if row_id is not None else "line %d" % line
-    if len(row) != self._num_columns:
-      return BadRow(ref, "has %d columns, expected %d" % (len(row), self._num_columns), None, line)
-    category = row[self._category].strip()
-    if row_id is None:
-      return BadRow(ref, "ROW_ID is not an integer", category or None, line)
-    if not category:
-      return BadRow(ref, "CATEGORY is empty", None, line)
-    iserror = False
-    if self._iserror is not None:
-      value = row[self._iserror].strip()
-      if value in ("1", "1.0"):
-        iserror = True
-      elif value not in ("", "0", "0.0"):
-        return BadRow(ref, "ISERROR is neither empty, 0 nor 1", category, line)
-    return NoteRow(row_id, category, iserror, row[self._text_column], line,
-                   dict(zip(self.columns, row)))
-
-
-# ---------------------------------------------------------------------------------------------
-# The held-out split by patient.
-
-
-def heldout_path(path):
-  """The held-out sibling of an output file: `.heldout` before its extension.
-
-  `out/discharge_summary.txt` -> `out/discharge_summary.heldout.txt`; `all` -> `all.heldout`.
-  """
-  root, extension = os.path.splitext(path)
-  return root + HELDOUT_INFIX + extension
-
-
-def is_heldout_subject(subject_id, fraction, seed):
-  """Whether patient `subject_id` (an int) is held out at `fraction` with `seed`.
-
-  The first 8 bytes (big-endian) of SHA-256 of `"<seed>:<subject_id>"`, over 2**64, below
-  `fraction`: the same in every process and run (Python's `hash` is salted per process), about a
-  share `fraction` of patients, and nested (a patient held out at F is held out at every F' > F).
-  """
-  if fraction <= 0.0:
-    return False
-  digest = hashlib.sha256(("%d:%d" % (seed, subject_id)).encode("ascii")).digest()
-  return int.from_bytes(digest[:8], "big") / 2.0 ** 64 < fraction
-
-
-def parse_subject_id(row):
-  """(SUBJECT_ID as an int, None) of a `NoteRow`, or (None, why not) if it is empty or no int."""
-  value = (row.get("SUBJECT_ID") or "").strip()
-  if not value:
-    return None, "SUBJECT_ID is empty; --heldout_fraction needs each note's patient"
-  try:
-    return int(value), None
-  except ValueError:
-    return None, "SUBJECT_ID is not an integer; --heldout_fraction needs each note's patient"
-
-
-def check_heldout_fraction(fraction, flag="--heldout_fraction"):
-  """Raises InputError unless 0 <= `fraction` < 1."""
-  if not 0.0 <= fraction < 1.0:  # also false for NaN
-    raise fileio.InputError("%s=%s: expected a share of patients to hold out, at least 0 (no "
-                            "split) and below 1" % (flag, fraction))
+  name = re.sub(r"[^a-z0-9]+", "_", category.strip().lower()).strip("_")
+  return name or "uncategorized"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,23 +83,23 @@ def format_chunk(splitter, texts):
   """Output bytes per note; for a note that cannot be formatted, a str naming the error instead.
 
   Notes are formatted together (one `nlp.pipe` over all their segments); if that fails, each note
-  is formatted alone so that only the note at fault is reported (by its ROW_ID, by the caller).
+  is formatted alone so that only the note at fault is reported (by its ref, by the caller).
 
   Args:
-    splitter: a `notes.SentenceSplitter`.
+    splitter: a `sentences.SentenceSplitter`.
     texts: a list of note texts.
 
   Returns:
-    A list, one item per note: `notes.render_note` bytes, or a reason (str) without note text.
+    A list, one item per note: `sentences.render_note` bytes, or a reason (str) without note text.
   """
   try:
-    return [notes.render_note(sentences) for sentences in splitter.format_notes(texts)]
+    return [sentences.render_note(note) for note in splitter.format_notes(texts)]
   except Exception:  # pylint: disable=broad-except
     pass
   rendered = []
   for text in texts:
     try:
-      rendered.append(notes.render_note(splitter.format_note(text)))
+      rendered.append(sentences.render_note(splitter.format_note(text)))
     except Exception as e:  # pylint: disable=broad-except
       # The type only: an exception's message could quote the note.
       rendered.append("could not be formatted (%s)" % type(e).__name__)
@@ -367,9 +110,10 @@ def process_chunk(splitter, surrogates, chunk):
   """Surrogates (if any) and then sentences for a chunk of notes.
 
   Args:
-    splitter: a `notes.SentenceSplitter`.
+    splitter: a `sentences.SentenceSplitter`.
     surrogates: a `surrogates.Surrogates`, or None to keep placeholders as they are.
-    chunk: (texts, note_keys): note texts and their ROW_IDs, which seed their surrogates.
+    chunk: (texts, note_keys): note texts and their keys (`rows.Note.key`: NOTEEVENTS' ROW_IDs),
+      which seed their surrogates.
 
   Returns:
     (rendered, phi_counts): `rendered` as `format_chunk` returns it; `phi_counts` None when PHI is
@@ -393,7 +137,7 @@ def _init_worker(spacy_model, phi=None):
   global _WORKER_SPLITTER, _WORKER_SURROGATES
   # A worker forked while the parent held a pipeline for this model starts with a copy of it.
   if _WORKER_SPLITTER is None or _WORKER_SPLITTER.spacy_model != spacy_model:
-    _WORKER_SPLITTER = notes.SentenceSplitter(spacy_model)
+    _WORKER_SPLITTER = sentences.SentenceSplitter(spacy_model)
   _WORKER_SURROGATES = surrogates_lib.make_surrogates(phi)
 
 
@@ -405,7 +149,7 @@ class InProcessRunner(object):
   """Formats chunks in this process (num_workers=1); the same interface as `PoolRunner`."""
 
   def __init__(self, spacy_model, phi=None):
-    self._splitter = notes.SentenceSplitter(spacy_model)
+    self._splitter = sentences.SentenceSplitter(spacy_model)
     self._surrogates = surrogates_lib.make_surrogates(phi)
 
   def submit(self, chunk, meta):
@@ -430,11 +174,11 @@ class PoolRunner(object):
     global _WORKER_SPLITTER
     fork = "fork" in multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if fork else "spawn")
-    if fork and spacy_model == notes.RULES_MODEL:
+    if fork and spacy_model == sentences.RULES_MODEL:
       # Build the rules pipeline once here, so that the forked workers inherit it instead of each
       # importing spaCy and building their own (seconds of CPU on a 2-core machine). A model named
       # by --spacy_model is loaded by each worker (it may hold BLAS thread state unsafe to fork).
-      _WORKER_SPLITTER = notes.SentenceSplitter(spacy_model)
+      _WORKER_SPLITTER = sentences.SentenceSplitter(spacy_model)
     try:
       self._pool = context.Pool(num_workers, initializer=_init_worker,
                                 initargs=(spacy_model, phi))
@@ -489,8 +233,8 @@ class _Tally(object):
   those written to the held-out files; and the patients of the written notes are kept per side.
   """
 
-  def __init__(self, input_file, max_bad_rows, heldout=False):
-    self._input_file = input_file
+  def __init__(self, source_name, max_bad_rows, heldout=False):
+    self._source_name = source_name
     self._max_bad_rows = max_bad_rows
     self._count_keys = _COUNT_KEYS + (("heldout",) if heldout else ())
     self.categories = collections.OrderedDict()  # category -> its counts
@@ -510,9 +254,9 @@ class _Tally(object):
     if counts is None:
       if len(self.categories) >= MAX_CATEGORIES:
         raise fileio.InputError(
-            "--input_file %s: more than %d different CATEGORY values (the latest at %s); MIMIC-III "
-            "NOTEEVENTS has 15" % (self._input_file, MAX_CATEGORIES, ref))
-      file_name = notes.category_file_name(category) + ".txt" if category != UNPARSEABLE else None
+            "%s: more than %d different CATEGORY values (the latest at %s); MIMIC-III "
+            "NOTEEVENTS has 15" % (self._source_name, MAX_CATEGORIES, ref))
+      file_name = category_file_name(category) + ".txt" if category != UNPARSEABLE else None
       counts = self.categories[category] = collections.OrderedDict(
           [("file", file_name)] + [(key, 0) for key in self._count_keys])
     return counts
@@ -526,9 +270,9 @@ class _Tally(object):
       self.bad_rows.append({"ref": ref, "line": line, "reason": reason})
     if 0 <= self._max_bad_rows < self.num_bad_rows:
       raise fileio.InputError(
-          "--input_file %s: %d rows could not be parsed, more than --max_bad_rows=%d "
+          "%s: %d rows could not be parsed, more than --max_bad_rows=%d "
           "(latest: %s, line %d: %s); stopped without writing output"
-          % (self._input_file, self.num_bad_rows, self._max_bad_rows, ref, line, reason))
+          % (self._source_name, self.num_bad_rows, self._max_bad_rows, ref, line, reason))
 
   def totals(self):
     return collections.OrderedDict((k, sum(c[k] for c in self.categories.values()))
@@ -585,10 +329,11 @@ class _Output(object):
 class _Outputs(object):
   """The output files of one run: the all-notes file and one file per category, opened lazily.
 
-  With `heldout`, every output comes as a pair, (training file, its `heldout_path` sibling), both
-  created together (the held-out one possibly empty), so that a run replaces the held-out file of
-  every training file it writes and no earlier split is left beside a new one. Each file is entered
-  into `stack`, so it gets its final name only when the stack closes without an exception.
+  With `heldout`, every output comes as a pair, (training file, its `heldout.heldout_path`
+  sibling), both created together (the held-out one possibly empty), so that a run replaces the
+  held-out file of every training file it writes and no earlier split is left beside a new one.
+  Each file is entered into `stack`, so it gets its final name only when the stack closes without
+  an exception.
   """
 
   def __init__(self, stack, output_dir, category_files, all_notes_file, heldout=False):
@@ -603,13 +348,14 @@ class _Outputs(object):
       path = os.path.abspath(all_notes_file)
       self._reserved[path] = "--all_notes_file=%s" % all_notes_file
       if heldout:
-        self._reserved[heldout_path(path)] = ("--all_notes_file=%s: its held-out file %s"
-                                              % (all_notes_file, heldout_path(all_notes_file)))
+        self._reserved[heldout_lib.heldout_path(path)] = (
+            "--all_notes_file=%s: its held-out file %s"
+            % (all_notes_file, heldout_lib.heldout_path(all_notes_file)))
       self._all_notes = self._open_pair(path)
     self._by_path = collections.OrderedDict()  # training path -> (training, held-out) of a category
 
   def _open_pair(self, path):
-    held_out = _Output(heldout_path(path), self._stack) if self._heldout else None
+    held_out = _Output(heldout_lib.heldout_path(path), self._stack) if self._heldout else None
     return _Output(path, self._stack), held_out
 
   def for_category(self, category):
@@ -620,12 +366,12 @@ class _Outputs(object):
     if not self._category_files:
       return None
     path = os.path.abspath(os.path.join(self._output_dir,
-                                        notes.category_file_name(category) + ".txt"))
+                                        category_file_name(category) + ".txt"))
     pair = self._by_path.get(path)
     if pair is None:
       paths = [(path, "output file")]
       if self._heldout:
-        paths.append((heldout_path(path), "held-out file"))
+        paths.append((heldout_lib.heldout_path(path), "held-out file"))
       for own_path, kind in paths:
         if own_path in self._reserved:
           raise fileio.InputError("%s is also the %s of category %r"
@@ -649,7 +395,7 @@ class _Outputs(object):
 def _check_arguments(output_dir, all_notes_file, category_files, num_workers, max_bad_rows, phi,
                      heldout_fraction):
   surrogates_lib.check_phi_options(phi)
-  check_heldout_fraction(heldout_fraction)
+  heldout_lib.check_heldout_fraction(heldout_fraction)
   if num_workers < 1:
     raise fileio.InputError("--num_workers=%d: expected 1 or more" % num_workers)
   if max_bad_rows < -1:
@@ -671,40 +417,40 @@ def _category_selector(categories):
   wanted = {}
   for name in categories or ():
     wanted[name.strip().lower()] = name
-    wanted[notes.category_file_name(name)] = name
+    wanted[category_file_name(name)] = name
   if not wanted:
     return None
   return lambda category: (category.lower() in wanted
-                           or notes.category_file_name(category) in wanted)
+                           or category_file_name(category) in wanted)
 
 
-def _progress_detail(progress, reader, tally):
+def _progress_detail(progress, source, tally):
   """What a progress line adds to the rows and their rate: notes written, input read, ETA."""
   detail = "%d notes written" % tally.notes_written
-  done = reader.bytes_read()
-  if done and reader.total_bytes:
-    fraction = min(1.0, done / reader.total_bytes)
+  done, total = source.progress() or (None, None)
+  if done and total:
+    fraction = min(1.0, done / total)
     detail += ", %.1f%% of input, ETA %s" % (100.0 * fraction, progress_lib.format_duration(
-        progress_lib.eta_seconds(done, reader.total_bytes, progress.elapsed())))
+        progress_lib.eta_seconds(done, total, progress.elapsed())))
   return detail
 
 
-def _notes_to_format(reader, tally, selected, progress, split):
-  """Yields (text, (category, row_id, line, subject)) of each note to format; counts the others.
+def _notes_to_format(source, tally, selected, progress, split):
+  """Yields (text, key, (category, ref, line, subject)) of each note to format; counts the others.
 
-  `split`: None, or (fraction, seed) of the held-out split; `subject` is then (SUBJECT_ID, whether
-  the patient is held out), else None. A note without a usable SUBJECT_ID is then a bad row.
+  `split`: None, or (fraction, seed) of the held-out split; `subject` is then (patient, whether
+  the patient is held out), else None. A note whose patient is unknown is then a bad row.
   """
-  for item in reader:
+  for item in source:
     tally.rows_read += 1
     if progress.due():
-      progress.log(tally.rows_read, _progress_detail(progress, reader, tally))
-    if isinstance(item, BadRow):
+      progress.log(tally.rows_read, _progress_detail(progress, source, tally))
+    if isinstance(item, rows.BadRow):
       category = item.category or UNPARSEABLE
       tally.counts_for(category, item.ref)["read"] += 1
       tally.bad_row(item.ref, item.line, item.reason, category)
       continue
-    counts = tally.counts_for(item.category, "ROW_ID %d" % item.row_id)
+    counts = tally.counts_for(item.category, item.ref)
     counts["read"] += 1
     if selected is not None and not selected(item.category):
       counts["not_selected"] += 1
@@ -717,36 +463,36 @@ def _notes_to_format(reader, tally, selected, progress, split):
       continue
     subject = None
     if split is not None:
-      subject_id, reason = parse_subject_id(item)
-      if subject_id is None:
+      if isinstance(item.patient, str):  # why it is unknown
         tally.no_subject_id += 1
-        tally.bad_row("ROW_ID %d" % item.row_id, item.line, reason, item.category)
+        tally.bad_row(item.ref, item.line, item.patient, item.category)
         continue
-      subject = subject_id, is_heldout_subject(subject_id, *split)
-    yield item.text, (item.category, item.row_id, item.line, subject)
+      subject = item.patient, heldout_lib.is_heldout_subject(item.patient, *split)
+    yield item.text, item.key, (item.category, item.ref, item.line, subject)
 
 
 def _chunks(notes_and_meta):
-  """Groups (text, meta) pairs into (texts, metas) chunks of CHUNK_NOTES notes or CHUNK_CHARS."""
-  chunk, meta, chunk_chars = [], [], 0
-  for text, note_meta in notes_and_meta:
-    chunk.append(text)
+  """Groups (text, key, meta) into ((texts, keys), metas) chunks of CHUNK_NOTES or CHUNK_CHARS."""
+  texts, keys, meta, chunk_chars = [], [], [], 0
+  for text, key, note_meta in notes_and_meta:
+    texts.append(text)
+    keys.append(key)
     meta.append(note_meta)
     chunk_chars += len(text)
-    if len(chunk) >= CHUNK_NOTES or chunk_chars >= CHUNK_CHARS:
-      yield chunk, meta
-      chunk, meta, chunk_chars = [], [], 0
-  if chunk:
-    yield chunk, meta
+    if len(texts) >= CHUNK_NOTES or chunk_chars >= CHUNK_CHARS:
+      yield (texts, keys), meta
+      texts, keys, meta, chunk_chars = [], [], [], 0
+  if texts:
+    yield (texts, keys), meta
 
 
 def _write_results(meta, result, tally, outputs):
   """Writes a formatted chunk's notes in order; counts empty notes, notes that failed, and PHI."""
   rendered, phi_counts = result
-  for i, ((category, row_id, line, subject), data) in enumerate(zip(meta, rendered)):
+  for i, ((category, ref, line, subject), data) in enumerate(zip(meta, rendered)):
     counts = tally.categories[category]
     if isinstance(data, str):
-      tally.bad_row("ROW_ID %d" % row_id, line, data, category)
+      tally.bad_row(ref, line, data, category)
       continue
     if phi_counts is not None:
       tally.phi_counts.update(phi_counts[i])
@@ -759,78 +505,89 @@ def _write_results(meta, result, tally, outputs):
     tally.notes_written += 1
     held_out = False
     if subject is not None:
-      subject_id, held_out = subject
+      patient, held_out = subject
       counts["heldout"] += held_out
       tally.notes_by_side[held_out] += 1
-      tally.patients[held_out].add(subject_id)
+      tally.patients[held_out].add(patient)
     outputs.write(category, data, num_sentences, held_out)
 
 
-def format_notes_file(input_file, output_dir=None, categories=None, all_notes_file=None,
-                      category_files=True, spacy_model=notes.RULES_MODEL, num_workers=1,
-                      max_bad_rows=DEFAULT_MAX_BAD_ROWS, progress_every_s=30.0, phi="keep",
-                      random_seed=surrogates_lib.DEFAULT_SEED,
-                      surrogate_locale=surrogates_lib.DEFAULT_LOCALE, heldout_fraction=0.0):
-  """Formats MIMIC-III notes into pretraining text files (see the module docstring).
+def format_notes_file(input_file, *args, **kwargs):
+  """Formats MIMIC-III notes (`format_notes.py`): `format_notes` of a NOTEEVENTS file.
 
   Args:
     input_file: NOTEEVENTS CSV, plain or gzip (detected from its first bytes).
+    *args, **kwargs: the other arguments of `format_notes` (`output_dir`, ...).
+
+  Returns:
+    The summary dict that is also written as the sidecar of every output file.
+  """
+  return format_notes(noteevents.NoteEventsSource(input_file), *args, **kwargs)
+
+
+def format_notes(source, output_dir=None, categories=None, all_notes_file=None,
+                 category_files=True, spacy_model=sentences.RULES_MODEL, num_workers=1,
+                 max_bad_rows=DEFAULT_MAX_BAD_ROWS, progress_every_s=30.0, phi="keep",
+                 random_seed=surrogates_lib.DEFAULT_SEED,
+                 surrogate_locale=surrogates_lib.DEFAULT_LOCALE, heldout_fraction=0.0):
+  """Formats the notes of `source` into pretraining text files (see the module docstring).
+
+  Args:
+    source: a source of notes, not yet entered (the interface in `rows.py`; for NOTEEVENTS,
+      `noteevents.NoteEventsSource`).
     output_dir: directory for one `<category>.txt` per category (needed if `category_files`).
     categories: list of CATEGORY values to keep (case-insensitive, surrounding spaces ignored; the
       file-name form such as `discharge_summary` also works); None or empty keeps all.
     all_notes_file: if set, also write every kept note to this file.
     category_files: write the per-category files.
-    spacy_model: `rules` or a spaCy model name/path (rule S2 of `notes.py`).
+    spacy_model: `rules` or a spaCy model name/path (rule S2 of `sentences.py`).
     num_workers: processes formatting notes; the output does not depend on it.
     max_bad_rows: stop with an error when more rows than this cannot be parsed (-1: never stop).
     progress_every_s: seconds between progress log lines.
     phi: `keep` (placeholders as they are) or `surrogate` (realistic values, `surrogates.py`).
-    random_seed: with `surrogate`, the seed of every note's surrogates (with its ROW_ID); with
-      `heldout_fraction` > 0, the seed of the split (with each SUBJECT_ID).
+    random_seed: with `surrogate`, the seed of every note's surrogates (with its key, the ROW_ID);
+      with `heldout_fraction` > 0, the seed of the split (with each patient).
     surrogate_locale: with `surrogate`, the Faker locale of the values (en_US, en_GB, de_DE, ...).
-    heldout_fraction: the share of patients whose notes go to the held-out files (`heldout_path`)
-      instead, in [0, 1); 0 writes no held-out file and does not read SUBJECT_ID.
+    heldout_fraction: the share of patients whose notes go to the held-out files
+      (`heldout.heldout_path`) instead, in [0, 1); 0 writes no held-out file and reads no patient.
 
   Returns:
     The summary dict that is also written as the sidecar of every output file.
 
   Raises:
-    InputError: for bad flags, an unreadable input (or one without SUBJECT_ID for a split), or
+    InputError: for bad flags, an unreadable input (or one without patients for a split), or
       too many bad rows. No output file is created or replaced then.
   """
   phi_options = surrogates_lib.PhiOptions(phi, random_seed, surrogate_locale)
   _check_arguments(output_dir, all_notes_file, category_files, num_workers, max_bad_rows,
                    phi_options, heldout_fraction)
-  notes.check_spacy_model(spacy_model)
+  sentences.check_spacy_model(spacy_model)
   selected = _category_selector(categories)
   split = (heldout_fraction, random_seed) if heldout_fraction > 0.0 else None
   progress = progress_lib.Progress("rows", every_seconds=progress_every_s, label="format_notes: ")
-  tally = _Tally(input_file, max_bad_rows, heldout=split is not None)
+  tally = _Tally(source.name, max_bad_rows, heldout=split is not None)
 
   with contextlib.ExitStack() as stack:
-    reader = stack.enter_context(NoteEventsReader(input_file))
-    if split is not None and "SUBJECT_ID" not in reader.columns:
-      raise fileio.InputError(
-          "--input_file %s line 1: header lacks column SUBJECT_ID, which --heldout_fraction=%s "
-          "needs to hold out patients" % (input_file, heldout_fraction))
-    logging.info("Reading %s (%s, %s header) with spacy_model=%s, %d worker(s)", input_file,
-                 "gzip" if reader.gzip else "plain CSV", reader.header_case, spacy_model,
-                 num_workers)
+    stack.enter_context(source)
+    if split is not None:
+      source.require_patients("--heldout_fraction=%s" % heldout_fraction)
+    logging.info("Reading %s with spacy_model=%s, %d worker(s)", source.description(),
+                 spacy_model, num_workers)
     runner = make_runner(spacy_model, num_workers, phi_options)
     ok = False
     try:
       outputs = _Outputs(stack, output_dir, category_files, all_notes_file,
                          heldout=split is not None)
-      for chunk, meta in _chunks(_notes_to_format(reader, tally, selected, progress, split)):
-        for done_meta, result in runner.submit((chunk, [m[1] for m in meta]), meta):
+      for chunk, meta in _chunks(_notes_to_format(source, tally, selected, progress, split)):
+        for done_meta, result in runner.submit(chunk, meta):
           _write_results(done_meta, result, tally, outputs)
       for done_meta, result in runner.drain():
         _write_results(done_meta, result, tally, outputs)
       # A requested category with no notes still gets its (empty) file.
       if category_files:
-        seen = set(notes.category_file_name(c) for c in tally.categories)
+        seen = set(category_file_name(c) for c in tally.categories)
         for name in categories or ():
-          if notes.category_file_name(name) not in seen:
+          if category_file_name(name) not in seen:
             logging.warning("--categories: no row has CATEGORY %r", name)
             outputs.for_category(name)
       ok = True
@@ -839,12 +596,7 @@ def format_notes_file(input_file, output_dir=None, categories=None, all_notes_fi
     # Leaving the ExitStack without an exception renames every output to its final name.
 
   elapsed = progress.elapsed()
-  summary = collections.OrderedDict([
-      ("tool", "format_notes"),
-      ("input_file", os.path.abspath(input_file)),
-      ("input_bytes", reader.total_bytes),
-      ("input_gzip", reader.gzip),
-      ("header_case", reader.header_case),
+  summary = collections.OrderedDict([("tool", "format_notes")] + list(source.sidecar_fields()) + [
       ("spacy_model", spacy_model),
       ("phi", surrogates_lib.sidecar_record(phi_options, tally.phi_counts)),
       ("heldout", tally.split_record(heldout_fraction, random_seed)),

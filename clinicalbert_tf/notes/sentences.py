@@ -2,9 +2,8 @@
 
 `SentenceSplitter` splits a note into sections (`sections.py`, rules R1-R7) and sentences
 (spaCy/scispaCy, rules S1-S7 below); `render_note` writes a note's sentences one per line with a
-blank line after the note; `category_file_name` names a category's output file as the ClinicalBERT
-scripts do (`discharge_summary.txt`, `nursing_other.txt`, ...). Reading `NOTEEVENTS.csv` and
-formatting a whole file, in one process or a pool, is `noteevents.py`.
+blank line after the note. Reading `NOTEEVENTS.csv` is `noteevents.py`; formatting a whole source
+of notes, in one process or a pool, is `pipeline.py`.
 
 Sentence rules (applied to TEXT and ITEM segments; HEADER and FIXED segments are one line each):
   S1 Placeholders. Every de-identification placeholder `[**...**]` (within one line) is replaced by
@@ -39,7 +38,7 @@ import re
 import warnings
 
 from clinicalbert_tf import fileio
-from clinicalbert_tf import sections
+from clinicalbert_tf.notes import sections
 
 RULES_MODEL = "rules"
 # scispaCy 0.5.5 uses the v0.5.4 models (spaCy 3.7).
@@ -68,17 +67,6 @@ _DOTTED_WORD_RE = re.compile(r"[A-Za-z]\.[A-Za-z]")
 _PUNCT_THEN_COMMA_RE = re.compile(r"[.!?][,;:]$")
 # S5: a sentence that is only a list marker.
 _LIST_MARKER_RE = re.compile(r"\(?\d{1,2}[.)]|[-*\u2022#]+")
-
-
-def category_file_name(category):
-  """The ClinicalBERT name of a category's output file, without `.txt`.
-
-  Lower case, each run of non-alphanumeric characters becomes `_`, leading and trailing `_`
-  dropped: `Discharge summary` -> `discharge_summary`, `Nursing/other` -> `nursing_other`,
-  `Case Management ` -> `case_management`.
-  """
-  name = re.sub(r"[^a-z0-9]+", "_", category.strip().lower()).strip("_")
-  return name or "uncategorized"
 
 
 def protect_placeholders(text):

@@ -1,6 +1,6 @@
 """Rule-based splitting of a clinical note into sections, list items and paragraphs.
 
-This is the first half of `notes.py`'s sentence splitting: it cuts a note into *segments* that
+This is the first half of `sentences.py`'s sentence splitting: it cuts a note into *segments* that
 the sentence splitter then works on one at a time, so that no sentence ever runs across two
 segments.
 The rules are in the spirit of the heuristic the ClinicalBERT authors used (Willie Boag's
@@ -33,7 +33,7 @@ The rules are in the spirit of the heuristic the ClinicalBERT authors used (Will
      (the sentence splitter turns them into spaces).
 
 Segments are returned in note order; their text is stripped and never empty. The splitter does not
-know about de-identification placeholders: `notes.py` replaces each `[**...**]` by a lower-case
+know about de-identification placeholders: `sentences.py` replaces each `[**...**]` by a lower-case
 stand-in word before calling it, so no rule can fire inside a placeholder.
 """
 
