@@ -4,7 +4,7 @@ On invented MRPC- and CoLA-format data (testdata/glue) and a tiny BERT: the same
 features as Google's processors and converter; the same flags and defaults; byte-identical
 TFRecord files; from the same fine-tuned checkpoint the same `eval_results.txt` (keys, and values
 within 1e-4) and `test_results.tsv` (within 1e-5), with each script's checkpoint evaluated in the
-other script.
+other script, and with a fine-tuned model given only as --init_checkpoint (no training).
 """
 
 import json
@@ -115,6 +115,11 @@ class ReadersAndFeaturesTest(testutil.TestCase):
         self.assertGreater(cut, 0, task_name)  # the test did exercise truncation
 
 
+def tf_checkpoint_in(directory):
+  """Whether `directory` holds a checkpoint state file (a run saved a model there)."""
+  return os.path.isfile(os.path.join(directory, "checkpoint"))
+
+
 class ScriptsTest(testutil.TestCase):
   """Both scripts as child processes on a tiny BERT; each evaluates the other's checkpoint."""
 
@@ -198,6 +203,25 @@ class ScriptsTest(testutil.TestCase):
     self._assert_same_records(ours_dir, google_dir,
                               ("train.tf_record", "eval.tf_record", "predict.tf_record"))
     self._assert_same_results(ours_dir, google_dir, 5)
+
+  def test_fine_tuned_model_given_only_as_init_checkpoint(self):
+    # How a released fine-tuned model is evaluated: no --do_train, a fresh --output_dir, the model
+    # as --init_checkpoint. Google's Estimator finds no checkpoint in its model_dir and evaluates
+    # and predicts with the variables init_from_checkpoint set; ours must do the same (it refused).
+    finetuned = testutil.write_checkpoint(
+        os.path.join(self.temp_dir(), "finetuned", "model.ckpt"), testutil.tiny_config(),
+        heads="sequence_classification", num_labels=2, seed=7)
+    ours_dir, google_dir = self.temp_dir() + "/ours", self.temp_dir() + "/google"
+    for run, output_dir in ((self._google, google_dir), (self._ours, ours_dir)):
+      values = self._flags("MRPC", "MRPC", output_dir, do_train=False)
+      values["init_checkpoint"] = finetuned
+      run(values)
+      self.assertFalse(tf_checkpoint_in(output_dir), output_dir)
+    self._assert_same_results(ours_dir, google_dir, 5)
+    results, probabilities = self._results(ours_dir)
+    self.assertEqual(results["global_step"], 0)
+    # The fine-tuned output layer (N(0, 0.2) weights), not a fresh one: far from uniform.
+    self.assertGreater(max(abs(p[0] - 0.5) for p in probabilities), 0.01)
 
   def test_flags_and_defaults_are_googles(self):
     # Ours from a child process: both scripts define the same names, and one FLAGS holds one.

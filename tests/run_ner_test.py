@@ -138,6 +138,44 @@ class RunNerTest(testutil.TestCase):
     # Google's record names.
     self.assertTrue(os.path.isfile(os.path.join(d, "ner", "predict.tf_record")))
 
+  def test_evaluate_a_fine_tuned_model_given_only_as_init_checkpoint(self):
+    # As Google's run_classifier.py (tests/run_classifier_test.py holds the oracle test): with no
+    # checkpoint in --output_dir, run_ner.py and run_finetune.py evaluate --init_checkpoint. The
+    # expected results: the same model restored from the folder it was saved in (the old path).
+    d = self.temp_dir()
+    native_dir = os.path.join(TESTDATA, "i2b2_2006")
+    config = testutil.tiny_config()
+    num_labels = len(tasks.get_task("i2b2_2006").get_labels(native_dir))
+    trained_dir = os.path.join(d, "trained")
+    finetuned = testutil.write_checkpoint(os.path.join(trained_dir, "model.ckpt"), config,
+                                          heads="token_classification", num_labels=num_labels,
+                                          seed=3)
+    common = ["--task_name=i2b2_2006", "--data_dir=" + native_dir, "--max_seq_length=48",
+              "--vocab_file=" + testutil.write_vocab(d),
+              "--bert_config_file=" + testutil.write_config(d, config),
+              "--do_train=False", "--do_eval=True", "--do_predict=True"]
+    testutil.run_module("run_finetune", common + ["--output_dir=" + trained_dir])
+    runs = {"run_finetune": os.path.join(d, "finetune"), "run_ner": os.path.join(d, "ner")}
+    for script, output_dir in runs.items():
+      # Neither a checkpoint in --output_dir nor --init_checkpoint: one line saying so.
+      proc = testutil.run_module(script, common + ["--output_dir=" + output_dir], check=False)
+      self.assertEqual(proc.returncode, 1, proc.stderr)
+      self.assertIn("%s.py: error: no checkpoint in %s to evaluate" % (script, output_dir),
+                    proc.stderr)
+      testutil.run_module(script, common + ["--output_dir=" + output_dir,
+                                            "--init_checkpoint=" + finetuned])
+      self.assertFalse(os.path.isfile(os.path.join(output_dir, "checkpoint")), script)
+    for name in ("eval_results.json", "test_results.json"):
+      with open(os.path.join(trained_dir, name), encoding="utf-8") as f:
+        expected = json.load(f)
+      self.assertIn("f1", expected)
+      for script, output_dir in runs.items():
+        with open(os.path.join(output_dir, name), encoding="utf-8") as f:
+          self.assertEqual(json.load(f), expected, (script, name))
+    with open(os.path.join(trained_dir, "test_predictions.txt"), encoding="utf-8") as a, \
+        open(os.path.join(runs["run_ner"], "test_predictions.txt"), encoding="utf-8") as b:
+      self.assertEqual(a.read(), b.read())
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -359,7 +359,10 @@ class Runner(object):
     if len(outputs) != num_real:
       raise RuntimeError("the model returned %d predictions for %d inputs" %
                          (len(outputs), num_real))
-    global_step = int(estimator.get_variable_value(tf.GraphKeys.GLOBAL_STEP))
+    # From --init_checkpoint (no checkpoint in model_dir) the step is the fresh graph's, 0, as in
+    # the Estimator's own evaluation: init_from_checkpoint sets the model's variables only.
+    global_step = (int(estimator.get_variable_value(tf.GraphKeys.GLOBAL_STEP))
+                   if tf.train.latest_checkpoint(model_dir) else 0)
     results = {"global_step": global_step, "loss": loss_sum / max(1.0, label_count),
                "num_examples": len(split.examples), "split": split_name}
     predicted = self.head.assemble_predictions(split.examples, split.features, outputs)
@@ -369,13 +372,23 @@ class Runner(object):
     return results
 
   def _eval_estimator_and_input(self, model_dir, split_name):
-    """(Estimator restoring model_dir's latest checkpoint, the split, its input_fn, steps)."""
+    """(Estimator for the model to evaluate, the split, its input_fn, steps).
+
+    The model is model_dir's latest checkpoint; with none there, --init_checkpoint's variables,
+    as Google's run_classifier.py does (its Estimator finds no checkpoint and runs the variables
+    `init_from_checkpoint` set): how a released fine-tuned model is evaluated.
+    """
     c = self.config
+    init_checkpoint = None
     if not tf.train.latest_checkpoint(model_dir):
-      raise fileio.InputError("no checkpoint in %s to evaluate: train first (--do_train)" %
-                              model_dir)
+      if not c.init_checkpoint:
+        raise fileio.InputError("no checkpoint in %s to evaluate: train first (--do_train) or "
+                                "name the model with --init_checkpoint" % model_dir)
+      init_checkpoint = c.init_checkpoint
+      logging.info("no checkpoint in %s: evaluating --init_checkpoint=%s", model_dir,
+                   init_checkpoint)
     split = self.split(split_name)
-    estimator, _ = self.estimator(model_dir, 0.0, c.train_batch_size, None, None)
+    estimator, _ = self.estimator(model_dir, 0.0, c.train_batch_size, None, init_checkpoint)
     input_fn = data.input_fn_builder(split.record_file, self.head, c.max_seq_length,
                                      is_training=False, drop_remainder=c.use_tpu)
     batch = c.eval_batch_size if split_name == "dev" else c.predict_batch_size
