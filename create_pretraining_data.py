@@ -63,8 +63,7 @@ def main(argv):
   if FLAGS.log_examples < 0:
     raise fileio.InputError("--log_examples must be >= 0, got %d" % FLAGS.log_examples)
   # Every field of Options is the flag of the same name.
-  options = pretraining_data.Options(
-      **{name: FLAGS[name].value for name in pretraining_data.Options._fields})
+  options = cli.config_from_flags(pretraining_data.Options, FLAGS)
   # Check flags and the vocabulary before globbing so the message names the first problem.
   pretraining_data.validate_options(options)
   input_files = fileio.expand_file_patterns(FLAGS.input_file, "input_file")

@@ -26,6 +26,7 @@ from absl import flags
 
 from clinicalbert_tf import cli
 from clinicalbert_tf import surrogates
+from clinicalbert_tf.notes import noteevents
 from clinicalbert_tf.notes import pipeline
 from clinicalbert_tf.notes import sentences
 
@@ -49,7 +50,9 @@ flags.DEFINE_integer("num_workers", 1,
                      "Processes formatting notes. The output bytes do not depend on it.")
 flags.DEFINE_integer("max_bad_rows", pipeline.DEFAULT_MAX_BAD_ROWS,
                      "Stop with an error when more rows than this cannot be parsed; -1: no limit.")
-flags.DEFINE_float("progress_every_s", 30.0, "Seconds between progress log lines.")
+flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress log lines.")
+# The name this script had before every script used --progress_seconds; it still works.
+flags.DEFINE_alias("progress_every_s", "progress_seconds")
 flags.DEFINE_enum("phi", "keep", surrogates.PHI_MODES,
                   "keep: de-identification placeholders ([**...**]) stay as they are. surrogate: "
                   "each is replaced by a realistic value of its category (Faker), consistent "
@@ -75,20 +78,10 @@ def main(argv):
     # 200 MB per process, and seconds of start-up, for a pipeline that never uses it. Pool workers
     # inherit this. A model named by --spacy_model may need torch, so it is left alone then.
     sys.modules["torch"] = None
-  pipeline.format_notes_file(
-      input_file=FLAGS.input_file,
-      output_dir=FLAGS.output_dir,
-      categories=FLAGS.categories,
-      all_notes_file=FLAGS.all_notes_file,
-      category_files=FLAGS.category_files,
-      spacy_model=FLAGS.spacy_model,
-      num_workers=FLAGS.num_workers,
-      max_bad_rows=FLAGS.max_bad_rows,
-      progress_every_s=FLAGS.progress_every_s,
-      phi=FLAGS.phi,
-      random_seed=FLAGS.random_seed,
-      surrogate_locale=FLAGS.surrogate_locale,
-      heldout_fraction=FLAGS.heldout_fraction)
+  # Every parameter is the flag of its name, but the source and the progress interval.
+  cli.config_from_flags(pipeline.format_notes, FLAGS,
+                        source=noteevents.NoteEventsSource(FLAGS.input_file),
+                        progress_every_s=FLAGS.progress_seconds)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ Also the accelerator flags of run_pretraining.py and run_finetune.py: --use_xla,
 See README.md ("Drop-in") for what differs from Google's script.
 """
 
-import dataclasses
-
 from absl import flags
 
 from clinicalbert_tf import cli
@@ -48,8 +46,7 @@ def main(argv):
   if FLAGS.tpu_job_name:
     raise fileio.InputError("--tpu_job_name=%s: only the default TPU worker name is supported" %
                             FLAGS.tpu_job_name)
-  config = dataclasses.replace(runner.config_from_flags(FLAGS), google_outputs=True,
-                               task_name=FLAGS.task_name.lower())
+  config = runner.config_from_flags(FLAGS, google_outputs=True, task_name=FLAGS.task_name.lower())
   runner.run(config)
 
 

@@ -20,8 +20,6 @@ Also the accelerator flags of run_pretraining.py and run_finetune.py: --use_xla,
 See README.md ("Drop-in") for what differs from their script.
 """
 
-import dataclasses
-
 from absl import flags
 from absl import logging
 
@@ -52,8 +50,8 @@ def main(argv):
   if FLAGS["cross_val_sz"].present:
     logging.warning("--cross_val_sz=%d: no cross-validation; training on the train split, "
                     "scoring dev and test", FLAGS.cross_val_sz)
-  config = dataclasses.replace(runner.config_from_flags(FLAGS), google_record_names=True,
-                               task_name=FLAGS.task_name.lower())
+  config = runner.config_from_flags(FLAGS, google_record_names=True,
+                                    task_name=FLAGS.task_name.lower())
   runner.run(config)
 
 

@@ -102,28 +102,8 @@ flags.DEFINE_bool(
 
 
 def main(argv):
-  pretraining.run_pretraining(
-      bert_config_file=FLAGS.bert_config_file,
-      input_file=FLAGS.input_file,
-      output_dir=FLAGS.output_dir,
-      init_checkpoint=FLAGS.init_checkpoint,
-      max_seq_length=FLAGS.max_seq_length,
-      max_predictions_per_seq=FLAGS.max_predictions_per_seq,
-      do_train=FLAGS.do_train,
-      do_eval=FLAGS.do_eval,
-      train_batch_size=FLAGS.train_batch_size,
-      eval_batch_size=FLAGS.eval_batch_size,
-      learning_rate=FLAGS.learning_rate,
-      num_train_steps=FLAGS.num_train_steps,
-      num_warmup_steps=FLAGS.num_warmup_steps,
-      max_eval_steps=FLAGS.max_eval_steps,
-      optimizer=FLAGS.optimizer,
-      eval_input_file=FLAGS.eval_input_file,
-      eval_every_n_steps=FLAGS.eval_every_n_steps,
-      keep_best_checkpoint=FLAGS.keep_best_checkpoint,
-      **estimator.accelerator_flag_values(FLAGS),
-      **estimator.run_config_flag_values(FLAGS))
-
+  # Every argument is the flag of its name (the run-config and accelerator flags included).
+  cli.config_from_flags(pretraining.run_pretraining, FLAGS)
 
 if __name__ == "__main__":
   # cli.run applies --use_xla before absl initialises TF's devices (which read TF_XLA_FLAGS).

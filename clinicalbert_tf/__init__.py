@@ -19,4 +19,14 @@ are thin absl wrappers around them:
                                             TF Serving.
 """
 
+import os
+
+# TensorFlow's C++ start-up lines (cuDNN/cuFFT/cuBLAS "Unable to register factory" errors, "Could
+# not find TensorRT", oneDNN and CPU-feature notes) are about ten lines before any script's own
+# output. They go through TensorFlow's C++ logger, which reads this variable once, when TensorFlow
+# is imported: so it is set here, before any module of the package imports TensorFlow. Level 3:
+# the factory lines are ERRORs, which level 2 still prints. A value the user set is kept
+# (TF_CPP_MIN_LOG_LEVEL=0 shows them all again).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 __version__ = "0.1.0"

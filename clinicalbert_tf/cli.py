@@ -8,7 +8,9 @@ A script defines its flags and a `main(argv)` that does the work, then ends with
 
 `run` does, in this order: turn TF2 behaviour off (before absl parses flags, so every graph the
 script builds is a TF1 graph), apply `--use_xla` from the command line when the script has that flag
-(TF reads `TF_XLA_FLAGS` when absl initialises its devices, which is before `main`), parse flags,
+(TF reads `TF_XLA_FLAGS` when absl initialises its devices, which is before `main`), make every
+flag a clinicalbert_tf module defined for the script one of the script's key flags (absl's
+`--help` lists only those: without this `predict.py --help` listed none), parse flags,
 refuse positional arguments, set INFO logging (absl's and TensorFlow's own), and run `main` inside
 `fileio.exit_on_input_error`, so bad input ends with one line `<script>.py: error: <what was
 wrong>` and exit status 1. The same holds, as a safety net under the scripts' own checks, for an
@@ -19,8 +21,18 @@ A flag the script does not define is ignored with one warning naming each such f
 `tf.app.run` ignored them (it parsed with `known_only=True`): the original command lines of
 Google's and ClinicalBERT's scripts pass flags some of them never defined (`--keep_checkpoint_max`).
 A bad value of a flag the script does define is still an error.
+
+`config_from_flags(cls, flag_values, **overrides)` is the one path from parsed flags to the
+configuration an entry point hands to the package: a dataclass (or namedtuple, or function)
+filled by field name.
+
+TensorFlow's C++ start-up lines are hidden by `clinicalbert_tf/__init__.py` (`TF_CPP_MIN_LOG_LEVEL`
+set before TensorFlow is imported); the one deprecation warning `disable_v2_behavior` logs is
+hidden here.
 """
 
+import dataclasses
+import inspect
 import os
 import sys
 
@@ -43,6 +55,52 @@ def require_flags(flag_values, names, when=""):
     value = flag_values[name].value
     if value is None or value == "":
       raise fileio.InputError("--%s is required%s" % (name, when))
+
+
+def config_from_flags(cls, flag_values, **overrides):
+  """`cls` built from parsed flags: each field (or parameter) from the flag of its name.
+
+  The one way an entry point turns its flags into the configuration it hands to the package.
+
+  Args:
+    cls: a dataclass (a field's `metadata={"flag": "other_name"}` reads that flag instead), a
+      namedtuple class or a function (its keyword parameters). A field with no flag of its name
+      (and no override) keeps its default.
+    flag_values: absl's FLAGS (parsed), or any FlagValues.
+    **overrides: values that win over the flags (what the script computed or renamed).
+
+  Returns:
+    `cls(**values)`.
+  """
+  if dataclasses.is_dataclass(cls):
+    names = [(f.name, f.metadata.get("flag", f.name)) for f in dataclasses.fields(cls) if f.init]
+  else:
+    names = [(p.name, p.name) for p in inspect.signature(cls).parameters.values()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+  values = {name: flag_values[flag].value for name, flag in names
+            if name not in overrides and flag in flag_values}
+  values.update(overrides)
+  return cls(**values)
+
+
+def adopt_package_flags(flag_values=flags.FLAGS, main_module=None):
+  """Makes the flags clinicalbert_tf modules defined key flags of the main module.
+
+  absl's `--help` lists the main module's key flags only: the flags the script file defines
+  itself. Those `inference.define_flags`, `estimator.define_run_config_flags`,
+  `runner.define_original_flags` ... define for it are registered under the package module, so
+  without this `predict.py --help` listed no flag at all. absl's own flags stay under --helpfull.
+
+  Args:
+    flag_values: absl's FLAGS.
+    main_module: the name absl files the script's own flags under (default `sys.argv[0]`, as
+      absl's help does).
+  """
+  main_module = main_module or sys.argv[0]
+  for module, module_flags in list(flag_values.flags_by_module_dict().items()):
+    if module == "clinicalbert_tf" or module.startswith("clinicalbert_tf."):
+      for flag in module_flags:
+        flag_values.register_key_flag_for_module(main_module, flag)
 
 
 def split_unknown_flags(remaining):
@@ -103,6 +161,9 @@ def run(main, uses_tensorflow=True, errors=()):
   """
   if uses_tensorflow:
     import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+    # disable_v2_behavior logs a deprecation warning (resource variables) at every start that
+    # no user can act on; only that call runs at ERROR.
+    tf.logging.set_verbosity(tf.logging.ERROR)
     tf.disable_v2_behavior()
     # TensorFlow's own messages (the Estimator's checkpoint and step lines) go through its logger.
     tf.logging.set_verbosity(tf.logging.INFO)
@@ -117,6 +178,7 @@ def run(main, uses_tensorflow=True, errors=()):
   if uses_tensorflow:
     environment_errors += (tf.errors.DataLossError, tf.errors.PermissionDeniedError)
 
+  adopt_package_flags()
   unknown = []
 
   def wrapped(argv):

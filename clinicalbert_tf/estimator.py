@@ -12,10 +12,11 @@ This module does that once, and adds what a long run on shared hardware needs:
     of `hooks.py`.
   * `enable_xla_from_argv`: `cli.run` calls it before `absl.app.run` so that `--use_xla` reaches CPU
     clusters too.
-  * `define_run_config_flags` / `run_config_flag_values`: the checkpointing, logging and TPU flags
-    both scripts take (Google's names, defaults and help), defined and read in one place.
-  * `define_accelerator_flags` / `accelerator_flag_values`: `--use_xla`, `--use_amp`,
-    `--num_accumulation_steps` and `--distribution_strategy`, the same on every training script.
+  * `define_run_config_flags`: the checkpointing, logging and TPU flags both scripts take (Google's
+    names, defaults and help), defined in one place (read, like every flag, by
+    `cli.config_from_flags`).
+  * `define_accelerator_flags`: `--use_xla`, `--use_amp`, `--num_accumulation_steps` and
+    `--distribution_strategy`, the same on every training script.
 
 The training op (accumulation, loss scaling, clipping) is in `train_op.py`, checkpoint
 initialisation in `checkpoints.py`.
@@ -73,11 +74,6 @@ def define_run_config_flags():
                        "Log loss, steps/s, examples/s and ETA (and write summaries) every N steps.")
 
 
-def run_config_flag_values(flag_values):
-  """{name: value} of the `define_run_config_flags` flags, as keyword arguments."""
-  return {name: flag_values[name].value for name in RUN_CONFIG_FLAGS}
-
-
 # The flags `define_accelerator_flags` defines (none of them is in Google's scripts).
 ACCELERATOR_FLAGS = ("use_xla", "use_amp", "num_accumulation_steps", "distribution_strategy")
 
@@ -101,11 +97,6 @@ def define_accelerator_flags():
                     "none: Google's TPUEstimator (CPU/one GPU); mirrored: all local GPUs; "
                     "multi_worker_mirrored: several machines described by TF_CONFIG. "
                     "train_batch_size is the global batch.")
-
-
-def accelerator_flag_values(flag_values):
-  """{name: value} of the `define_accelerator_flags` flags, as keyword arguments."""
-  return {name: flag_values[name].value for name in ACCELERATOR_FLAGS}
 
 
 def make_strategy(distribution_strategy):

@@ -1,5 +1,8 @@
-"""Tests for clinicalbert_tf/cli.py: required flags, one-line errors, positional args, --use_xla."""
+"""Tests for clinicalbert_tf/cli.py: required flags, flags to a config, package flags as key flags,
+one-line errors, positional args, --use_xla."""
 
+import collections
+import dataclasses
 import os
 import subprocess
 import sys
@@ -64,6 +67,66 @@ class RequireFlagsTest(testutil.TestCase):
 
   def test_zero_and_false_are_values(self):
     cli.require_flags(self.flag_values, ("c",))
+
+
+@dataclasses.dataclass
+class _Config:
+  name: str
+  count: int = 1
+  renamed: float = dataclasses.field(default=0.5, metadata={"flag": "other_name"})
+  no_flag: str = "kept"
+
+
+class ConfigFromFlagsTest(testutil.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.flag_values = flags.FlagValues()
+    flags.DEFINE_string("name", "n", "", flag_values=self.flag_values)
+    flags.DEFINE_integer("count", 3, "", flag_values=self.flag_values)
+    flags.DEFINE_float("other_name", 2.0, "", flag_values=self.flag_values)
+    flags.DEFINE_float("renamed", 9.0, "A flag of the field's own name, not read.",
+                       flag_values=self.flag_values)
+    flags.DEFINE_bool("unused", True, "", flag_values=self.flag_values)
+    self.flag_values(["prog", "--name=x", "--other_name=0.25"])
+
+  def test_dataclass_by_field_name_with_renames(self):
+    self.assertEqual(cli.config_from_flags(_Config, self.flag_values),
+                     _Config(name="x", count=3, renamed=0.25, no_flag="kept"))
+
+  def test_overrides_win(self):
+    self.assertEqual(cli.config_from_flags(_Config, self.flag_values, count=7, no_flag="o"),
+                     _Config(name="x", count=7, renamed=0.25, no_flag="o"))
+
+  def test_namedtuple_and_function(self):
+    pair = collections.namedtuple("Pair", ["name", "count"])
+    self.assertEqual(cli.config_from_flags(pair, self.flag_values), ("x", 3))
+
+    def run(name, count=0, seed=5, *args, **kwargs):
+      return name, count, seed, args, kwargs
+
+    self.assertEqual(cli.config_from_flags(run, self.flag_values, seed=6), ("x", 3, 6, (), {}))
+
+  def test_a_field_without_flag_or_default_is_a_programming_error(self):
+
+    def run(missing, name):
+      return missing, name
+
+    with self.assertRaises(TypeError):
+      cli.config_from_flags(run, self.flag_values)
+
+
+class AdoptPackageFlagsTest(testutil.TestCase):
+
+  def test_package_flags_become_key_flags_of_the_main_module(self):
+    flag_values = flags.FlagValues()
+    # As a package module's define_* function registers them: under that module's name.
+    for module, name in (("clinicalbert_tf.estimator", "use_xla"), ("absl.logging", "verbose"),
+                         ("clinicalbert_tflike", "other"), ("script.py", "own")):
+      flags.DEFINE_bool(name, False, "", flag_values=flag_values, module_name=module)
+    cli.adopt_package_flags(flag_values, main_module="script.py")
+    key = {f.name for f in flag_values.get_key_flags_for_module("script.py")}
+    self.assertEqual(key, {"use_xla", "own"})
 
 
 class SplitUnknownFlagsTest(testutil.TestCase):

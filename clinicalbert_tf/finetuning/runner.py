@@ -28,6 +28,7 @@ from absl import logging
 import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import checkpoints
+from clinicalbert_tf import cli
 from clinicalbert_tf import estimator as estimator_lib
 from clinicalbert_tf import fileio
 from clinicalbert_tf import hooks
@@ -138,20 +139,21 @@ def define_original_flags(defaults, task_names, data_help):
                        "original script, which left both unseeded).")
 
 
-def config_from_flags(flags_values):
-  """A FinetuneConfig from parsed absl flags (same names)."""
-  fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
-  values = {name: getattr(flags_values, name) for name in fields if name in flags_values}
+def config_from_flags(flag_values, **overrides):
+  """A FinetuneConfig from parsed absl flags (same names; `overrides` win, as in `cli`)."""
+  config = cli.config_from_flags(FinetuneConfig, flag_values, **overrides)
+  # The grid flags are comma lists in a string.
   for name in ("grid_learning_rates", "grid_batch_sizes", "grid_num_train_epochs"):
-    value = values.get(name)
+    value = getattr(config, name)
     if isinstance(value, str):
       items = fileio.split_comma_list(value)
       try:
-        values[name] = [int(x) if name == "grid_batch_sizes" else float(x) for x in items] or None
+        value = [int(x) if name == "grid_batch_sizes" else float(x) for x in items] or None
       except ValueError:
         raise fileio.InputError("--%s=%s: expected a comma list of numbers" %
                                 (name, value)) from None
-  return FinetuneConfig(**values)
+      setattr(config, name, value)
+  return config
 
 
 def make_task(config):
