@@ -43,9 +43,7 @@ def main(argv):
                             "tokenizer treats case, and HF's own default (True) is wrong for "
                             "cased models")
   labels = fileio.split_comma_list(FLAGS.labels) if FLAGS.labels else None
-  summary = hf.export_checkpoint(FLAGS.bert_config_file, FLAGS.init_checkpoint, FLAGS.vocab_file,
-                                 FLAGS.do_lower_case, FLAGS.output_dir, head=FLAGS.head,
-                                 labels=labels)
+  summary = cli.config_from_flags(hf.export_checkpoint, FLAGS, labels=labels)
   print("wrote %s (%s, %d tensors%s)" % (
       summary["output_dir"], summary["architecture"], summary["num_tensors"],
       ", labels " + ",".join(summary["labels"]) if summary["labels"] else ""))

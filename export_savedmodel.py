@@ -28,8 +28,7 @@ flags.DEFINE_string("init_checkpoint", None, "Default: the latest checkpoint in 
 
 def main(argv):
   cli.require_flags(FLAGS, ("model_dir", "export_dir"))
-  path = savedmodel.export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.export_version,
-                           FLAGS.bert_config_file, FLAGS.vocab_file, FLAGS.init_checkpoint)
+  path = cli.config_from_flags(savedmodel.export, FLAGS, version=FLAGS.export_version)
   print("wrote %s" % path)
 
 

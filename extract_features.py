@@ -35,11 +35,8 @@ flags.DEFINE_bool("use_one_hot_embeddings", False, "One-hot embedding lookup (TP
 def main(argv):
   cli.require_flags(FLAGS, ("input_file", "output_file", "bert_config_file", "init_checkpoint",
                             "vocab_file"))
-  features.extract_features(
-      FLAGS.input_file, FLAGS.output_file, FLAGS.bert_config_file, FLAGS.init_checkpoint,
-      FLAGS.vocab_file, layers=FLAGS.layers, max_seq_length=FLAGS.max_seq_length,
-      do_lower_case=FLAGS.do_lower_case, batch_size=FLAGS.batch_size,
-      use_one_hot_embeddings=FLAGS.use_one_hot_embeddings)
+  # Every argument is the flag of its name.
+  cli.config_from_flags(features.extract_features, FLAGS)
 
 
 if __name__ == "__main__":

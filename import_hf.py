@@ -25,7 +25,7 @@ flags.DEFINE_string("output_dir", None,
 
 def main(argv):
   cli.require_flags(FLAGS, ("hf_dir", "output_dir"))
-  summary = hf.import_hf_dir(FLAGS.hf_dir, FLAGS.output_dir)
+  summary = cli.config_from_flags(hf.import_hf_dir, FLAGS)
   print("wrote %s (%s, %d variables); use --do_lower_case=%s with it" % (
       summary["checkpoint"], summary["architecture"], summary["num_variables"],
       summary["do_lower_case"]))

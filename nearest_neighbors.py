@@ -74,14 +74,11 @@ def main(argv):
   configs = _per_checkpoint(FLAGS.bert_config_file, len(ckpts), "bert_config_file")
   vocabs = _per_checkpoint(FLAGS.vocab_file, len(ckpts), "vocab_file")
   input_files = fileio.expand_file_patterns(FLAGS.input_file, "input_file")
-  markdown, _ = features.nearest_neighbors(
-      input_files, list(zip(names, configs, ckpts, vocabs)),
-      fileio.split_comma_list(FLAGS.query_words), output_file=FLAGS.output_file,
-      num_neighbors=FLAGS.num_neighbors, min_count=FLAGS.min_count,
-      max_word_types=FLAGS.max_word_types, letters_only=FLAGS.letters_only, layers=FLAGS.layers,
-      max_seq_length=FLAGS.max_seq_length, batch_size=FLAGS.batch_size,
-      do_lower_case=FLAGS.do_lower_case, max_sentences=FLAGS.max_sentences or None,
-      num_workers=FLAGS.num_workers)
+  markdown, _ = cli.config_from_flags(
+      features.nearest_neighbors, FLAGS, input_files=input_files,
+      checkpoints=list(zip(names, configs, ckpts, vocabs)),
+      query_words=fileio.split_comma_list(FLAGS.query_words),
+      max_sentences=FLAGS.max_sentences or None)
   print(markdown)
 
 

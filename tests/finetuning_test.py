@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 
+from absl import flags
 from absl.testing import absltest
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -367,6 +368,35 @@ class EndToEndTest(testutil.TestCase):
     self.assertIsNone(tf.train.latest_checkpoint(os.path.join(out, "grid", "lr0.0001_bs16_ep2")))
     for setting in ("lr0.003_bs16_ep2", "lr0.0001_bs16_ep2"):
       self.assertTrue(os.path.exists(os.path.join(out, "grid", setting, "eval_results.txt")))
+
+
+class ConfigFromFlagsTest(testutil.TestCase):
+
+  def _flag_values(self, *args):
+    flag_values = flags.FlagValues()
+    for name in ("task_name", "data_dir", "output_dir", "grid_learning_rates",
+                 "grid_batch_sizes", "grid_num_train_epochs"):
+      flags.DEFINE_string(name, None, "", flag_values=flag_values)
+    flags.DEFINE_integer("train_batch_size", 32, "", flag_values=flag_values)
+    flag_values(["prog", "--task_name=MRPC", "--data_dir=d"] + list(args))
+    return flag_values
+
+  def test_same_names_grid_lists_and_overrides(self):
+    config = runner.config_from_flags(
+        self._flag_values("--grid_learning_rates=2e-5,3e-5", "--grid_batch_sizes=16,32",
+                          "--train_batch_size=4"),
+        task_name="mrpc", google_outputs=True)
+    self.assertEqual((config.task_name, config.data_dir, config.output_dir), ("mrpc", "d", None))
+    self.assertEqual((config.train_batch_size, config.google_outputs), (4, True))
+    self.assertEqual(config.grid_learning_rates, [2e-5, 3e-5])
+    self.assertEqual(config.grid_batch_sizes, [16, 32])
+    self.assertIsNone(config.grid_num_train_epochs)
+    self.assertEqual(config.eval_batch_size, 8)  # no such flag: the field's default
+
+  def test_bad_grid_list_is_named(self):
+    with self.assertRaisesRegex(fileio.InputError,
+                                r"^--grid_batch_sizes=16,x: expected a comma list of numbers$"):
+      runner.config_from_flags(self._flag_values("--grid_batch_sizes=16,x"))
 
 
 class ScriptTest(testutil.TestCase):
