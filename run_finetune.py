@@ -35,7 +35,9 @@ flags.DEFINE_string("data_dir", None,
 flags.DEFINE_string("bert_config_file", None, "The model's bert_config.json.")
 flags.DEFINE_string("vocab_file", None, "The model's vocab.txt.")
 flags.DEFINE_string("init_checkpoint", None,
-                    "Checkpoint (prefix or directory) to start from, usually a pretrained model.")
+                    "Checkpoint (prefix or directory) to start from, usually a pretrained model. "
+                    "Without a checkpoint in --output_dir, --do_eval and --do_predict use it (a "
+                    "fine-tuned model).")
 flags.DEFINE_string("output_dir", None, "Checkpoints, results and predictions go here.")
 flags.DEFINE_bool("do_lower_case", False,
                   "Lower-case the input. False by default: the clinical models are cased.")

@@ -118,7 +118,9 @@ def define_original_flags(defaults, task_names, data_help):
   flags.DEFINE_string("bert_config_file", None, "The model's bert_config.json.")
   flags.DEFINE_string("vocab_file", None, "The model's vocab.txt.")
   flags.DEFINE_string("output_dir", None, "Checkpoints, records and results go here.")
-  flags.DEFINE_string("init_checkpoint", None, "Checkpoint to start from (a pretrained model).")
+  flags.DEFINE_string("init_checkpoint", None,
+                      "Checkpoint to start from (a pretrained model). Without a checkpoint in "
+                      "--output_dir, --do_eval and --do_predict use it (a fine-tuned model).")
   flags.DEFINE_bool("do_lower_case", d["do_lower_case"],
                     "Lower-case the input (True for uncased models, False for cased ones).")
   flags.DEFINE_integer("max_seq_length", d["max_seq_length"],
