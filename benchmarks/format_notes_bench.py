@@ -138,7 +138,7 @@ def run_once(input_file, out_dir, workers):
   start = time.time()
   proc = subprocess.Popen(
       [sys.executable, SCRIPT, "--input_file=" + input_file, "--output_dir=" + out_dir,
-       "--num_workers=%d" % workers, "--progress_every_s=20"],
+       "--num_workers=%d" % workers, "--progress_seconds=20"],
       env=env, stderr=subprocess.PIPE, text=True)
   peak = [0]
   done = threading.Event()

@@ -232,7 +232,7 @@ class KillTest(testutil.TestCase):
     def format_args(out):
       return ["--input_file=" + notes, "--output_dir=" + os.path.join(out, "sentences"),
               "--all_notes_file=" + os.path.join(out, "all_notes.txt"), "--num_workers=2",
-              "--progress_every_s=0"]
+              "--progress_seconds=0"]
 
     _, final, _, _ = self.kill_and_rerun(
         "format_notes", format_args, [(r"Reading ", 0.3), (r"Reading ", 1.2)],

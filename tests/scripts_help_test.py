@@ -122,6 +122,12 @@ class HelpTest(testutil.TestCase):
         self.assertIn("progress_seconds", defined, script)
     listed = _listed_flags(self.runs["format_notes.py"][0].stdout)
     self.assertIn("progress_every_s", listed)  # the old name, an alias
+    code = ("import format_notes; from absl import flags; "
+            "flags.FLAGS(['format_notes.py', '--progress_every_s=7']); "
+            "print(flags.FLAGS.progress_seconds)")
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
+                          text=True, timeout=300, cwd=testutil.REPO, check=True)
+    self.assertEqual(proc.stdout.split(), ["7.0"])
 
   def test_start_is_quiet(self):
     for script, (proc, _) in self.runs.items():
