@@ -42,7 +42,8 @@ class JobOptions:
   include_text: bool = False
   skip_existing: bool = False
   max_bad_notes: int = 0
-  batch_size: int = 32
+  batch_size: int = dataclasses.field(default=32, metadata={"flag": "predict_batch_size"})
+  # predict.py's --min_probability; deidentify.py's --min_phi_probability (options_from_flags).
   min_probability: Optional[float] = None
   replace: Optional[str] = None  # deidentify.py: the replacement operator(s)
   mask_char: str = "*"
@@ -277,21 +278,12 @@ def define_flags(deidentify=False):
 
 
 def options_from_flags(flag_values, deidentify=False):
-  """The JobOptions of predict.py's (deidentify.py's) parsed flags."""
-  f = flag_values
-  options = JobOptions(
-      input_file=f.input_file, output_file=f.output_file, output_dir=f.output_dir,
-      input_format=f.input_format, id_field=f.id_field, text_field=f.text_field,
-      skip_existing=f.skip_existing, max_bad_notes=f.max_bad_notes,
-      batch_size=f.predict_batch_size, progress_seconds=f.progress_seconds)
+  """The JobOptions of predict.py's (deidentify.py's) parsed flags (`cli.config_from_flags`)."""
+  from clinicalbert_tf import cli  # pylint: disable=g-import-not-at-top
   if deidentify:
-    options.replace, options.mask_char = f.replace, f.mask_char
-    options.random_seed, options.surrogate_locale = f.random_seed, f.surrogate_locale
-    options.min_probability = f.min_phi_probability
-  else:
-    options.output_format, options.include_text = f.output_format, f.include_text
-    options.min_probability = f.min_probability
-  return options
+    return cli.config_from_flags(JobOptions, flag_values,
+                                 min_probability=flag_values.min_phi_probability)
+  return cli.config_from_flags(JobOptions, flag_values)
 
 
 def run_from_flags(flag_values, deidentify=False):
