@@ -17,6 +17,7 @@ from clinicalbert_tf.evaluation import html
 from clinicalbert_tf.evaluation import i2b2_2014
 from clinicalbert_tf.evaluation import readers
 from clinicalbert_tf.evaluation import scoring
+from clinicalbert_tf.tasks import i2b2_2014 as i2b2_2014_task
 from tests import testutil
 
 
@@ -247,8 +248,7 @@ class I2b2_2014Test(testutil.TestCase):  # pylint: disable=invalid-name
 
 
 def i2b2_2014_types():
-  from clinicalbert_tf import span_outputs  # pylint: disable=g-import-not-at-top
-  return span_outputs.I2B2_2014_TAGS
+  return i2b2_2014_task.I2B2_2014_TAGS
 
 
 class CommandLineTest(testutil.TestCase):

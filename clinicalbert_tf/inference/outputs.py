@@ -20,29 +20,20 @@ A new format is one class (`name`, `scopes`, `suffix`, `render`) and one `regist
 import collections
 import json
 import os
-from xml.sax import saxutils
 
 from clinicalbert_tf import fileio
 from clinicalbert_tf.tasks import i2b2_2010
+from clinicalbert_tf.tasks import i2b2_2014 as i2b2_2014_task
+
+# The i2b2 2014 XML lives with its reader (tasks/i2b2_2014.py), where evaluate.py's scorer and
+# run_finetune's official scores also write it.
+I2B2_2014_TAGS = i2b2_2014_task.I2B2_2014_TAGS
+i2b2_2014_tag = i2b2_2014_task.i2b2_2014_tag
+format_i2b2_2014 = i2b2_2014_task.format_i2b2_2014
 
 ONE_FILE = "one_file"
 PER_INPUT = "per_input"
 PER_NOTE = "per_note"
-
-# The 2014 de-identification guidelines' fine TYPEs under their XML tags (the tag the scorer reads).
-I2B2_2014_TAGS = {
-    "NAME": ("PATIENT", "DOCTOR", "USERNAME"),
-    "PROFESSION": ("PROFESSION",),
-    "LOCATION": ("ROOM", "DEPARTMENT", "HOSPITAL", "ORGANIZATION", "STREET", "CITY", "STATE",
-                 "COUNTRY", "ZIP", "LOCATION-OTHER"),
-    "AGE": ("AGE",),
-    "DATE": ("DATE",),
-    "CONTACT": ("PHONE", "FAX", "EMAIL", "URL", "IPADDR"),
-    "ID": ("SSN", "MEDICALRECORD", "HEALTHPLAN", "ACCOUNT", "LICENSE", "VEHICLE", "DEVICE", "BIOID",
-           "IDNUM"),
-}
-_TAG_OF_TYPE = {t: tag for tag, types in I2B2_2014_TAGS.items() for t in types}
-
 
 def jsonl_record(note_id, spans, text=None):
   """The JSON-lines object of one note (`text` only when asked for: it is PHI)."""
@@ -56,24 +47,6 @@ def format_brat(text, spans):
   """brat standoff (`.ann`) lines: `T1<TAB>label start end<TAB>text`."""
   return "".join("T%d\t%s %d %d\t%s\n" % (n, s.label, s.start, s.end, text[s.start:s.end])
                  for n, s in enumerate(spans, 1))
-
-
-def i2b2_2014_tag(label):
-  """The XML tag of a fine PHI TYPE (`DOCTOR` -> `NAME`); an unknown type is its own tag."""
-  return _TAG_OF_TYPE.get(label, label)
-
-
-def format_i2b2_2014(text, spans):
-  """The de-identification XML the i2b2/n2c2 2014 scorer reads (TEXT in CDATA, one tag per span)."""
-  cdata = text.replace("]]>", "]]]]><![CDATA[>")  # "]]>" cannot appear inside one CDATA section
-  lines = ['<?xml version="1.0" encoding="UTF-8" ?>', "<deIdi2b2>",
-           "<TEXT><![CDATA[%s]]></TEXT>" % cdata, "<TAGS>"]
-  for n, s in enumerate(spans):
-    lines.append('<%s id="P%d" start="%d" end="%d" text=%s TYPE=%s comment="" />' % (
-        i2b2_2014_tag(s.label), n, s.start, s.end, saxutils.quoteattr(text[s.start:s.end]),
-        saxutils.quoteattr(s.label)))
-  lines += ["</TAGS>", "</deIdi2b2>"]
-  return "\n".join(lines) + "\n"
 
 
 def format_con(text, spans):
