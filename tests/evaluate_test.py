@@ -6,6 +6,7 @@ comments show the items); the metrics are then plain arithmetic over those count
 
 import json
 import os
+import random
 import statistics
 import stat
 from xml.sax import saxutils
@@ -307,6 +308,33 @@ class CommandLineTest(testutil.TestCase):
     self.assertIn("Strict (3)", proc.stdout)
 
 
+  def test_spans_scorer_on_brat_gold_and_json_lines(self):
+    root = self.temp_dir()
+    os.makedirs(os.path.join(root, "gold"))
+    text = "Jane Roe seen 01/02/2090"
+    with open(os.path.join(root, "gold", "n1.txt"), "w", encoding="utf-8") as f:
+      f.write(text)
+    with open(os.path.join(root, "gold", "n1.ann"), "w", encoding="utf-8") as f:
+      f.write("T1\tPATIENT 0 8\tJane Roe\nT2\tDATE 14 24\t01/02/2090\n")
+    with open(os.path.join(root, "system.jsonl"), "w", encoding="utf-8") as f:
+      f.write(json.dumps({"id": "n1", "entities": [
+          {"start": 0, "end": 4, "label": "PATIENT", "score": 0.9},
+          {"start": 14, "end": 24, "label": "DATE", "score": 0.8}]}) + "\n")
+    out = os.path.join(root, "report.txt")
+    self.run_evaluate("--gold=%s/gold" % root, "--system=%s/system.jsonl" % root,
+                      "--scorer=spans", "--output_file=" + out,
+                      "--html_file=%s/review.html" % root)
+    with open(os.path.join(root, "report.json"), encoding="utf-8") as f:
+      result = json.load(f)
+    # Strict: DATE correct, Jane incorrect (overlaps Jane Roe); partial: (1 + 0.5) / 2.
+    self.assertEqual(result["overall"]["strict"]["correct"], 1)
+    self.assertEqual(result["overall"]["strict"]["incorrect"], 1)
+    self.assertAlmostEqual(result["overall"]["partial"]["recall"], 0.75)
+    # Tokens Jane, Roe, 01, 02, 2090: all but Roe inside a system span.
+    self.assertEqual(result["binary_tokens"], [4, 5])
+    self.assertTrue(os.path.isfile(os.path.join(root, "review.html")))
+
+
 class I2b2_2010Test(testutil.TestCase):  # pylint: disable=invalid-name
 
   def test_exact_and_inexact_with_and_without_class(self):
@@ -349,6 +377,29 @@ class PageTest(testutil.TestCase):
     system = [(0, 4, "NAME"), (10, 13, "DATE"), (20, 24, "STATE"), (40, 44, "AGE")]
     self.assertEqual(html.classify(gold, system),
                      (["tp", "boundary", "type", "fn"], ["tp", "boundary", "type", "fp"]))
+
+  def test_outcomes_equal_their_definition(self):
+    rng = random.Random(7)
+
+    def definition(spans, others, missing):
+      result = []
+      for s in spans:
+        touching = [o for o in others if s[0] < o[1] and o[0] < s[1]]
+        if s in others:
+          result.append("tp")
+        elif any(o[2] == s[2] for o in touching):
+          result.append("boundary")
+        else:
+          result.append("type" if touching else missing)
+      return result
+
+    for _ in range(200):
+      def draw():
+        starts = [rng.randrange(50) for _ in range(rng.randrange(8))]
+        return [(a, a + rng.randrange(1, 9), rng.choice("AB")) for a in starts]
+      gold, system = draw(), draw()
+      self.assertEqual(html.classify(gold, system),
+                       (definition(gold, system, "fn"), definition(system, gold, "fp")))
 
   def test_script_cannot_be_closed_by_note_text(self):
     page = html.render_page([("n1", "a </script><script>alert(1)</script>", None,

@@ -23,6 +23,7 @@ Navigation: clicking a note in the list shows it and sets the address's `#note=<
 with `#note=<id>` shows that note (a link to a note can be shared), `#page=<n>` opens a list page.
 """
 
+import bisect
 import json
 import os
 
@@ -55,27 +56,50 @@ def page_spans(note):
   return [(s.start, s.end, s.type) for s in note.spans]
 
 
-def _overlaps(a, b):
-  return a[0] < b[1] and b[0] < a[1]
+class _Overlaps(object):
+  """Answers "does [s, e) overlap one of these spans (of this type)?" in O(log n) per question:
+  spans sorted by start with the running maximum of their ends (a span starting before e overlaps
+  iff its end is after s, so the maximum end among those starting before e decides)."""
+
+  def __init__(self, spans):
+    self.index = {}
+    for key, group in [(None, spans)] + [(t, [x for x in spans if x[2] == t])
+                                         for t in {x[2] for x in spans}]:
+      group = sorted(group)
+      starts, max_ends, running = [], [], -1
+      for x in group:
+        running = max(running, x[1])
+        starts.append(x[0])
+        max_ends.append(running)
+      self.index[key] = (starts, max_ends)
+
+  def any(self, start, end, typ=None):
+    if typ not in self.index:
+      return False
+    starts, max_ends = self.index[typ]
+    n = bisect.bisect_left(starts, end)
+    return n > 0 and max_ends[n - 1] > start
 
 
 def classify(gold, system):
   """(gold outcomes, system outcomes), one per span, as the module doc defines them."""
-  gold_set = {tuple(g) for g in gold}
-  system_set = {tuple(s) for s in system}
 
-  def outcome(span, exact_set, others, missing):
-    if tuple(span) in exact_set:
-      return "tp"
-    touching = [o for o in others if _overlaps(span, o)]
-    if any(o[2] == span[2] for o in touching):
-      return "boundary"
-    if touching:
-      return "type"
-    return missing
+  def outcomes(spans, others, missing):
+    exact = {tuple(o) for o in others}
+    index = _Overlaps(others)
+    result = []
+    for s in spans:
+      if tuple(s) in exact:
+        result.append("tp")
+      elif index.any(s[0], s[1], s[2]):
+        result.append("boundary")
+      elif index.any(s[0], s[1]):
+        result.append("type")
+      else:
+        result.append(missing)
+    return result
 
-  return ([outcome(g, system_set, system, "fn") for g in gold],
-          [outcome(s, gold_set, gold, "fp") for s in system])
+  return outcomes(gold, system, "fn"), outcomes(system, gold, "fp")
 
 
 def note_counts(gold_outcomes, system_outcomes):
@@ -164,6 +188,7 @@ table.metrics th:first-child,table.metrics td:first-child{text-align:left}
  overflow:auto;position:sticky;top:0;font-size:13px}
 #pager{padding:6px;border-bottom:1px solid #d0d7de}
 #note-list{list-style:none;margin:0;padding:0}
+#list-head{color:#57606a;padding-top:4px}
 #note-list li{padding:3px 8px;cursor:pointer;border-bottom:1px solid #f0f0f0;display:flex;
  justify-content:space-between}
 #note-list li.current{background:#ddf4ff;font-weight:600}
@@ -341,7 +366,8 @@ and delete it when done. It loads nothing from the network.</div>
 </header>
 <div id="layout">
 <nav id="notes"><div id="pager"><button id="prev">&lt;</button> <span id="page-label"></span>
-<button id="next">&gt;</button></div><ol id="note-list"></ol></nav>
+<button id="next">&gt;</button><div id="list-head">%(list_head)s</div></div>
+<ol id="note-list"></ol></nav>
 <main id="note-view"><h2 id="note-title"></h2><div id="note-counts"></div>
 <div class="panes">%(gold_pane)s<div class="pane" id="system-pane"><h3>%(system_title)s</h3>
 <pre id="system-text"></pre></div></div></main>
@@ -351,6 +377,8 @@ and delete it when done. It loads nothing from the network.</div>
 </body></html>
 """ % {"title": _escape(title), "style": _STYLE, "colours": colours,
        "tables": _tables_html(metrics), "legend": _legend_html(data["types"], data["has_gold"]),
+       "list_head": ("note, worst first: exact / FP / FN" if data["has_gold"] else
+                     "note: predicted spans"),
        "gold_pane": gold_pane, "system_title": "System" if data["has_gold"] else "Predicted spans",
        "payload": payload, "script": _SCRIPT}
 
