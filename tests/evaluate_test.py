@@ -189,6 +189,22 @@ class I2b2_2014Test(testutil.TestCase):  # pylint: disable=invalid-name
     self.assertEqual([labels[i].split()[0] for i in range(10, 42, 4)],
                      ["CONTACT", "NAME", "DATE", "AGE", "PROFESSION", "ID", "OTHER", "LOCATION"])
 
+  def test_single_files_get_the_per_note_layout(self):
+    root = self.temp_dir()
+    write_hand_set(root)
+    text, _, _ = scoring.evaluate(os.path.join(root, "gold", "100-01.xml"),
+                                  os.path.join(root, "system", "100-01.xml"), "i2b2_2014")
+    # Token of 100-01: 8 gold, 5 matched, 8 system: P = R = F1 = 5/8.
+    self.assertTrue(text.startswith(
+        "Report for Token:\n"
+        "                         Measure                       Micro (Primary)     \n"
+        "---------------------------------------------------------------------------\n"
+        "100-01                   Precision                     0.625               \n"
+        "[8(5)8]                  Recall                        0.625               \n"
+        "                         F1                            0.625               \n"
+        "---------------------------------------------------------------------------\n"
+        "Report for Strict:\n"), text[:800])
+
   def test_corrected_behaviour(self):
     root = self.temp_dir()
     write_hand_set(root)
