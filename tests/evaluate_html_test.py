@@ -9,6 +9,7 @@ test's temporary folder.
 (the `CI` environment variable set), where a missing browser is a failure.
 """
 
+import collections
 import json
 import os
 import re
@@ -19,7 +20,10 @@ from xml.sax import saxutils
 from absl.testing import absltest
 
 from clinicalbert_tf.evaluation import scoring
+from clinicalbert_tf.tasks import i2b2_2014 as i2b2_2014_task
 from tests import testutil
+
+XmlSpan = collections.namedtuple("XmlSpan", ["start", "end", "label"])
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -69,14 +73,10 @@ EXPECTED_MARKS = {
 
 
 def write_xml(path, text, tags):
-  lines = ["<deIdi2b2>", "<TEXT><![CDATA[%s]]></TEXT>" % text, "<TAGS>"]
-  for n, (tag, typ, start, end) in enumerate(tags):
-    lines.append('<%s id="P%d" start="%d" end="%d" text=%s TYPE="%s" />' % (
-        tag, n, start, end, saxutils.quoteattr(text[start:end]), typ))
-  lines += ["</TAGS>", "</deIdi2b2>"]
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "w", encoding="utf-8") as f:
-    f.write("\n".join(lines) + "\n")
+    f.write(i2b2_2014_task.format_i2b2_2014(
+        text, [XmlSpan(start, end, typ) for _, typ, start, end in tags]))
 
 
 def find_browser():

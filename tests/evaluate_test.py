@@ -4,12 +4,12 @@ The expected counts below were worked out by hand from the official script's def
 comments show the items); the metrics are then plain arithmetic over those counts, written here.
 """
 
+import collections
 import json
 import os
 import random
 import statistics
 import stat
-from xml.sax import saxutils
 
 from absl.testing import absltest
 
@@ -21,6 +21,7 @@ from clinicalbert_tf.evaluation import scoring
 from clinicalbert_tf.tasks import i2b2_2014 as i2b2_2014_task
 from tests import testutil
 
+XmlSpan = collections.namedtuple("XmlSpan", ["start", "end", "label"])
 
 def place(words):
   """Text of `words` joined by single spaces and [(start, end)] of each word."""
@@ -32,16 +33,14 @@ def place(words):
 
 
 def write_xml(path, text, tags):
-  """An i2b2 2014 XML file; tags are (element, TYPE, start, end)."""
-  lines = ['<?xml version="1.0" encoding="UTF-8" ?>', "<deIdi2b2>",
-           "<TEXT><![CDATA[%s]]></TEXT>" % text, "<TAGS>"]
-  for n, (element, typ, start, end) in enumerate(tags):
-    lines.append('<%s id="P%d" start="%d" end="%d" text=%s TYPE="%s" comment="" />' % (
-        element, n, start, end, saxutils.quoteattr(text[start:end]), typ))
-  lines += ["</TAGS>", "</deIdi2b2>"]
+  """An i2b2 2014 XML file (predict.py's writer); tags are (element, TYPE, start, end), each
+  element the one the guidelines put its TYPE under."""
+  for element, typ, _, _ in tags:
+    assert i2b2_2014_task.i2b2_2014_tag(typ) == element, (element, typ)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "w", encoding="utf-8") as f:
-    f.write("\n".join(lines) + "\n")
+    f.write(i2b2_2014_task.format_i2b2_2014(
+        text, [XmlSpan(start, end, typ) for _, typ, start, end in tags]))
 
 
 # Note 100-01:  Dr John Smith saw 12/01/2090 at Mercy ; MRN 12345 age 91 .

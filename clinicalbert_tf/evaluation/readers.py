@@ -131,10 +131,9 @@ def read_brat(path):
   """A Note from a brat `.ann` (text-bound `T` lines; discontinuous spans: first to last offset),
   with the text of the `.txt` beside it if there is one."""
   note = Note(os.path.splitext(os.path.basename(path))[0], _text_for(path), [], path)
-  for number, line in enumerate(documents.read_text_file(path).split("\n"), 1):
+  for where, line in documents.nonblank_lines(path):
     if not line.startswith("T"):
       continue  # relations, events, attributes, notes: not spans
-    where = "%s:%d" % (path, number)
     fields = line.split("\t")
     parts = fields[1].split(" ", 1) if len(fields) >= 2 else []
     try:
@@ -165,14 +164,8 @@ def read_con(path, text=None):
   text = text if text is not None else _text_for(path)
   note = Note(os.path.splitext(os.path.basename(path))[0], text, [], path)
   lines = con_line_offsets(text) if text is not None else None
-  for number, line in enumerate(documents.read_text_file(path).split("\n"), 1):
-    if not line.strip():
-      continue
-    where = "%s:%d" % (path, number)
-    _, l1, t1, l2, t2, typ = i2b2_2010_task.parse_con_line(line.strip(), where)
-    if (l1, t1) > (l2, t2):
-      raise fileio.InputError("%s: concept ends (%d:%d) before it starts (%d:%d)" %
-                              (where, l2, t2, l1, t1))
+  for where, line in documents.nonblank_lines(path):
+    _, l1, t1, l2, t2, typ = i2b2_2010_task.parse_concept(line, where)
     start = end = None
     if lines is not None:
       for l, t in ((l1, t1), (l2, t2)):
@@ -187,10 +180,7 @@ def read_con(path, text=None):
 def read_jsonl(path):
   """Notes from predict.py's JSON lines: `{"id", "entities": [{"start", "end", "label"}], "text"?}`."""
   notes = []
-  for number, line in enumerate(documents.read_text_file(path).split("\n"), 1):
-    if not line.strip():
-      continue
-    where = "%s:%d" % (path, number)
+  for where, line in documents.nonblank_lines(path):
     try:
       record = json.loads(line)
       note = Note(str(record["id"]), record.get("text"), [], path)

@@ -69,6 +69,13 @@ def read_text_file(path):
     raise fileio.InputError("%s: not UTF-8 text (byte %d: %s)" % (path, e.start, e.reason)) from None
 
 
+def nonblank_lines(path):
+  """(`path:line number`, line) of each line of a UTF-8 file that is not blank."""
+  for number, line in enumerate(read_text_file(path).split("\n"), 1):
+    if line.strip():
+      yield "%s:%d" % (path, number), line
+
+
 _CDATA_RE = re.compile(r"<!\[CDATA\[.*?\]\]>", re.S)
 _BARE_AMPERSAND_RE = re.compile(r"&(?![A-Za-z_][\w.-]*;|#[0-9]+;|#x[0-9A-Fa-f]+;)")
 
