@@ -241,7 +241,13 @@ def score(pairs, official=True):
   """
   groups = {}
   for g, s in pairs:
-    groups.setdefault(s.sys_id if s is not None else "", []).append((g, s))
+    if s is not None:
+      groups.setdefault(s.sys_id, []).append((g, s))
+  # A gold note no system file has (--allow_missing) is missing from every system's run.
+  for g, s in pairs:
+    if s is None:
+      for group in (groups.values() if groups else [groups.setdefault("", [])]):
+        group.append((g, s))
   result = []
   for sys_id in sorted(groups):
     group = sorted(groups[sys_id], key=lambda p: (p[0] or p[1]).note_id)
