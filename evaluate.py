@@ -17,6 +17,7 @@ predict.py's JSON lines (with --include_text for the page), notes paired by name
 from absl import flags
 
 from clinicalbert_tf import cli
+from clinicalbert_tf import fileio
 from clinicalbert_tf.evaluation import scoring
 
 FLAGS = flags.FLAGS
@@ -38,6 +39,9 @@ flags.DEFINE_bool("official_quirks", True,
 
 def main(unused_argv):
   cli.require_flags(FLAGS, ("gold", "system"))
+  for name in ("output_file", "html_file"):  # a wrong path fails now, not after the scoring
+    if FLAGS[name].value:
+      fileio.check_output_file(FLAGS[name].value, name)
   text, result, pairs = scoring.evaluate(FLAGS.gold, FLAGS.system, FLAGS.scorer,
                                          allow_missing=FLAGS.allow_missing,
                                          official=FLAGS.official_quirks)
