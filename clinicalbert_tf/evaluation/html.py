@@ -20,7 +20,9 @@ Each span is one `<mark class="span t<type index> <outcome>" data-type=... data-
 overlapping spans of one side nest (a span crossing the end of the one it starts in is cut there).
 
 Navigation: clicking a note in the list shows it and sets the address's `#note=<id>`; loading the page
-with `#note=<id>` shows that note (a link to a note can be shared), `#page=<n>` opens a list page.
+with `#note=<id>` shows that note (a link to a note can be shared), `#page=<n>` opens a list page;
+j / k (or the arrow keys) step through the notes in the list's order; the box above the list jumps to
+a note by id.
 """
 
 import bisect
@@ -189,6 +191,7 @@ table.metrics th:first-child,table.metrics td:first-child{text-align:left}
 #pager{padding:6px;border-bottom:1px solid #d0d7de}
 #note-list{list-style:none;margin:0;padding:0}
 #list-head{color:#57606a;padding-top:4px}
+#find{width:100%;box-sizing:border-box;margin-top:4px}
 #note-list li{padding:3px 8px;cursor:pointer;border-bottom:1px solid #f0f0f0;display:flex;
  justify-content:space-between}
 #note-list li.current{background:#ddf4ff;font-weight:600}
@@ -329,6 +332,23 @@ _SCRIPT = r"""
                data.notes[0].id);
     }
   }
+  // Keyboard: j / k (or the arrow keys) show the next / previous note of the list's order.
+  document.addEventListener("keydown", function (event) {
+    if (event.target && event.target.tagName === "INPUT") return;
+    var step = {j: 1, ArrowDown: 1, k: -1, ArrowUp: -1}[event.key];
+    if (!step || current === null) return;
+    var next = data.notes[byId[current] + step];
+    if (next) {
+      event.preventDefault();
+      showNote(next.id);
+      history.replaceState(null, "", "#note=" + encodeURIComponent(next.id));
+    }
+  });
+  document.getElementById("find").addEventListener("change", function (event) {
+    if (showNote(event.target.value.trim())) {
+      history.replaceState(null, "", "#note=" + encodeURIComponent(current));
+    }
+  });
   window.addEventListener("hashchange", fromHash);
   fromHash();
 })();
@@ -366,7 +386,9 @@ and delete it when done. It loads nothing from the network.</div>
 </header>
 <div id="layout">
 <nav id="notes"><div id="pager"><button id="prev">&lt;</button> <span id="page-label"></span>
-<button id="next">&gt;</button><div id="list-head">%(list_head)s</div></div>
+<button id="next">&gt;</button>
+<input id="find" placeholder="go to note id" aria-label="go to note id">
+<div id="list-head">%(list_head)s</div></div>
 <ol id="note-list"></ol></nav>
 <main id="note-view"><h2 id="note-title"></h2><div id="note-counts"></div>
 <div class="panes">%(gold_pane)s<div class="pane" id="system-pane"><h3>%(system_title)s</h3>
