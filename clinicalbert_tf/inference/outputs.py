@@ -2,7 +2,7 @@
 
 Each format is registered with its scope, which decides where it is written:
 
-  ONE_FILE   one file for the whole run (`--output_file`): JSON lines;
+  ONE_FILE   one file for the whole run (`--output_file`): JSON lines, the HTML review page;
   PER_INPUT  one file per input file in `--output_dir` (`<input stem>.jsonl`): JSON lines;
   PER_NOTE   one file per note in `--output_dir` (`<id><suffix>`): brat `.ann`, i2b2 2014 `.xml`,
              `.con`, and de-identified `.txt`.
@@ -22,6 +22,7 @@ import json
 import os
 
 from clinicalbert_tf import fileio
+from clinicalbert_tf.evaluation import html
 from clinicalbert_tf.tasks import i2b2_2010
 from clinicalbert_tf.tasks import i2b2_2014 as i2b2_2014_task
 
@@ -132,6 +133,22 @@ class Deidentified(OutputFormat):
     return outputs.deidentified.text
 
 
+class HtmlPage(OutputFormat):
+  """One review page of the whole run: every note's text with its predicted spans highlighted
+  (`evaluation/html.py`: self-contained, written with mode 0600 since it holds the notes)."""
+  name = "html"
+  scopes = (ONE_FILE,)
+  suffix = ".html"
+  help = "one self-contained review page of every note and its spans (PHI: mode 0600)"
+
+  def render(self, outputs):
+    return ""  # the page is drawn whole, when the run ends (HtmlPageWriter)
+
+  @staticmethod
+  def writer(path, output_format):
+    return HtmlPageWriter(path, output_format)
+
+
 _REGISTRY = collections.OrderedDict()
 
 
@@ -141,7 +158,7 @@ def register(format_class):
   return format_class
 
 
-for _format in (JsonLines, Brat, I2b2Xml, Con, Deidentified):
+for _format in (JsonLines, Brat, I2b2Xml, Con, HtmlPage, Deidentified):
   register(_format)
 
 # What predict.py's --output_format offers (deidentify.py writes `deidentified` and `jsonl`).
@@ -182,6 +199,27 @@ class OneFileWriter(object):
 
   def __exit__(self, *exc_info):
     return self._context.__exit__(*exc_info)
+
+
+class HtmlPageWriter(object):
+  """Collects every note (id, text, spans) and writes the review page on success."""
+
+  def __init__(self, path, output_format):
+    self.path = path
+    self.output_format = output_format
+    self.notes = []
+
+  def __enter__(self):
+    return self
+
+  def write(self, outputs):
+    self.notes.append((outputs.note.id, outputs.note.text, None,
+                       [(s.start, s.end, s.label) for s in outputs.spans]))
+
+  def __exit__(self, exc_type, exc_value, traceback):
+    if exc_type is None:
+      html.write_page(self.path, html.render_page(self.notes, title="Predicted spans"))
+    return False
 
 
 class PerInputWriter(object):
