@@ -1,7 +1,9 @@
 """The i2b2/VA 2010 concept scorer's measures: exact and inexact matching, with and without the class.
 
-The challenge's evaluation (the i2b2va-eval.jar and Uzuner et al., JAMIA 2011) compares concepts as
-token spans, `line:token` to `line:token` (end inclusive), over each note's `.con` files:
+The challenge's evaluation (the i2b2va-eval.jar, described in Uzuner et al., JAMIA 2011) compares
+concepts as token spans, `line:token` to `line:token` (end inclusive), over each note's `.con` files.
+The jar itself was not available to compare with; these are the measures as the challenge defines them,
+and the per-side counting below is this reimplementation's reading of them:
 
   * exact:   the system concept has the gold concept's first and last token;
   * inexact: the two spans share at least one token;
