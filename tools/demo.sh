@@ -174,7 +174,7 @@ echo "  - evaluate.py: the i2b2 2014 test predictions, official scorer and revie
 run evaluate_i2b2_2014 evaluate.py --gold="$DEID_2014/test" \
   --system="$OUT/finetune/i2b2_2014/test_i2b2_2014/system" --scorer=i2b2_2014 \
   --output_file="$OUT/finetune/i2b2_2014/official_report.txt" --html_file="$REVIEW"
-sed -n '7,11p' "$OUT/finetune/i2b2_2014/official_report.txt" | sed 's/^/    /'
+sed -n '8,12p' "$OUT/finetune/i2b2_2014/official_report.txt" | sed 's/^/    /'
 
 # 7. Summary -------------------------------------------------------------------------------------
 banner "Summary (Table-2 style): $OUT/summary.md"
