@@ -9,7 +9,7 @@ VENV_INPUTS := requirements.txt requirements-test.txt tools/setup_venv.sh
 VENV_HASH := $(shell cat $(VENV_INPUTS) | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.installed-$(VENV_HASH)
 
-.PHONY: venv bazel test demo clean
+.PHONY: venv bazel browser test demo clean
 
 venv: $(VENV_STAMP)
 
@@ -24,7 +24,15 @@ bazel:
 	  $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y bazel-bootstrap; \
 	fi
 
-test: venv bazel
+# Debian's chromium, for the review page's browser test (tests/evaluate_html_test.py).
+browser:
+	@if ! command -v chromium >/dev/null; then \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "== installing Debian's chromium"; \
+	  $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
+
+test: venv bazel browser
 	tools/run_tests.sh
 
 demo: venv

@@ -17,6 +17,8 @@ are thin absl wrappers around them:
                                             predictions on raw notes (model, per-note step, note
                                             readers, output formats, the job), PHI replacement,
                                             TF Serving.
+  evaluation/                            -- scoring spans: the i2b2 2014 / 2010 scorers' own
+                                            definitions, SemEval span schemes, the HTML review page.
 """
 
 import os

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import stat
 
 from absl.testing import absltest
 import numpy as np
@@ -9,6 +11,7 @@ import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import anonymize
 from clinicalbert_tf import checkpoints
+from clinicalbert_tf import fileio
 from clinicalbert_tf import inference
 from clinicalbert_tf import tasks
 from clinicalbert_tf.finetuning import word_rules
@@ -382,6 +385,38 @@ class StepAndJobTest(testutil.TestCase):
         self.assertEqual([json.loads(line)["id"] for line in f], ["n0", "n1"])
     finally:
       model.close()
+
+  def test_html_page_holds_the_json_lines_spans(self):
+    d = self.temp_dir()
+    model = inference.load_model(write_model_dir(os.path.join(d, "m")))
+    note_dir = os.path.join(d, "notes")
+    os.makedirs(note_dir)
+    for i, text in enumerate(NOTES[:3]):
+      with open(os.path.join(note_dir, "n%d.txt" % i), "w") as f:
+        f.write(text)
+    try:
+      page = os.path.join(d, "review.html")
+      for path, fmt in ((os.path.join(d, "out.jsonl"), "jsonl"), (page, "html")):
+        inference.run_job(model, inference.JobOptions(
+            input_file=note_dir + "/*.txt", output_file=path, output_format=fmt))
+      with self.assertRaisesRegex(fileio.InputError, "html writes one file for the run"):
+        inference.run_job(model, inference.JobOptions(
+            input_file=note_dir + "/*.txt", output_dir=os.path.join(d, "x"), output_format="html"))
+    finally:
+      model.close()
+    self.assertEqual(stat.S_IMODE(os.stat(page).st_mode), 0o600)
+    with open(page, encoding="utf-8") as f:
+      content = f.read()
+    data = json.loads(re.search(r'<script type="application/json" id="page-data">(.*?)</script>',
+                                content, re.S).group(1))
+    self.assertFalse(data["has_gold"])
+    with open(os.path.join(d, "out.jsonl"), encoding="utf-8") as f:
+      expected = {r["id"]: [(e["start"], e["end"], e["label"]) for e in r["entities"]]
+                  for r in map(json.loads, f)}
+    got = {n["id"]: [(s[0], s[1], data["types"][s[2]]) for s in n["system"]]
+           for n in data["notes"]}
+    self.assertEqual(got, expected)
+    self.assertTrue(any(expected.values()))
 
 
 if __name__ == "__main__":

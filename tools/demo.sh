@@ -8,6 +8,7 @@
 #   run_pretraining.py     a tiny BERT from scratch, 1,000 steps (model.ckpt-0 is kept too)
 #   make_deid_demo_data.py an invented i2b2 2014 de-identification set made from surrogates (seeded)
 #   run_finetune.py        i2b2 2006 / 2010 / 2012 / 2014 and MedNLI samples (train, dev, test)
+#   evaluate.py            the i2b2 2014 run's test predictions: official scorer report, review page
 #   tools/demo_summary.py  a Table-2-style summary (task, metric, dev, test): printed + summary.md
 #   nearest_neighbors.py   Table-3-style neighbours of a few words: untrained vs pretrained, side by side
 #   export_hf.py           the pretrained model and the MedNLI classifier as HuggingFace directories
@@ -166,6 +167,15 @@ for task in i2b2_2006 i2b2_2010 i2b2_2012 i2b2_2014 mednli; do
     --num_train_epochs="$FINETUNE_EPOCHS" --seed=12345
 done
 
+# The i2b2 2014 run's test predictions (run_finetune.py wrote them as i2b2 2014 XML) against the
+# invented gold: the official scorer's report and the review page (invented notes: no real PHI).
+REVIEW=$OUT/review_i2b2_2014.html
+echo "  - evaluate.py: the i2b2 2014 test predictions, official scorer and review page"
+run evaluate_i2b2_2014 evaluate.py --gold="$DEID_2014/test" \
+  --system="$OUT/finetune/i2b2_2014/test_i2b2_2014/system" --scorer=i2b2_2014 \
+  --output_file="$OUT/finetune/i2b2_2014/official_report.txt" --html_file="$REVIEW"
+sed -n '8,12p' "$OUT/finetune/i2b2_2014/official_report.txt" | sed 's/^/    /'
+
 # 7. Summary -------------------------------------------------------------------------------------
 banner "Summary (Table-2 style): $OUT/summary.md"
 "$PY" tools/demo_summary.py "$OUT" | sed 's/^/    /'
@@ -206,3 +216,4 @@ tools/demo_predict.sh "$OUT"
 # 12. Done ---------------------------------------------------------------------------------------
 banner "Done"
 echo "    everything is in $OUT/ (logs in $OUT/logs/); total $((SECONDS - demo_start)) s"
+echo "    review page of the i2b2 2014 run (open it in a browser): $REVIEW"

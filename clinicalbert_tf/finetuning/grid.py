@@ -136,4 +136,10 @@ def format_grid_markdown(summary):
   lines += ["", "Test (%s): %s = %.4f" % (summary["best"]["setting"], metric, test[metric])]
   if "precision" in test and "recall" in test:  # span scores (NER) come with both
     lines[-1] += ", precision = %.4f, recall = %.4f" % (test["precision"], test["recall"])
+  if "i2b2_2014_strict_micro_f1" in test:  # i2b2 2006 / 2014: the official scorer's too
+    lines.append("Test, official i2b2 2014 scorer (micro): Token F1 = %.4f, Strict F1 = %.4f, "
+                 "Relaxed F1 = %.4f, HIPAA Strict F1 = %.4f, binary token recall = %.4f" % tuple(
+                     test["i2b2_2014_" + k] for k in (
+                         "token_micro_f1", "strict_micro_f1", "relaxed_micro_f1",
+                         "hipaa_strict_micro_f1", "binary_token_recall")))
   return "\n".join(lines) + "\n"

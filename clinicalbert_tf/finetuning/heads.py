@@ -36,6 +36,7 @@ import tensorflow.compat.v1 as tf
 from clinicalbert_tf import fileio
 from clinicalbert_tf import modeling
 from clinicalbert_tf import tasks
+from clinicalbert_tf.evaluation import finetune as finetune_scores
 from clinicalbert_tf.finetuning import data
 from clinicalbert_tf.finetuning import metrics
 from clinicalbert_tf.finetuning import word_rules as word_rules_lib
@@ -248,7 +249,10 @@ class Head(object):
     raise NotImplementedError()
 
   def write_predictions(self, task, examples, predicted, outputs, output_dir, prefix):
-    """Writes `<prefix>_predictions.*` (and the task's native files) to `output_dir`."""
+    """Writes `<prefix>_predictions.*` (and the task's native files) to `output_dir`.
+
+    Returns more metrics for the results (an official scorer's), or None.
+    """
     raise NotImplementedError()
 
   def majority_baseline(self, train_examples, examples):
@@ -433,6 +437,8 @@ class TokenClassificationHead(Head):
     native = task.write_native_predictions(examples, predicted, native_dir)
     if native:
       logging.info("wrote %d .con files to %s", len(native), native_dir)
+    # i2b2 2006 / 2014: the official i2b2 2014 scorer's numbers too, next to seqeval's.
+    return finetune_scores.official_scores(task, examples, predicted, output_dir, prefix)
 
   def majority_baseline(self, train_examples, examples):
     counts = collections.Counter(l for s in train_examples for l in s.labels)

@@ -371,7 +371,8 @@ class Runner(object):
                "num_examples": len(split.examples), "split": split_name}
     predicted = self.head.assemble_predictions(split.examples, split.features, outputs)
     results.update(self.head.score(split.examples, predicted))
-    self.head.write_predictions(self.task, split.examples, predicted, outputs, output_dir, prefix)
+    results.update(self.head.write_predictions(self.task, split.examples, predicted, outputs,
+                                               output_dir, prefix) or {})
     metrics.write_results(output_dir, prefix, results)
     return results
 

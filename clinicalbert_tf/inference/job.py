@@ -91,6 +91,9 @@ def output_plan(options, pairs):
     return plan
   if o.output_file:
     return [(fmt, outputs.ONE_FILE, o.output_file)]
+  if outputs.PER_INPUT not in fmt.scopes:
+    raise fileio.InputError("--output_format=%s writes one file for the run: give --output_file" %
+                            o.output_format)
   return [(fmt, outputs.PER_INPUT, o.output_dir)]
 
 
@@ -128,7 +131,8 @@ def good_notes(stream, max_bad_notes, counts):
 
 def _writer(fmt, scope, path, input_files):
   if scope == outputs.ONE_FILE:
-    return outputs.OneFileWriter(path, fmt)
+    # A format drawn whole at the end (the HTML page) brings its own writer.
+    return getattr(fmt, "writer", outputs.OneFileWriter)(path, fmt)
   if scope == outputs.PER_INPUT:
     return outputs.PerInputWriter(path, input_files, fmt)
   return outputs.PerNoteWriter(path, fmt)

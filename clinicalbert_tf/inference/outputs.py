@@ -2,7 +2,7 @@
 
 Each format is registered with its scope, which decides where it is written:
 
-  ONE_FILE   one file for the whole run (`--output_file`): JSON lines;
+  ONE_FILE   one file for the whole run (`--output_file`): JSON lines, the HTML review page;
   PER_INPUT  one file per input file in `--output_dir` (`<input stem>.jsonl`): JSON lines;
   PER_NOTE   one file per note in `--output_dir` (`<id><suffix>`): brat `.ann`, i2b2 2014 `.xml`,
              `.con`, and de-identified `.txt`.
@@ -20,29 +20,21 @@ A new format is one class (`name`, `scopes`, `suffix`, `render`) and one `regist
 import collections
 import json
 import os
-from xml.sax import saxutils
 
 from clinicalbert_tf import fileio
+from clinicalbert_tf.evaluation import html
 from clinicalbert_tf.tasks import i2b2_2010
+from clinicalbert_tf.tasks import i2b2_2014 as i2b2_2014_task
+
+# The i2b2 2014 XML lives with its reader (tasks/i2b2_2014.py), where evaluate.py's scorer and
+# run_finetune's official scores also write it.
+I2B2_2014_TAGS = i2b2_2014_task.I2B2_2014_TAGS
+i2b2_2014_tag = i2b2_2014_task.i2b2_2014_tag
+format_i2b2_2014 = i2b2_2014_task.format_i2b2_2014
 
 ONE_FILE = "one_file"
 PER_INPUT = "per_input"
 PER_NOTE = "per_note"
-
-# The 2014 de-identification guidelines' fine TYPEs under their XML tags (the tag the scorer reads).
-I2B2_2014_TAGS = {
-    "NAME": ("PATIENT", "DOCTOR", "USERNAME"),
-    "PROFESSION": ("PROFESSION",),
-    "LOCATION": ("ROOM", "DEPARTMENT", "HOSPITAL", "ORGANIZATION", "STREET", "CITY", "STATE",
-                 "COUNTRY", "ZIP", "LOCATION-OTHER"),
-    "AGE": ("AGE",),
-    "DATE": ("DATE",),
-    "CONTACT": ("PHONE", "FAX", "EMAIL", "URL", "IPADDR"),
-    "ID": ("SSN", "MEDICALRECORD", "HEALTHPLAN", "ACCOUNT", "LICENSE", "VEHICLE", "DEVICE", "BIOID",
-           "IDNUM"),
-}
-_TAG_OF_TYPE = {t: tag for tag, types in I2B2_2014_TAGS.items() for t in types}
-
 
 def jsonl_record(note_id, spans, text=None):
   """The JSON-lines object of one note (`text` only when asked for: it is PHI)."""
@@ -56,24 +48,6 @@ def format_brat(text, spans):
   """brat standoff (`.ann`) lines: `T1<TAB>label start end<TAB>text`."""
   return "".join("T%d\t%s %d %d\t%s\n" % (n, s.label, s.start, s.end, text[s.start:s.end])
                  for n, s in enumerate(spans, 1))
-
-
-def i2b2_2014_tag(label):
-  """The XML tag of a fine PHI TYPE (`DOCTOR` -> `NAME`); an unknown type is its own tag."""
-  return _TAG_OF_TYPE.get(label, label)
-
-
-def format_i2b2_2014(text, spans):
-  """The de-identification XML the i2b2/n2c2 2014 scorer reads (TEXT in CDATA, one tag per span)."""
-  cdata = text.replace("]]>", "]]]]><![CDATA[>")  # "]]>" cannot appear inside one CDATA section
-  lines = ['<?xml version="1.0" encoding="UTF-8" ?>', "<deIdi2b2>",
-           "<TEXT><![CDATA[%s]]></TEXT>" % cdata, "<TAGS>"]
-  for n, s in enumerate(spans):
-    lines.append('<%s id="P%d" start="%d" end="%d" text=%s TYPE=%s comment="" />' % (
-        i2b2_2014_tag(s.label), n, s.start, s.end, saxutils.quoteattr(text[s.start:s.end]),
-        saxutils.quoteattr(s.label)))
-  lines += ["</TAGS>", "</deIdi2b2>"]
-  return "\n".join(lines) + "\n"
 
 
 def format_con(text, spans):
@@ -159,6 +133,22 @@ class Deidentified(OutputFormat):
     return outputs.deidentified.text
 
 
+class HtmlPage(OutputFormat):
+  """One review page of the whole run: every note's text with its predicted spans highlighted
+  (`evaluation/html.py`: self-contained, written with mode 0600 since it holds the notes)."""
+  name = "html"
+  scopes = (ONE_FILE,)
+  suffix = ".html"
+  help = "one self-contained review page of every note and its spans (PHI: mode 0600)"
+
+  def render(self, outputs):
+    return ""  # the page is drawn whole, when the run ends (HtmlPageWriter)
+
+  @staticmethod
+  def writer(path, output_format):
+    return HtmlPageWriter(path, output_format)
+
+
 _REGISTRY = collections.OrderedDict()
 
 
@@ -168,7 +158,7 @@ def register(format_class):
   return format_class
 
 
-for _format in (JsonLines, Brat, I2b2Xml, Con, Deidentified):
+for _format in (JsonLines, Brat, I2b2Xml, Con, HtmlPage, Deidentified):
   register(_format)
 
 # What predict.py's --output_format offers (deidentify.py writes `deidentified` and `jsonl`).
@@ -209,6 +199,27 @@ class OneFileWriter(object):
 
   def __exit__(self, *exc_info):
     return self._context.__exit__(*exc_info)
+
+
+class HtmlPageWriter(object):
+  """Collects every note (id, text, spans) and writes the review page on success."""
+
+  def __init__(self, path, output_format):
+    self.path = path
+    self.output_format = output_format
+    self.notes = []
+
+  def __enter__(self):
+    return self
+
+  def write(self, outputs):
+    self.notes.append((outputs.note.id, outputs.note.text, None,
+                       [(s.start, s.end, s.label) for s in outputs.spans]))
+
+  def __exit__(self, exc_type, exc_value, traceback):
+    if exc_type is None:
+      html.write_page(self.path, html.render_page(self.notes, title="Predicted spans"))
+    return False
 
 
 class PerInputWriter(object):

@@ -47,10 +47,16 @@ class Entity:
 
 @dataclasses.dataclass
 class Document:
-  """One note: its sentences (words, IOB2 labels) and the patient it belongs to."""
+  """One note: its sentences (words, IOB2 labels) and the patient it belongs to.
+
+  `text` and `entities` (the note's text and gold annotations as read) are kept by the readers whose
+  predictions are also scored with a shared task's own scorer (`DocumentNerTask.official_scorer`).
+  """
   doc_id: str
   group_id: str
   sentences: List[tasks.TaggedSentence]
+  text: Optional[str] = None
+  entities: Optional[List[Entity]] = None
 
 
 def read_text_file(path):
@@ -61,6 +67,13 @@ def read_text_file(path):
     return data.decode("utf-8")
   except UnicodeDecodeError as e:
     raise fileio.InputError("%s: not UTF-8 text (byte %d: %s)" % (path, e.start, e.reason)) from None
+
+
+def nonblank_lines(path):
+  """(`path:line number`, line) of each line of a UTF-8 file that is not blank."""
+  for number, line in enumerate(read_text_file(path).split("\n"), 1):
+    if line.strip():
+      yield "%s:%d" % (path, number), line
 
 
 _CDATA_RE = re.compile(r"<!\[CDATA\[.*?\]\]>", re.S)
@@ -306,6 +319,9 @@ class DocumentNerTask(tasks.Task):
   what = None
   entity_types = None
   dev_rule = "group"
+  # "i2b2_2014": run_finetune.py also scores predictions with that official scorer
+  # (clinicalbert_tf/evaluation/finetune.py); the reader keeps each Document's text and entities.
+  official_scorer = None
 
   def __init__(self, options=None):
     super().__init__(options)
@@ -349,6 +365,11 @@ class DocumentNerTask(tasks.Task):
         result = {"train": train, "dev": None}  # cut by sentences in get_examples
     self._cache[key] = result
     return result
+
+  def documents_by_id(self, split):
+    """{doc_id: Document} of the notes of `split` read so far (whole notes: `test`, or a `dev`
+    folder or patient split; not a `first_70` dev, which is sentences)."""
+    return {d.doc_id: d for splits in self._cache.values() for d in splits.get(split) or []}
 
   def get_examples(self, data_dir, split):
     tasks.check_split(split)

@@ -30,6 +30,7 @@ class I2b2_2006Task(documents.DocumentNerTask):  # pylint: disable=invalid-name
   what = "i2b2 2006 XML"
   entity_types = PHI_TYPES
   dev_rule = "first_70"
+  official_scorer = "i2b2_2014"  # the 2014 scorer over the 2006 types (as i2b2 2014 XML)
 
   def read_file(self, path, checker):
     root = documents.parse_xml(path)
@@ -65,7 +66,8 @@ class I2b2_2006Task(documents.DocumentNerTask):  # pylint: disable=invalid-name
           raise fileio.InputError("%s: %s holds no word" % (where, e.ref))
       doc_id = "%s" % record_id
       sentences = documents.tokenize_document(text, entities, doc_id, source=where)
-      result.append(documents.Document(doc_id=doc_id, group_id=doc_id, sentences=sentences))
+      result.append(documents.Document(doc_id=doc_id, group_id=doc_id, sentences=sentences,
+                                       text=text, entities=entities))
     if not result:
       raise fileio.InputError("%s: no <RECORD> elements" % path)
     return result

@@ -37,6 +37,15 @@ def parse_con_line(line, where):
   return text, int(l1), int(t1), int(l2), int(t2), typ
 
 
+def parse_concept(line, where):
+  """`parse_con_line`, and an error if the concept ends before it starts."""
+  text, l1, t1, l2, t2, typ = parse_con_line(line.strip(), where)
+  if (l1, t1) > (l2, t2):
+    raise fileio.InputError("%s: concept ends (%d:%d) before it starts (%d:%d)" %
+                            (where, l2, t2, l1, t1))
+  return text, l1, t1, l2, t2, typ
+
+
 def format_con_line(words, start, end, typ):
   """A `.con` line for the concept over `words` from position `start` to `end` (inclusive)."""
   text = " ".join(words).lower()
@@ -85,15 +94,9 @@ class I2b2_2010Task(documents.DocumentNerTask):  # pylint: disable=invalid-name
     if lines and not lines[-1]:
       lines.pop()  # the final newline
     concepts = []
-    for number, line in enumerate(documents.read_text_file(con_path).split("\n"), 1):
-      if not line.strip():
-        continue
-      where = "%s:%d" % (con_path, number)
-      text, l1, t1, l2, t2, typ = parse_con_line(line.strip(), where)
+    for where, line in documents.nonblank_lines(con_path):
+      text, l1, t1, l2, t2, typ = parse_concept(line, where)
       self.check_type(typ, where)
-      if (l1, t1) > (l2, t2):
-        raise fileio.InputError("%s: concept ends (%d:%d) before it starts (%d:%d)" %
-                                (where, l2, t2, l1, t1))
       for l, t in ((l1, t1), (l2, t2)):
         if not 1 <= l <= len(lines) or not 0 <= t < len(lines[l - 1]):
           raise fileio.InputError(

@@ -27,10 +27,7 @@ def find_split_file(data_dir, split):
 def read_jsonl(path, split):
   """SentencePairs of a MedNLI jsonl file; InputError naming file and line on any bad line."""
   examples = []
-  for number, line in enumerate(documents.read_text_file(path).split("\n"), 1):
-    if not line.strip():
-      continue
-    where = "%s:%d" % (path, number)
+  for where, line in documents.nonblank_lines(path):
     try:
       record = json.loads(line)
     except json.JSONDecodeError as e:
