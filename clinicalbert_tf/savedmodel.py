@@ -25,6 +25,7 @@ import tensorflow.compat.v1 as tf
 
 from clinicalbert_tf import checkpoints
 from clinicalbert_tf import fileio
+from clinicalbert_tf.finetuning import head_record
 from clinicalbert_tf.inference import model as model_lib
 
 
@@ -84,8 +85,7 @@ def _asset_files(files, staging):
   assets_dir = os.path.join(staging, "assets")
   os.makedirs(assets_dir)
   paths = []
-  fileio.write_json_atomic(os.path.join(assets_dir, checkpoints.HEAD_RECORD_FILE),
-                           files.record.to_dict())
+  head_record.write_copy(assets_dir, files.record)
   for source, name in ((files.vocab_file, checkpoints.VOCAB_FILE),
                        (files.bert_config_file, checkpoints.BERT_CONFIG_FILE)):
     shutil.copyfile(source, os.path.join(assets_dir, name))

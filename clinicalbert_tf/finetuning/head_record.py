@@ -117,6 +117,13 @@ def write_labels_only(model_dir, head_name, labels):
   return path
 
 
+def write_copy(directory, record):
+  """Writes `record` (a HeadRecord) into `directory` (a SavedModel's assets), word rules filled in."""
+  path = os.path.join(directory, checkpoints.HEAD_RECORD_FILE)
+  fileio.write_json_atomic(path, record.to_dict())
+  return path
+
+
 def read(model_dir, required=True):
   """The checked HeadRecord in `model_dir` (a local or `tf.io.gfile` path).
 
