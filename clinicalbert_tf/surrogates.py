@@ -341,15 +341,21 @@ class _Pool(object):
     return self._items[min(index, len(self._items) - 1)]
 
 
-def _name_pools(generator):
-  """{attribute: _Pool} for the person provider's name lists the locale has."""
-  pools = {}
+def name_lists(generator):
+  """{attribute: list or weighted dict} of the person provider's name lists the locale has
+  (`first_names_female`, `first_names_male`, `first_names`, `last_names`)."""
+  lists = {}
   for provider in generator.get_providers():
     for attribute in ("first_names_female", "first_names_male", "first_names", "last_names"):
       values = getattr(provider, attribute, None)
-      if attribute not in pools and values and not callable(values):
-        pools[attribute] = _Pool(values)
-  return pools
+      if attribute not in lists and values and not callable(values):
+        lists[attribute] = values
+  return lists
+
+
+def _name_pools(generator):
+  """{attribute: _Pool} for the person provider's name lists the locale has."""
+  return {attribute: _Pool(values) for attribute, values in name_lists(generator).items()}
 
 
 class Surrogates(object):
@@ -428,6 +434,29 @@ class Surrogates(object):
       return text, []
     self._generator.seed_instance(note_seed(self.random_seed, note_key))
     return _Note(self._generator, self._pools, self._formats, text, items, spans).render()
+
+
+class ValueMaker(object):
+  """One realistic value of a category from a given seed (the keyed anonymizer's draws).
+
+  The same rules and lists as a note's surrogates (hospital and ward forms, Faker's providers),
+  without a note: the caller's seed (an HMAC of the patient and the value) decides the value, and
+  the caller checks it against the note.
+  """
+
+  def __init__(self, locale=DEFAULT_LOCALE):
+    import faker  # pylint: disable=g-import-not-at-top
+    check_locale(locale)
+    self.generator = faker.Factory.create(locale)
+    formats = _ENGLISH_FORMATS if locale.startswith("en") else _NUMERIC_FORMATS
+    self._note = _Note(self.generator, _name_pools(self.generator), formats, "", [], spans=True)
+
+  def value(self, seed, label):
+    """A surrogate for a span of `label` (an i2b2 label of `SPAN_LABELS`) drawn from `seed`."""
+    kind = SPAN_LABELS.get(label.upper(), ("shape", "unrecognized"))
+    category = kind[1] if isinstance(kind, tuple) else kind
+    self.generator.seed_instance(seed)
+    return self._note._value(category, label, "")  # pylint: disable=protected-access
 
 
 # One PHI item of a note: characters [start, end) become a surrogate of `category`. `number` keys
