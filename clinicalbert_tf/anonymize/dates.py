@@ -9,8 +9,10 @@ Forms read (case-insensitive; `/`, `-` or `.` as separators, the same one twice)
   * weekdays: `Monday`, `Mon.`, `TUES`.
 A shift of d days moves each date by d and prints it as it was written: the same separators,
 zero padding, month names (full, abbreviated, with a dot, in the same case), ordinal suffixes
-(recomputed) and two- or four-digit years. Partial dates move their middle day, so a year alone
-changes when the shift carries July 1 into another year (and keeps its value otherwise). A weekday
+(recomputed) and two- or four-digit years. Partial dates move their middle day: a year alone
+changes when the shift carries July 1 into another year and keeps its value otherwise (years are
+not identifying under Safe Harbor); a month alone or a month-year moves at least one month, in the
+shift's direction, since a month is an element of a date. A weekday
 moves by d mod 7 days: next to a date it becomes that date's new weekday (adjusted, not removed);
 the anonymizer's offsets are never a whole number of weeks, so every weekday changes.
 """
@@ -157,7 +159,11 @@ def render(piece, new_date=None, new_weekday=None):
   base = match.start()
   groups = match.groupdict()
   numeric = [groups.get(g) for g in ("month", "day") if groups.get(g)]
-  pad = any(len(v) == 2 and v.startswith("0") for v in numeric)
+  # Zero padding as written: ISO dates always; others when a month or day shows a leading zero
+  # (`11/20/2019` says nothing either way and is printed unpadded).
+  year_first = groups.get("year") is not None and match.start("year") == base and groups.get(
+      "month") is not None
+  pad = year_first or any(len(v) == 2 and v.startswith("0") for v in numeric)
   replacements = []
   for name in ("year", "year2", "month", "month_name", "day", "ord", "weekday"):
     value = groups.get(name)
@@ -190,6 +196,12 @@ def render(piece, new_date=None, new_weekday=None):
   return "".join(out)
 
 
+def _next_month(date, step):
+  """The 15th of the month `step` (+-1) months after `date`'s."""
+  month = date.month - 1 + step
+  return datetime.date(date.year + month // 12, month % 12 + 1, 15)
+
+
 def shift(text, days, context_year=None):
   """`text` with every date in it moved by `days` (None: no date found, or one out of range)."""
   pieces = find(text, context_year)
@@ -207,6 +219,9 @@ def shift(text, days, context_year=None):
         return None
       if not 1000 <= new_date.year <= 9999:
         return None
+      if piece.kind in ("month", "month_year") and days and (
+          new_date.year, new_date.month) == (piece.date.year, piece.date.month):
+        new_date = _next_month(piece.date, 1 if days > 0 else -1)
       out.append(render(piece, new_date))
     last = piece.end
   out.append(text[last:])

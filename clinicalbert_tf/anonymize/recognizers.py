@@ -11,7 +11,7 @@ the i2b2 2014 TYPEs, so operators and scores treat them like the model's.
                  dates joined by `-`/`to`/`through` are one span (a range)
   phone          North American numbers (`(617) 555-1234`, `617.555.1234`, `+1-617-555-1234x12`,
                  `001-617-555-1234`; ten bare digits after `phone`/`call`/`fax`/...); FAX when
-                 `fax` is among the 25 characters before; pager numbers after `page`/`pager`
+                 `fax` is among the 25 characters before (after any earlier number); pager numbers after `page`/`pager`
   email, url, ip e-mail addresses; `http(s)://` and `www.` addresses; dotted IPv4 addresses
   ssn            `123-45-6789`
   id             numbers after their cue words: MEDICALRECORD after `MRN`, `MR#`, `medical record
@@ -113,9 +113,11 @@ def dates(text):
 
 def phones(text):
   out = []
+  last = 0
   for m in _PHONE.finditer(text):
-    before = text[max(0, m.start() - 25):m.start()].lower()
+    before = text[max(last, m.start() - 25):m.start()].lower()  # not past the previous number
     out.append((m.start(), m.end(), "FAX" if "fax" in before else "PHONE"))
+    last = m.end()
   for m in _BARE_PHONE.finditer(text):
     out.append((m.start("d"), m.end("d"), "FAX" if "fax" in m.group(0).lower() else "PHONE"))
   return out + _group_spans(_PAGER, text, "PHONE")
