@@ -1,8 +1,9 @@
 """Tests for clinicalbert_tf/anonymize/: operators, keys, dates, names, shapes, Safe Harbor, spans.
 
 Expected values are written by hand (dates computed with datetime, Safe Harbor's list from the
-HHS guidance) or come from an independent oracle: today's `span_outputs.replace_spans` for the
-byte-identity of one operator without a secret. Everything is invented, never real data.
+HHS guidance) or come from an independent oracle: the replacement of the last release before the
+anonymize package (`span_outputs.replace_spans` at 32e5266, copied below) for the byte-identity of
+one operator without a secret. Everything is invented, never real data.
 """
 
 import collections
@@ -17,7 +18,6 @@ from absl.testing import absltest
 from clinicalbert_tf import anonymize
 from clinicalbert_tf import deid_demo
 from clinicalbert_tf import fileio
-from clinicalbert_tf import span_outputs
 from clinicalbert_tf import surrogates
 from clinicalbert_tf.anonymize import dates
 from clinicalbert_tf.anonymize import keyed
@@ -27,6 +27,8 @@ from clinicalbert_tf.anonymize import safe_harbor
 from clinicalbert_tf.anonymize import shapes
 from clinicalbert_tf.anonymize import span_readers
 from clinicalbert_tf.anonymize import spans as spans_lib
+from clinicalbert_tf.inference import outputs
+from clinicalbert_tf.inference import text as text_lib
 from clinicalbert_tf.tasks import i2b2_2012
 from tests import testutil
 
@@ -49,7 +51,7 @@ _FILLER = ("the patient was seen", "on", "and", "with", "BP 128/76", "no fever",
 
 
 def generated_note(rng):
-  """(text, [span_outputs.Span]) of an invented note: filler with disjoint PHI spans."""
+  """(text, [text_lib.Span]) of an invented note: filler with disjoint PHI spans."""
   parts, spans, length = [], [], 0
   for _ in range(rng.randint(0, 14)):
     filler = rng.choice(_FILLER) + " "
@@ -58,10 +60,33 @@ def generated_note(rng):
     if rng.random() < 0.6:
       label = rng.choice(sorted(_VALUES))
       value = rng.choice(_VALUES[label])
-      spans.append(span_outputs.Span(length, length + len(value), label, 0.9))
+      spans.append(text_lib.Span(length, length + len(value), label, 0.9))
       parts.append(value + " ")
       length += len(value) + 1
   return "".join(parts), spans
+
+
+def previous_replace_spans(text, spans, mode="placeholder", mask_char="*", surrogates=None,
+                           note_key=None):
+  """The oracle: span_outputs.replace_spans as it was at 32e5266 (before the anonymize package)."""
+  spans = sorted(spans, key=lambda s: s.start)
+  if mode == "surrogate":
+    new_text, _ = surrogates.replace_spans(text, [(s.start, s.end, s.label) for s in spans],
+                                           note_key)
+    return new_text
+  parts = []
+  last = 0
+  for s in spans:
+    parts.append(text[last:s.start])
+    if mode == "placeholder":
+      parts.append("[**%s**]" % s.label)
+    elif mode == "tag":
+      parts.append("<%s>" % s.label)
+    else:
+      parts.append(mask_char * (s.end - s.start))
+    last = s.end
+  parts.append(text[last:])
+  return "".join(parts)
 
 
 class OperatorsTest(testutil.TestCase):
@@ -112,7 +137,7 @@ class OperatorsTest(testutil.TestCase):
 
 
 class ByteIdentityTest(testutil.TestCase):
-  """One operator without a secret: the bytes of today's `span_outputs.replace_spans`."""
+  """One operator without a secret: the bytes of the previous `span_outputs.replace_spans`."""
 
   def test_generated_notes(self):
     rng = random.Random(7)
@@ -123,8 +148,8 @@ class ByteIdentityTest(testutil.TestCase):
                             ("surrogate", "*")):
       anonymizer = anonymize.Anonymizer(mode, random_seed=99, mask_char=mask_char)
       for n, (text, spans) in enumerate(notes):
-        expected = span_outputs.replace_spans(text, spans, mode, mask_char, surrogates=seeded,
-                                              note_key="note-%d" % n)
+        expected = previous_replace_spans(text, spans, mode, mask_char, surrogates=seeded,
+                                          note_key="note-%d" % n)
         self.assertEqual(anonymizer.anonymize(text, spans, "note-%d" % n).text, expected,
                          (mode, n))
 
@@ -148,7 +173,7 @@ class ItemsTest(testutil.TestCase):
     text = "Dr. Ellis"
     by_tuple = anonymize.Anonymizer("keep").anonymize(text, [(4, 9, "DOCTOR")], "n")
     by_span = anonymize.Anonymizer("keep").anonymize(
-        text, [span_outputs.Span(4, 9, "DOCTOR", 0.5)], "n")
+        text, [text_lib.Span(4, 9, "DOCTOR", 0.5)], "n")
     self.assertEqual(by_tuple.text, text)
     self.assertEqual(by_tuple, by_span)
 
@@ -457,7 +482,7 @@ class RecognizersTest(testutil.TestCase):
     directory = self.temp_dir()
     for note_id, text, gold in self.notes[:20]:
       with open(os.path.join(directory, note_id + ".xml"), "w", encoding="utf-8") as f:
-        f.write(span_outputs.format_i2b2_2014(text, [span_outputs.Span(*g, 1.0) for g in gold]))
+        f.write(outputs.format_i2b2_2014(text, [text_lib.Span(*g, 1.0) for g in gold]))
     paths = sorted(os.path.join(directory, n) for n in os.listdir(directory))
     spans = span_readers.read_spans(paths, "i2b2_2014")
     anonymizer = anonymize.Anonymizer("surrogate", secret=SECRET)
@@ -497,8 +522,8 @@ class SpanReadersTest(testutil.TestCase):
                                                  (0, 2, "PATIENT", "Ky"), (3, 4, "PATIENT", "e")])
     xml = os.path.join(directory, "c.xml")
     with open(xml, "w") as f:
-      f.write(span_outputs.format_i2b2_2014("Kyle on 3/4/2019", [
-          span_outputs.Span(0, 4, "PATIENT", 1.0), span_outputs.Span(8, 16, "DATE", 1.0)]))
+      f.write(outputs.format_i2b2_2014("Kyle on 3/4/2019", [
+          text_lib.Span(0, 4, "PATIENT", 1.0), text_lib.Span(8, 16, "DATE", 1.0)]))
     spans = span_readers.read_spans([xml], "i2b2_2014")["c"]
     self.assertEqual([tuple(s)[:3] for s in spans], [(0, 4, "PATIENT"), (8, 16, "DATE")])
     span_readers.check_spans("c", "Kyle on 3/4/2019", spans)

@@ -13,7 +13,7 @@ Keys. With a secret every keyed choice (surrogates, hashes, the date offset) is 
 run and machine (`keyed.py`). A note without a patient is its own patient. Without a secret the
 key is the run's seed and every note is its own patient: `surrogate` is then exactly today's
 seeded surrogates (`surrogates.Surrogates.replace_spans`), so one operator without a secret gives
-the bytes `span_outputs.replace_spans` gave.
+the bytes deidentify.py gave before this package.
 
 Keyed surrogates, by label family (`labels.family`):
   * names: part by part (`names.py`): one person stays one surrogate person;
@@ -188,7 +188,7 @@ class Anonymizer(object):
     ops = [self.operators.of(s.label) for s in spans]
     values = [None] * len(spans)
     if not self.keyed_by_patient and "surrogate" in ops:
-      # Today's seeded surrogates, note by note (the bytes span_outputs.replace_spans gave).
+      # Today's seeded surrogates, note by note (the bytes deidentify.py gave before this package).
       chosen = [i for i, op in enumerate(ops) if op == "surrogate"]
       new_text, replacements = self.seeded_surrogates().replace_spans(
           text, [(spans[i].start, spans[i].end, spans[i].label) for i in chosen], note_id)

@@ -1,6 +1,6 @@
 """PHI spans as the anonymizer takes them: checked against their note, overlaps merged.
 
-A span is any object with `.start`, `.end` and `.label` (`span_outputs.Span`) or a (start, end,
+A span is any object with `.start`, `.end` and `.label` (`inference.Span`) or a (start, end,
 label) tuple; offsets are Python string indices, end exclusive.
 
 Merging (`merge`): spans that overlap (share at least one character) become one span over their
