@@ -513,7 +513,7 @@ class SpanReadersTest(testutil.TestCase):
     with open(jsonl, "w") as f:
       f.write(json.dumps({"id": "a", "entities": [
           {"start": 0, "end": 4, "label": "PATIENT", "score": 0.9}]}) + "\n")
-    self.assertEqual(span_readers.read_spans([jsonl]), {"a": [(0, 4, "PATIENT")]})
+    self.assertEqual(span_readers.read_spans([jsonl]), {"a": [(0, 4, "PATIENT", 0.9)]})
     ann = os.path.join(directory, "b.ann")
     with open(ann, "w") as f:
       f.write("T1\tDATE 5 13\t3/4/2019\nR1\tRel Arg1:T1 Arg2:T1\nT2\tPATIENT 0 2;3 4\tKy e\n")

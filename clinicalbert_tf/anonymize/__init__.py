@@ -19,6 +19,7 @@ from clinicalbert_tf.anonymize.anonymizer import DEFAULT_DATE_SHIFT_DAYS
 from clinicalbert_tf.anonymize.anonymizer import Item
 from clinicalbert_tf.anonymize.anonymizer import Result
 from clinicalbert_tf.anonymize.keyed import read_secret_file
+from clinicalbert_tf.anonymize.operators import ANY_LABEL
 from clinicalbert_tf.anonymize.operators import load_operators_file
 from clinicalbert_tf.anonymize.operators import OPERATOR_NAMES
 from clinicalbert_tf.anonymize.operators import OPERATORS

@@ -75,6 +75,7 @@ OPERATOR_NAMES = tuple(OPERATORS)
 # Operators that apply to some label families only.
 ONLY_FOR = {"shift": ("date",)}
 DEFAULT = "default"
+ANY_LABEL = "*"
 DEFAULT_OPERATOR = "placeholder"
 
 
@@ -109,7 +110,9 @@ class Operators(object):
 
 
 def _check(pairs, where, labels):
-  known = labels_lib.KNOWN_LABELS | frozenset(l.upper() for l in (labels or ()))
+  # labels == ANY_LABEL: any label may be named (checked again once a model says which it has).
+  known = None if labels == ANY_LABEL else (
+      labels_lib.KNOWN_LABELS | frozenset(l.upper() for l in (labels or ())))
   by_label = collections.OrderedDict()
   default = DEFAULT_OPERATOR
   for label, operator in pairs:
@@ -123,7 +126,7 @@ def _check(pairs, where, labels):
             where, operator, "/".join(ONLY_FOR[operator])))
       continue
     upper = label.upper()
-    if upper not in known:
+    if known is not None and upper not in known:
       raise fileio.InputError("%s: unknown label %r; expected default or one of %s" % (
           where, label, ", ".join(sorted(known))))
     if upper in by_label:
@@ -140,7 +143,8 @@ def parse_operators(spec, labels=None, flag="--replace"):
 
   Args:
     spec: the flag's value.
-    labels: labels beyond the known PHI labels (a model's own) that the spec may name.
+    labels: labels beyond the known PHI labels (a model's own) that the spec may name, or
+      ANY_LABEL to allow any (before a model is loaded).
     flag: the flag named in errors.
 
   Raises:

@@ -8,7 +8,7 @@ Formats (`SPAN_FORMATS`, one reader function and one registry line each):
   * `brat`: standoff `.ann` files, one note per file, id = the file name without `.ann`;
     text-bound annotations `T1<TAB>LABEL start end[;start end]<TAB>text` (a discontinuous one gives
     one span per fragment); other lines (relations, notes) are skipped.
-`read_spans(paths, spans_format)` returns {note id: [PhiSpan]}. Formats that carry the annotated
+`read_spans(paths, spans_format)` returns {note id: [span]} (ScoredSpan, SpanWithText). Formats that carry the annotated
 text (i2b2 XML, brat) are checked against the note when it is anonymized (`check_text`): a span
 whose text differs names the note and offsets, since it means the annotations belong to another
 version of the note. Every span is checked to fit its note (`spans.check_fit`).
@@ -22,6 +22,7 @@ from clinicalbert_tf import fileio
 from clinicalbert_tf.anonymize import spans as spans_lib
 
 SpanWithText = collections.namedtuple("SpanWithText", ["start", "end", "label", "text"])
+ScoredSpan = collections.namedtuple("ScoredSpan", ["start", "end", "label", "score"])
 
 
 def _int_field(value, where, name):
@@ -31,7 +32,7 @@ def _int_field(value, where, name):
 
 
 def read_jsonl(path):
-  """{id: [PhiSpan]} of predict.py's JSON lines."""
+  """{id: [ScoredSpan]} of predict.py's JSON lines."""
   out = collections.OrderedDict()
   with open(path, "rb") as f:
     for number, raw in enumerate(f, 1):
@@ -52,9 +53,12 @@ def read_jsonl(path):
         here = "%s: entity %d" % (where, n)
         if not isinstance(entity, dict) or not isinstance(entity.get("label"), str):
           raise fileio.InputError("%s: expected an object with start, end and label" % here)
-        spans.append(spans_lib.PhiSpan(_int_field(entity.get("start"), here, "start"),
-                                       _int_field(entity.get("end"), here, "end"),
-                                       entity["label"]))
+        score = entity.get("score", 1.0)
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+          raise fileio.InputError("%s: score=%r is not a number" % (here, score))
+        spans.append(ScoredSpan(_int_field(entity.get("start"), here, "start"),
+                                _int_field(entity.get("end"), here, "end"), entity["label"],
+                                float(score)))
       note_id = str(record["id"])
       if note_id in out:
         raise fileio.InputError("%s: note id %s repeats an earlier line's" % (where, note_id))
