@@ -2,8 +2,8 @@
 
 Each example is a small invented corpus: patients with a name, doctors, dates, an MRN, a phone
 number and an e-mail address, each written into one to three notes in varying forms (`Kyle
-Sloan`, `Mr. Sloan`, `SLOAN, KYLE`, `K. Sloan`, `Kyle`; dates in four formats, some with their
-weekday), every PHI mention a gold span. The names are invented words that are in no surrogate
+Sloan`, `Mr. Sloan`, `SLOAN, KYLE`, `K. Sloan`, `Kyle`, in notes with or without the full name;
+dates in four formats, some with their weekday), every PHI mention a gold span. The names are invented words that are in no surrogate
 list, so a surrogate can never equal one by chance. The oracle is the generator: it knows each
 span's original value, date and date format, and reads the output back with `strptime`.
 
@@ -90,11 +90,12 @@ def write_note(patient, rng):
     parts.append(text)
 
   first, last = patient["name"]
-  add("Name: ")
-  add("%s %s" % (first, last), "PATIENT", patient["name"], "full")
-  add("  MRN: ")
-  add(patient["mrn"], "MEDICALRECORD")
-  add("\n")
+  if rng.random() < 0.6:  # a header; notes without one name the patient in parts only
+    add("Name: ")
+    add("%s %s" % (first, last), "PATIENT", patient["name"], "full")
+    add("  MRN: ")
+    add(patient["mrn"], "MEDICALRECORD")
+    add("\n")
   sentences = list(range(7))
   rng.shuffle(sentences)
   for kind in sentences[:rng.randint(2, 7)]:
@@ -198,28 +199,72 @@ class PropertyTest(testutil.TestCase):
 
   @hypothesis.given(corpora())
   def test_same_value_same_surrogate_across_notes(self, notes):
-    seen = {}
-    for patient, _, g, out in replaced(run(anonymizer(), notes), notes):
-      key = (patient, g.label, g.text)
-      self.assertEqual(seen.setdefault(key, out), out, key)
+    """Every value gets its canonical surrogate (the one it gets in a note of its own) in every
+    note, except where that would repeat the note's own PHI or another value's surrogate there
+    (then the note passes over it: the documented exception, counted)."""
+    a = anonymizer()
+    results = run(a, notes)
+    canon = {}
+
+    def canonical(patient, label, value):
+      key = (patient, label, value)
+      if key not in canon:
+        canon[key] = a.anonymize(value, [(0, len(value), label)], "alone", patient).text.lower()
+      return canon[key]
+
+    checked = passed_over = 0
+    for patient, note_id, _, gold in notes:
+      result = results[note_id]
+      pairs = []  # (family, original value, output) per name word and per other span
+      for g, item in zip(gold, result.items):
+        out = result.text[item.start:item.end].lower()
+        if g.label == "DATE":
+          continue  # dates: one offset per patient (test_dates_keep_order_and_intervals)
+        if g.label in ("PATIENT", "DOCTOR"):
+          for word, new in zip(re.findall(r"[^\W\d_]+", g.text), re.findall(r"[^\W\d_]+", out)):
+            pairs.append(("NAME", word.lower(), new))  # case follows the original: compare lower
+        else:
+          pairs.append((g.label, g.text, out))
+      originals = set(g.text.lower() for g in gold)
+      words = set(w.lower() for g in gold for w in re.findall(r"\w+", g.text))
+      wanted = collections.Counter((family, canonical(patient, "PATIENT" if family == "NAME"
+                                                      else family, value))
+                                   for family, value in set((f, v) for f, v, _ in pairs))
+      for family, value, out in pairs:
+        want = canonical(patient, "PATIENT" if family == "NAME" else family, value)
+        if (want in words or any(o in want for o in originals) or
+            wanted[(family, want)] > 1):
+          passed_over += 1
+          continue
+        checked += 1
+        self.assertEqual(out, want, repr((patient, family, value)))
+    self.assertGreater(checked, 0)
+    self.assertLessEqual(passed_over, 2 * checked)
 
   @hypothesis.given(corpora())
   def test_name_parts_stay_one_person(self, notes):
+    """In a note, every form of a person's name uses the parts of its full name (across notes the
+    parts are the same by test_same_value_same_surrogate_across_notes)."""
     full = {}
     mentions = []
-    for patient, _, g, out in replaced(run(anonymizer(), notes), notes):
+    for patient, note_id, g, out in replaced(run(anonymizer(), notes), notes):
       if g.label in ("PATIENT", "DOCTOR"):
         if g.form == "full":
           self.assertEqual(len(out.split()), 2, out)
-          full[(patient, g.value)] = out.split()
-        mentions.append((patient, g, out))
-    for patient, g, out in mentions:
-      first, last = full[(patient, g.value)]  # every person's full name is in its notes
+          full[(note_id, g.value)] = out.split()
+        mentions.append((note_id, g, out))
+    checked = 0
+    for note_id, g, out in mentions:
+      if (note_id, g.value) not in full:
+        continue  # the note does not give this person's full name
+      first, last = full[(note_id, g.value)]
       self.assertNotEqual([first.lower(), last.lower()], [w.lower() for w in g.value])
       expected = {"full": "%s %s" % (first, last), "first": first, "last": last,
                   "upper": "%s, %s" % (last.upper(), first.upper()),
                   "initial": "%s. %s" % (first[0], last)}[g.form]
       self.assertEqual(out, expected, g.form)
+      checked += g.form != "full"
+    hypothesis.note("forms checked: %d" % checked)
 
   @hypothesis.given(corpora())
   def test_same_in_any_order_any_instance(self, notes):

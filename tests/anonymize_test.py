@@ -16,7 +16,6 @@ import re
 from absl.testing import absltest
 
 from clinicalbert_tf import anonymize
-from clinicalbert_tf import deid_demo
 from clinicalbert_tf import fileio
 from clinicalbert_tf import surrogates
 from clinicalbert_tf.anonymize import dates
@@ -29,7 +28,6 @@ from clinicalbert_tf.anonymize import span_readers
 from clinicalbert_tf.anonymize import spans as spans_lib
 from clinicalbert_tf.inference import outputs
 from clinicalbert_tf.inference import text as text_lib
-from clinicalbert_tf.tasks import i2b2_2012
 from tests import testutil
 
 SECRET = b"an invented test secret, 32 bytes"
@@ -394,19 +392,6 @@ class ClashTest(testutil.TestCase):
     self.assertNotEqual(first, second)
 
 
-def demo_notes(directory):
-  """[(note id, text, [(start, end, label)])] of the invented i2b2 2014 demo set (all splits)."""
-  deid_demo.write_dataset(directory)
-  notes = []
-  for split, _ in deid_demo.SPLITS:
-    folder = os.path.join(directory, split)
-    for name in sorted(os.listdir(folder)):
-      text, entities = i2b2_2012.read_annotated_xml(os.path.join(folder, name), "deIdi2b2", None,
-                                                    "TYPE", lambda typ, where: None)
-      notes.append((name[:-4], text, [(e.start, e.end, e.type) for e in entities]))
-  return notes
-
-
 # The labels the recognizers cover (the structured PHI).
 STRUCTURED = ("DATE", "PHONE", "FAX", "EMAIL", "URL", "IPADDR", "SSN", "ZIP", "MEDICALRECORD",
               "IDNUM", "DEVICE", "AGE")
@@ -436,7 +421,7 @@ class RecognizersTest(testutil.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.notes = demo_notes(cls.class_temp_dir())
+    cls.notes = testutil.deid_demo_notes(cls.class_temp_dir())
 
   def test_examples(self):
     cases = (

@@ -16,7 +16,7 @@ seeded surrogates (`surrogates.Surrogates.replace_spans`), so one operator witho
 the bytes deidentify.py gave before this package.
 
 Keyed surrogates, by label family (`labels.family`):
-  * names: part by part (`names.py`): one person stays one surrogate person;
+  * names: word by word, each word by itself (`names.py`): one person stays one surrogate person;
   * dates: shifted by the patient's offset (`shift`);
   * ages up to 89 stay (not identifying under Safe Harbor); older ones become a keyed age in
     90-104 other than the original;
@@ -28,11 +28,14 @@ The date offset of a patient is keyed too: within +-`date_shift_days` (365), nev
 whole number of weeks (so every weekday changes); every date of the patient moves by it, so order
 and day intervals hold across all the patient's notes.
 
-The note's own PHI. A candidate surrogate that equals a word of the note's PHI, contains one of
-its PHI strings, or was already given to another value of the same family in this note is passed
-over for the value's next keyed candidate. Values whose first candidate passes (nearly all: the
-chance that one does not is about (values in the note) / (size of the list)) get the same surrogate
-in every note; only the rare clash differs between notes. Dates are exempt: a shifted date may
+The note's own PHI. A value's canonical surrogate is its first keyed candidate (what it gets in a
+note of its own). A note first reserves every value's canonical surrogate (the first value in the
+note wins a tie); then a candidate that equals a word of the note's PHI, contains one of its PHI
+strings, or is given to or reserved by another value of the same family in this note is passed
+over for the value's next keyed candidate. So a value gets its canonical surrogate in every note
+except one where it would repeat that note's own PHI or another value's surrogate (rare: about
+(same-family values in the note) / (size of the list they are drawn from); for a name word the
+list is the names with its surrogate initial, about 65 in en_US). Dates are exempt: a shifted date may
 equal another original date of the note (the intervals must hold).
 """
 
@@ -195,6 +198,8 @@ class Anonymizer(object):
       for i, r in zip(chosen, replacements):
         values[i] = new_text[r.start:r.end]
     note = _Note(self, text, spans, ops, patient_key)
+    if self.keyed_by_patient and "surrogate" in ops:
+      note.reserve()
     parts, items = [], []
     last = length = 0
     for i, span in enumerate(spans):
@@ -248,9 +253,10 @@ class _Note(object):
     self._originals = None
     self._chosen = {}
     self._taken = {}
+    self._reserved = {}
+    self._dry = False
     self._context_year = None
     self._last_date = -1
-    self._known_names = None
 
   # -- Choosing keyed values that do not repeat the note's PHI.
 
@@ -266,10 +272,28 @@ class _Note(object):
     texts, words = self._originals
     return lower in words or any(t in lower for t in texts)
 
+  def reserve(self):
+    """The dry pass: every keyed value's first candidate, so that no other value's later
+    candidate can take it in this note (values keep their canonical surrogate where they can)."""
+    self._reserved = {}
+    self._dry = True
+    for span, op in zip(self._spans, self._ops):
+      if op == "surrogate" and labels_lib.family(span.label) != "date":
+        self.surrogate(span)
+    self._dry = False
+    self._chosen.clear()
+
   def choose(self, kind, key, candidate, check=True):
-    """The first keyed candidate(attempt) for (kind, key) that passes (None if none does)."""
+    """The first keyed candidate(attempt) for (kind, key) that passes (None if none does): not
+    repeating the note's PHI, nor another value's surrogate or first candidate in this note."""
     if (kind, key) in self._chosen:
       return self._chosen[(kind, key)]
+    if self._dry:
+      value = candidate(0)
+      if value is not None:
+        self._reserved.setdefault((kind, value.strip().lower()), key)  # the first value wins
+      self._chosen[(kind, key)] = value or ""
+      return value or ""
     for attempt in range(MAX_ATTEMPTS):
       value = candidate(attempt)
       if value is None:
@@ -277,21 +301,13 @@ class _Note(object):
       lower = value.strip().lower()
       if check and self._clashes(lower):
         continue
-      owner = self._taken.get((kind, lower))
+      owner = self._taken.get((kind, lower), self._reserved.get((kind, lower)))
       if owner is not None and owner != key:
         continue
       self._chosen[(kind, key)] = value
       self._taken[(kind, lower)] = key
       return value
     return None
-
-  def _name_choice(self, kind, key, candidate):
-    value = self.choose(kind, key, candidate)
-    if value is None:  # every candidate clashed: keyed letters
-      digest = self._keyed.digest(self.patient, "NAME_LETTERS", key)
-      value = "".join(chr(ord("a") + b % 26) for b in digest[:7]).capitalize()
-      self._chosen[(kind, key)] = value
-    return value
 
   # -- The operators that need the note.
 
@@ -322,11 +338,7 @@ class _Note(object):
     original = self.text[span.start:span.end]
     patient = self.patient
     if family == "name":
-      mapper = self._anonymizer.name_mapper()
-      if self._known_names is None:
-        self._known_names = mapper.known_parts(
-            self.text[s.start:s.end] for s in self._spans if labels_lib.family(s.label) == "name")
-      return mapper.surrogate(original, patient, self._name_choice, self._known_names)
+      return self._anonymizer.name_mapper().surrogate(original, patient, self.choose)
     if family == "date":
       return self.shift(span)
     key = " ".join(original.lower().split())

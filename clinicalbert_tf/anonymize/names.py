@@ -1,24 +1,22 @@
-"""Names: each word of a name span mapped by its part, so one person stays one surrogate person.
+"""Names: each word of a name span mapped on its own, so one person stays one surrogate person.
 
-A name span is read into words and parts:
-  * `Last, First Middle` when a comma follows the first name word (`SMITH, JOHN`);
-  * else the first word is the first name, the last the last name, words between middle names
-    (first names); a single word is a first name when only the first-name list has it and no
-    title precedes it (`John`), else a last name (`Smith`, `Mr. Smith`);
-  * a single letter (`J.`, `J`) or an upper-case pair not in the last-name list (`JS`) is initials;
-  * titles (`Mr.`, `Dr.`) and suffixes (`Jr.`, `MD`) stay; hyphenated parts map one by one.
-Each part maps on its own, keyed by (patient, part, the word in lower case):
-  * last names: a name of the locale's last-name list moves along the patient's keyed cycle of that
-    list (no two last names of a patient collide, none maps to itself); another name gets a keyed
-    draw from the list;
-  * first names keep their initial's mapping: the patient's initials are shifted by one keyed
-    amount through the initials the first-name list has, so `John` -> `Peter` and `J.` -> `P.`;
-    the name is a keyed draw from the first names with that initial (and the name's sex, when the
-    locale's female or male list alone has it).
-So `John Smith`, `Mr. Smith`, `SMITH, JOHN`, `J. Smith` and `John` become `Peter Brown`,
-`Mr. Brown`, `BROWN, PETER`, `P. Brown` and `Peter`. Case follows the original word (upper, lower,
-else the list's). Candidates are offered to a chooser (`choose(kind, key, candidate)`), which
-rejects those that repeat the note's PHI or another value's surrogate and asks for the next.
+A name span is read into words: titles (`Mr.`, `Dr.`) and suffixes (`Jr.`, `MD`) stay; a single
+letter (`J.`, `J`) or an upper-case pair not in the last-name list (`JS`) is initials; every other
+word (hyphenated parts one by one) is a name word. A name word maps by the word alone, never by its
+place in the span, so `John` means the same whether it stands alone, first, or after a comma:
+  * a word of the locale's last-name list only: moved along the patient's keyed cycle of that
+    list (no two of a patient's last names collide, none maps to itself);
+  * a word of the first-name list only: a keyed draw from the first names that start with the
+    patient's surrogate initial of its initial (and share its sex, when the locale's female or male
+    list alone has it);
+  * any other word (in both lists, or in neither -- most real names): a keyed draw from all first
+    and last names that start with its surrogate initial.
+Initials: the patient's initials are shifted by one keyed amount through the initials the name
+lists have, so `John` -> `Peter` and `J.` -> `P.`. Every mapping is keyed by (patient, the word in
+lower case). So `John Smith`, `Mr. Smith`, `SMITH, JOHN`, `J. Smith` and `John` become `Peter
+Brown`, `Mr. Brown`, `BROWN, PETER`, `P. Brown` and `Peter`. Case follows the original word (upper,
+lower, else the list's). Candidates are offered to a chooser (`choose(kind, key, candidate)`),
+which rejects those that repeat the note's PHI or another value's surrogate and asks for the next.
 """
 
 import re
@@ -52,6 +50,9 @@ class NamePools(object):
       if sex:
         self.groups.setdefault((initial, sex), []).append(name)
     self.initials = sorted(set(initial for initial, _ in self.groups))
+    self.either = {}  # initial -> first and last names with it (words of both lists or neither)
+    for name in sorted(set(firsts) | set(self.last)):
+      self.either.setdefault(name[0].upper(), []).append(name)
 
   def sex(self, word):
     lower = word.lower()
@@ -67,12 +68,10 @@ def _apply_case(original, new):
   return new
 
 
-def parse(text, pools, known=None):
-  """[(start, end, part)] of the words of a name span; part: first, last, initial or keep.
-
-  `known`: {lower-case word: part} of the note's longer names, which decides a single word
-  (`John` after `John Smith`) before the name lists do.
-  """
+def parse(text, pools):
+  """[(start, end, part)] of the words of a name span; part: first, last, initial or keep (first
+  and last by place: `Last, First`, else the last word is the last name; a single word by the
+  lists). Only hashes (`normalised`) use first and last; surrogates map each word by itself."""
   words = [(m.start(), m.end(), m.group(0)) for m in _WORD_RE.finditer(text)]
   roles = []
   for start, end, word in words:
@@ -101,7 +100,7 @@ def parse(text, pools, known=None):
     titled = any(roles[j] == "keep" for j in range(i))
     bare = words[i][2].rstrip(".").lower()
     first_only = bare in pools.first_lower and bare not in pools.last_index
-    parts[i] = (known or {}).get(bare) or ("first" if first_only and not titled else "last")
+    parts[i] = "first" if first_only and not titled else "last"
   else:
     for n, i in enumerate(heads):
       parts[i] = "last" if n == len(heads) - 1 else "first"
@@ -158,23 +157,26 @@ class NameMapper(object):
       return None
     return group[self.keyed.integer(patient, "NAME_FIRST", word.lower(), len(group), attempt)]
 
-  def known_parts(self, texts):
-    """{lower-case word: part} of the names of several words among `texts` (one note's)."""
-    known = {}
-    for text in texts:
-      parsed = [(text[s:e].rstrip(".").lower(), part) for s, e, part in parse(text, self.pools)
-                if part in ("first", "last")]
-      if len(parsed) > 1:
-        for word, part in parsed:
-          known.setdefault(word, part)
-    return known
+  def _either(self, patient, word, attempt):
+    group = self.pools.either.get(self.initial(patient, word[0]))
+    if not group:
+      return None
+    return group[self.keyed.integer(patient, "NAME_EITHER", word.lower(), len(group), attempt)]
 
-  def surrogate(self, text, patient, choose, known=None):
-    """The surrogate of one name span's text; `choose(kind, key, candidate)` vets each part;
-    `known`: `known_parts` of the note."""
+  def _word(self, patient, bare, attempt):
+    lower = bare.lower()
+    in_first, in_last = lower in self.pools.first_lower, lower in self.pools.last_index
+    if in_last and not in_first:
+      return self._last(patient, lower, attempt)
+    if in_first and not in_last:
+      return self._first(patient, bare, attempt)
+    return self._either(patient, bare, attempt)
+
+  def surrogate(self, text, patient, choose):
+    """The surrogate of one name span's text; `choose(kind, key, candidate)` vets each word."""
     out = []
     last = 0
-    for start, end, part in parse(text, self.pools, known):
+    for start, end, part in parse(text, self.pools):
       word = text[start:end]
       out.append(text[last:start])
       last = end
@@ -186,13 +188,12 @@ class NameMapper(object):
       if part == "initial":
         out.append("".join(_apply_case(c, self.initial(patient, c)) for c in bare) + dot)
         continue
-      lower = bare.lower()
-      if part == "last":
-        new = choose("NAME", "last:" + lower,
-                     lambda attempt, w=lower: self._last(patient, w, attempt))
-      else:
-        new = choose("NAME", "first:" + lower,
-                     lambda attempt, w=bare: self._first(patient, w, attempt))
+      new = choose("NAME", bare.lower(),
+                   lambda attempt, w=bare: self._word(patient, w, attempt))
+      if not new:  # every candidate clashed with the note: keyed letters after the initial
+        digest = self.keyed.digest(patient, "NAME_LETTERS", bare.lower())
+        new = self.initial(patient, bare[0]) + "".join(chr(ord("a") + b % 26)
+                                                       for b in digest[:6])
       out.append(_apply_case(bare, new) + dot)
     out.append(text[last:])
     return "".join(out)

@@ -7,11 +7,13 @@ the i2b2 2014 TYPEs, so operators and scores treat them like the model's.
   date           full dates (`3/4/2019`, `2019-03-04`, `March 4, 2019`, `4 Mar 2019`), month-year
                  (`March 2019`, `2019-03`), written month-day (`March 4`), numeric month-day,
                  months and years after a cue (`on 3/4`, `in March`, `in 2019`, `in '19`),
-                 holidays (`Christmas Eve`), a weekday right before (`Monday, 3/4/2019`); two
-                 dates joined by `-`/`to`/`through` are one span (a range)
+                 holidays (`Christmas Eve`), a weekday right before (`Monday, 3/4/2019`: one span)
+                 or after (`3/4/2019 (Mon)`: its own span); two dates joined by `-`/`to`/
+                 `through` are one span (a range)
   phone          North American numbers (`(617) 555-1234`, `617.555.1234`, `+1-617-555-1234x12`,
                  `001-617-555-1234`; ten bare digits after `phone`/`call`/`fax`/...); FAX when
-                 `fax` is among the 25 characters before (after any earlier number); pager numbers after `page`/`pager`
+                 `fax` is among the 25 characters before (after any earlier number); pager
+                 numbers after `page`/`pager`/`beeper`
   email, url, ip e-mail addresses; `http(s)://` and `www.` addresses; dotted IPv4 addresses
   ssn            `123-45-6789`
   id             numbers after their cue words: MEDICALRECORD after `MRN`, `MR#`, `medical record
@@ -56,6 +58,8 @@ _HOLIDAY = re.compile(r"\b(?:the\s+)?(?:Christmas(?: Eve| Day)?|New Year's(?: Ev
                       r"Easter(?: Sunday)?|Independence Day|Fourth of July|Memorial Day|Labor Day|"
                       r"Halloween|Presidents' Day|Martin Luther King(?:,? Jr\.?)? Day|"
                       r"Veterans Day|Columbus Day|Valentine's Day|Mother's Day|Father's Day)\b")
+_WEEKDAY_AFTER = re.compile(r"(?i)^,?\s*\(?(?P<d>(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)"
+                            r"(?:day|sday|nesday|rsday|urday)?)\b")
 _RANGE_JOIN = re.compile(r"\s*(?:-|\u2013|to|through|until)\s*$")
 _WEEKDAY_BEFORE = re.compile(r"(?i)\b(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)"
                              r"(?:day|sday|nesday|rsday|urday)?\.?,?\s+$")
@@ -108,6 +112,9 @@ def dates(text):
     if out and _RANGE_JOIN.fullmatch(text[out[-1][1]:start]):  # a range: one span
       start = out.pop()[0]
     out.append((start, end, label))
+    weekday = _WEEKDAY_AFTER.search(text[end:end + 14])
+    if weekday:  # `3/4/2019 (Monday)`: the weekday is a date of its own
+      out.append((end + weekday.start("d"), end + weekday.end("d"), label))
   return out
 
 

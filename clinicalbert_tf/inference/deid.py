@@ -272,17 +272,40 @@ def note_spans(notes, options, predictor=None):
     yield note, spans
 
 
-def _file_spans(notes, options):
+def read_file_spans(options):
+  """{note id: [span]} of --spans_file."""
   paths = fileio.expand_file_patterns(options.spans_file, flag_name="spans_file")
-  by_note = span_readers.read_spans(paths, options.spans_format)
+  return span_readers.read_spans(paths, options.spans_format)
+
+
+def _spans_of(note, by_note):
+  spans = by_note.get(note.id)
+  if spans is None:
+    raise fileio.InputError("%s: note %s has no entry in --spans_file (it would be released "
+                            "as it is)" % (note.where, note.id))
+  span_readers.check_spans(note.id, note.text, spans)
+  return spans
+
+
+def _file_spans(notes, options):
+  by_note = read_file_spans(options)
   for note in notes:
-    spans = by_note.get(note.id)
-    if spans is None:
-      raise fileio.InputError("%s: note %s has no entry in --spans_file (it would be released "
-                              "as it is)" % (note.where, note.id))
-    span_readers.check_spans(note.id, note.text, spans)
+    spans = _spans_of(note, by_note)
     yield note, sorted((text_lib.Span(s.start, s.end, s.label, getattr(s, "score", 1.0))
                         for s in spans), key=lambda s: (s.start, s.end))
+
+
+def precheck(notes, options):
+  """Reads every note once before anything is written (deidentify.py writes a note as soon as it
+  is done): a note missing from --patient_map or --spans_file, or a span outside its note, stops
+  the run with nothing written. Only with those flags (the notes are read twice then)."""
+  if not (options.patient_map or options.spans_file):
+    return
+  patient_map = load_patient_map(options.patient_map) if options.patient_map else None
+  by_note = read_file_spans(options) if options.spans_file else None
+  for note in with_patients(notes, patient_map):
+    if by_note is not None:
+      _spans_of(note, by_note)
 
 
 def items_record(note_outputs):

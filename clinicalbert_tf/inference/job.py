@@ -178,6 +178,9 @@ def run_job(model, options):
     input_files = kept
   read_options = readers.ReadOptions(id_field=o.id_field, text_field=o.text_field, pairs=pairs,
                                      patient_field=o.patient_field if o.deidentify else None)
+  if o.deidentify:  # the checks that must see every note before one is written
+    deid.precheck(good_notes(readers.read_notes(input_files, o.input_format, read_options),
+                             o.max_bad_notes, collections.Counter()), o)
   stream = good_notes(readers.read_notes(input_files, o.input_format, read_options),
                       o.max_bad_notes, counts)
   if o.deidentify:
