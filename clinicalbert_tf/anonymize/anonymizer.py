@@ -30,12 +30,13 @@ and day intervals hold across all the patient's notes.
 
 The note's own PHI. A value's canonical surrogate is its first keyed candidate (what it gets in a
 note of its own). A note first reserves every value's canonical surrogate (the first value in the
-note wins a tie); then a candidate that equals a word of the note's PHI, contains one of its PHI
-strings, or is given to or reserved by another value of the same family in this note is passed
+note wins a tie); then a candidate that equals a word of the note's PHI (2+ characters), contains
+one of its PHI strings (3+ characters), or is given to or reserved by another value of the same
+family in this note is passed
 over for the value's next keyed candidate. So a value gets its canonical surrogate in every note
 except one where it would repeat that note's own PHI or another value's surrogate (rare: about
 (same-family values in the note) / (size of the list they are drawn from); for a name word the
-list is the names with its surrogate initial, about 65 in en_US). Dates are exempt: a shifted date may
+list is the names with its surrogate initial, about 40 in en_US). Dates are exempt: a shifted date may
 equal another original date of the note (the intervals must hold).
 """
 
@@ -254,6 +255,7 @@ class _Note(object):
     self._chosen = {}
     self._taken = {}
     self._reserved = {}
+    self._firsts = {}
     self._dry = False
     self._context_year = None
     self._last_date = -1
@@ -264,11 +266,12 @@ class _Note(object):
     if self._originals is None:
       texts = set(self.text[s.start:s.end].strip().lower()
                   for s, op in zip(self._spans, self._ops) if op != "keep")
-      texts.discard("")
       words = set()
       for t in texts:
-        words.update(_WORD_RE.findall(t))
-      self._originals = (texts, words)
+        words.update(w for w in _WORD_RE.findall(t) if len(w) > 1)
+      # Substrings of 3+ characters only: a one- or two-character PHI string (`3`, `J.`) is part
+      # of too many values to exclude them all.
+      self._originals = (tuple(t for t in texts if len(t) > 2), words)
     texts, words = self._originals
     return lower in words or any(t in lower for t in texts)
 
@@ -281,7 +284,8 @@ class _Note(object):
       if op == "surrogate" and labels_lib.family(span.label) != "date":
         self.surrogate(span)
     self._dry = False
-    self._chosen.clear()
+    self._firsts = self._chosen  # each value's first candidate, reused by the real pass
+    self._chosen = {}
 
   def choose(self, kind, key, candidate, check=True):
     """The first keyed candidate(attempt) for (kind, key) that passes (None if none does): not
@@ -295,9 +299,11 @@ class _Note(object):
       self._chosen[(kind, key)] = value or ""
       return value or ""
     for attempt in range(MAX_ATTEMPTS):
-      value = candidate(attempt)
-      if value is None:
-        continue
+      value = self._firsts.get((kind, key)) if attempt == 0 else None
+      if not value:
+        value = candidate(attempt)
+      if value is None:  # no candidates at all (nothing to vary, an empty list)
+        return None
       lower = value.strip().lower()
       if check and self._clashes(lower):
         continue

@@ -113,11 +113,14 @@ class KeyedCycle(object):
     self._half = bits // 2
     self._mask = (1 << self._half) - 1
     self._bytes = (self._half + 7) // 8
-    self._round_keys = [hashlib.sha256(key + bytes([r])).digest() for r in range(_ROUNDS)]
+    # One keyed BLAKE2b per round, copied for each call (cheaper than keying it again).
+    self._rounds = [hashlib.blake2b(key=hashlib.sha256(key + bytes([r])).digest(),
+                                    digest_size=max(8, min(64, self._bytes)))
+                    for r in range(_ROUNDS)]
 
   def _f(self, r, x):
-    h = hashlib.blake2b(x.to_bytes(self._bytes, "big"), key=self._round_keys[r],
-                        digest_size=max(8, min(64, self._bytes)))
+    h = self._rounds[r].copy()
+    h.update(x.to_bytes(self._bytes, "big"))
     return int.from_bytes(h.digest(), "big") & self._mask
 
   def _encrypt(self, x):

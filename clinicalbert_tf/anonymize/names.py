@@ -9,8 +9,9 @@ place in the span, so `John` means the same whether it stands alone, first, or a
   * a word of the first-name list only: a keyed draw from the first names that start with the
     patient's surrogate initial of its initial (and share its sex, when the locale's female or male
     list alone has it);
-  * any other word (in both lists, or in neither -- most real names): a keyed draw from all first
-    and last names that start with its surrogate initial.
+  * a word of both lists: a keyed draw from all first and last names that start with its
+    surrogate initial; a word of neither list (many real names, mostly surnames): from the last
+    names that start with its surrogate initial (about 40 a letter in en_US).
 Initials: the patient's initials are shifted by one keyed amount through the initials the name
 lists have, so `John` -> `Peter` and `J.` -> `P.`. Every mapping is keyed by (patient, the word in
 lower case). So `John Smith`, `Mr. Smith`, `SMITH, JOHN`, `J. Smith` and `John` become `Peter
@@ -50,9 +51,13 @@ class NamePools(object):
       if sex:
         self.groups.setdefault((initial, sex), []).append(name)
     self.initials = sorted(set(initial for initial, _ in self.groups))
-    self.either = {}  # initial -> first and last names with it (words of both lists or neither)
+    self.initial_index = {initial: i for i, initial in enumerate(self.initials)}
+    self.either = {}  # initial -> first and last names with it (words of both lists)
     for name in sorted(set(firsts) | set(self.last)):
       self.either.setdefault(name[0].upper(), []).append(name)
+    self.last_by_initial = {}  # initial -> last names with it (words of neither list)
+    for name in self.last:
+      self.last_by_initial.setdefault(name[0].upper(), []).append(name)
 
   def sex(self, word):
     lower = word.lower()
@@ -130,6 +135,7 @@ class NameMapper(object):
   def __init__(self, pools, keyed):
     self.pools = pools
     self.keyed = keyed
+    self._shifts = {}  # patient -> the shift of its initials
 
   def initial(self, patient, letter):
     """The patient's surrogate initial for `letter` (upper case): never `letter` itself."""
@@ -138,8 +144,13 @@ class NameMapper(object):
     if len(initials) < 2:
       return upper
     if upper in initials:
-      shift = 1 + self.keyed.integer(patient, "NAME_INITIAL", "", len(initials) - 1)
-      return initials[(initials.index(upper) + shift) % len(initials)]
+      shift = self._shifts.get(patient)
+      if shift is None:
+        if len(self._shifts) > 4096:  # a few notes' patients: keep memory flat
+          self._shifts.clear()
+        shift = self._shifts[patient] = 1 + self.keyed.integer(patient, "NAME_INITIAL", "",
+                                                               len(initials) - 1)
+      return initials[(self.pools.initial_index[upper] + shift) % len(initials)]
     return initials[self.keyed.integer(patient, "NAME_INITIAL", upper, len(initials))]
 
   def _last(self, patient, lower, attempt):
@@ -157,8 +168,9 @@ class NameMapper(object):
       return None
     return group[self.keyed.integer(patient, "NAME_FIRST", word.lower(), len(group), attempt)]
 
-  def _either(self, patient, word, attempt):
-    group = self.pools.either.get(self.initial(patient, word[0]))
+  def _either(self, patient, word, attempt, groups):
+    initial = self.initial(patient, word[0])
+    group = groups.get(initial) or self.pools.either.get(initial)
     if not group:
       return None
     return group[self.keyed.integer(patient, "NAME_EITHER", word.lower(), len(group), attempt)]
@@ -170,7 +182,8 @@ class NameMapper(object):
       return self._last(patient, lower, attempt)
     if in_first and not in_last:
       return self._first(patient, bare, attempt)
-    return self._either(patient, bare, attempt)
+    return self._either(patient, bare, attempt,
+                        self.pools.either if in_first else self.pools.last_by_initial)
 
   def surrogate(self, text, patient, choose):
     """The surrogate of one name span's text; `choose(kind, key, candidate)` vets each word."""
