@@ -127,7 +127,7 @@ class ReleaseTest(testutil.TestCase):
       self.assertEqual(texts[note], direct)
 
   def test_i2b2_gold_xml_removes_every_gold_string(self):
-    notes = testutil.deid_demo_notes(os.path.join(self.dir, "demo"))[:15]
+    notes = testutil.deid_demo_notes(os.path.join(self.dir, "demo"))  # all 65 notes
     texts, xmls = os.path.join(self.dir, "demo_texts"), os.path.join(self.dir, "demo_xml")
     os.makedirs(texts)
     os.makedirs(xmls)
