@@ -87,18 +87,6 @@ def define_flags():
                      "precision); default: the most probable label.")
 
 
-def options_from_flags(options, flag_values):
-  """Copies the de-identification flags onto a job.JobOptions."""
-  f = flag_values
-  for name in ("replace", "operators_file", "mask_char", "random_seed", "surrogate_locale",
-               "secret_file", "date_shift_days", "patient_field", "patient_map", "spans_file",
-               "spans_format", "recognizers", "min_label_recall"):
-    setattr(options, name, getattr(f, name))
-  options.min_probability = f.min_phi_probability
-  options.model_dir = f.model_dir
-  return options
-
-
 def parse_recognizers(value):
   """The sources of `--recognizers` (a subset of SOURCES, in order)."""
   names = [n.strip() for n in (value or "").split(",") if n.strip()]
