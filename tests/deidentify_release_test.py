@@ -103,6 +103,40 @@ class ReleaseTest(testutil.TestCase):
       with open(os.path.join(out, name), encoding="utf-8") as f:
         self.assertNotIn(SECRET, f.read())
 
+  def shifted_days(self, input_file, **kwargs):
+    """{note id: days its first date moved} of a patterns-only run with the secret."""
+    out = os.path.join(self.dir, "shift")
+    job.run_job(None, job.JobOptions(input_file=input_file, output_dir=out, replace="DATE:shift",
+                                     recognizers="patterns", secret_file=self.secret_file,
+                                     **kwargs))
+    days = {}
+    with open(os.path.join(out, deid.ITEMS_FILE)) as f:
+      for record in map(json.loads, f):
+        with open(os.path.join(out, record["id"] + ".txt"), encoding="utf-8") as g:
+          text = g.read()
+        item = record["items"][0]
+        days[record["id"]] = (datetime.datetime.strptime(text[item["start"]:item["end"]],
+                                                         "%m/%d/%Y") -
+                              datetime.datetime(2019, 3, 4)).days
+    return days
+
+  def test_patients_from_json_lines_and_noteevents(self):
+    text = "Seen on 03/04/2019.\n"
+    jsonl = os.path.join(self.dir, "notes.jsonl")
+    with open(jsonl, "w") as f:
+      for note_id, patient in (("a", 5), ("b", 5), ("c", 6)):
+        f.write(json.dumps({"id": note_id, "text": text, "subject": patient}) + "\n")
+    days = self.shifted_days(jsonl, patient_field="subject")
+    self.assertEqual(days["a"], days["b"])  # one patient, one offset
+    self.assertNotEqual(days["a"], days["c"])
+    csv = testutil.write_noteevents_csv(os.path.join(self.dir, "NOTEEVENTS.csv"), [
+        testutil.noteevents_row(11, "Nursing", text, subject_id="5"),
+        testutil.noteevents_row(12, "Nursing", text, subject_id="5"),
+        testutil.noteevents_row(13, "Nursing", text, subject_id="6")])
+    days = self.shifted_days(csv)
+    self.assertEqual(days["11"], days["12"])
+    self.assertNotEqual(days["11"], days["13"])
+
   def test_without_a_secret_each_note_its_own(self):
     with self.assertLogs(level="WARNING") as logs:
       texts, counts, _ = self.run_job("plain", replace="surrogate", spans_file=self.spans,
