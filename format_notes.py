@@ -11,6 +11,9 @@ consistent surrogates first (`clinicalbert_tf/surrogates.py`), for a "Surrogate 
   python format_notes.py --input_file=NOTEEVENTS.csv.gz --output_dir=surrogate_sentences \\
       --phi=surrogate --random_seed=12345 --num_workers=8
 
+With `--secret_file` the surrogates are keyed by each note's patient (SUBJECT_ID): one patient, one
+set of surrogates and one date shift across all their notes.
+
 `--heldout_fraction=0.05` holds out 5% of the patients (by SUBJECT_ID, seeded by `--random_seed`):
 all their notes go to `<category>.heldout.txt` next to `<category>.txt` instead, for a held-out
 pretraining evaluation (`create_pretraining_data.py`, then `run_pretraining.py --eval_input_file`).
@@ -24,6 +27,7 @@ import sys
 
 from absl import flags
 
+from clinicalbert_tf import anonymize
 from clinicalbert_tf import cli
 from clinicalbert_tf import surrogates
 from clinicalbert_tf.notes import noteevents
@@ -58,6 +62,12 @@ flags.DEFINE_enum("phi", "keep", surrogates.PHI_MODES,
                   "each is replaced by a realistic value of its category (Faker), consistent "
                   "within a note, dates shifted into the present keeping their intervals.")
 surrogates.define_flags("--phi=surrogate")
+flags.DEFINE_string("secret_file", None,
+                    "With --phi=surrogate: a file holding a secret key (keep it private; never "
+                    "logged or written). Each note's surrogates are then keyed by its patient "
+                    "(SUBJECT_ID) with HMAC: the same placeholder of one patient becomes the same "
+                    "surrogate in all the patient's notes, and all the patient's dates move by one "
+                    "keyed shift. A note without an integer SUBJECT_ID is then a bad row.")
 flags.DEFINE_float("heldout_fraction", 0.0,
                    "Share of patients to hold out, at least 0 and below 1; 0: no split (today's "
                    "outputs). Patient SUBJECT_ID is held out when the first 8 bytes of "
@@ -78,10 +88,13 @@ def main(argv):
     # 200 MB per process, and seconds of start-up, for a pipeline that never uses it. Pool workers
     # inherit this. A model named by --spacy_model may need torch, so it is left alone then.
     sys.modules["torch"] = None
-  # Every parameter is the flag of its name, but the source and the progress interval.
+  # Every parameter is the flag of its name, but the source, the progress interval and the secret
+  # (read from --secret_file).
   cli.config_from_flags(pipeline.format_notes, FLAGS,
                         source=noteevents.NoteEventsSource(FLAGS.input_file),
-                        progress_every_s=FLAGS.progress_seconds)
+                        progress_every_s=FLAGS.progress_seconds,
+                        secret=(anonymize.read_secret_file(FLAGS.secret_file)
+                                if FLAGS.secret_file else None))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,12 @@ ROW_ID, decides everything, so the output does not depend on the order notes are
      the short list of structure words `GENERIC_WORDS` such as `Hospital`, `Suite`, `LLC`) and
      none of whose numbers (3+ digits) occurs in the note outside its placeholders; a value that
      would is drawn again. Dates, months and holidays are exempt (they carry no identity).
-Across notes surrogates are independent (each note has its own seed).
+Across notes surrogates are independent (each note has its own seed), unless a secret is given
+(`format_notes.py --secret_file`) and the note key is (ROW_ID, SUBJECT_ID): then every draw is
+seeded by an HMAC of (secret, patient, the placeholder's category and number), and all dates of
+the patient move by one keyed shift (`KEYED_SHIFT_DAYS`), so the same placeholder of one patient
+gets the same surrogate in every note, run and worker count (unless C4 passes over it in a note
+whose own text holds it) and intervals between the patient's dates survive across notes.
 
 `Surrogates.replace_spans` applies the same rules to labelled PHI spans of real-looking text (i2b2
 labels: de-identification output, `SPAN_LABELS`), each span's text standing for its placeholder.
@@ -47,7 +52,9 @@ labels: de-identification output, `SPAN_LABELS`), each span's text standing for 
 import bisect
 import collections
 import datetime
+import functools
 import hashlib
+import hmac
 import re
 
 from clinicalbert_tf import fileio
@@ -62,6 +69,11 @@ DATE_RANGE_START = datetime.date(2005, 1, 1)
 DATE_RANGE_END = datetime.date(2024, 12, 31)
 # Labelled dates without a value lie this many days around the note's shifted dates.
 NEARBY_DAYS = 30
+# With a secret: a patient's dates all move back by this many days, give or take the spread (keyed
+# per patient), keeping MIMIC's per-patient intervals across notes (MIMIC's 2100-2200 land in
+# about 1960-2070, not necessarily in DATE_RANGE).
+KEYED_SHIFT_DAYS = int(135 * 365.25)
+KEYED_SHIFT_SPREAD_DAYS = 5 * 365
 # C4: redraws before a value is made of random letters or digits instead.
 MAX_DRAWS = 50
 
@@ -211,9 +223,11 @@ _NUMERIC_FORMATS = (
     ("{dd}/{mm}/{Y}", "{dd}/{mm}", "{mm}/{Y}"),
 )
 
-PhiOptions = collections.namedtuple("PhiOptions", ["mode", "random_seed", "locale"])
+PhiOptions = collections.namedtuple("PhiOptions", ["mode", "random_seed", "locale", "secret"],
+                                    defaults=(None,))
 PhiOptions.__doc__ = """What becomes of PHI placeholders (`format_notes.py --phi`): `mode` `keep` or
-`surrogate`, with the seed and the Faker locale of the surrogates."""
+`surrogate`, with the seed and the Faker locale of the surrogates, and `secret` (bytes, or None):
+with it each note is keyed by its patient (SUBJECT_ID) instead of seeded by itself."""
 
 Replacement = collections.namedtuple(
     "Replacement", ["start", "end", "category", "label", "original_date", "date"])
@@ -247,6 +261,12 @@ def classify(inner):
     if pattern.search(lower):
       return category, label, number, None
   return "unrecognized", label, number, None
+
+
+def _patient_seed(secret, patient, *key):
+  """A seed keyed by HMAC-SHA256(secret, patient and `key`): the same in every note of the patient."""
+  message = "\x1f".join([patient] + [repr(k) for k in key]).encode("utf-8")
+  return int.from_bytes(hmac.new(secret, message, hashlib.sha256).digest()[:8], "big")
 
 
 def note_seed(random_seed, note_key):
@@ -292,7 +312,7 @@ def make_surrogates(phi):
   """The `Surrogates` of `phi` (a PhiOptions), or None when placeholders are kept."""
   if phi is None or phi.mode == "keep":
     return None
-  return Surrogates(locale=phi.locale, random_seed=phi.random_seed)
+  return Surrogates(locale=phi.locale, random_seed=phi.random_seed, secret=phi.secret)
 
 
 def faker_version():
@@ -309,7 +329,7 @@ def sidecar_record(phi, counts):
   """
   if phi.mode == "keep":
     return collections.OrderedDict([("mode", "keep")])
-  return collections.OrderedDict([
+  record = collections.OrderedDict([
       ("mode", phi.mode),
       ("random_seed", phi.random_seed),
       ("locale", phi.locale),
@@ -317,6 +337,9 @@ def sidecar_record(phi, counts):
       ("placeholders", sum(counts.values())),
       ("counts", counts_record(counts)),
   ])
+  if phi.secret is not None:  # that one was used, never what it is
+    record["keyed_by_patient"] = True
+  return record
 
 
 class _Pool(object):
@@ -341,15 +364,21 @@ class _Pool(object):
     return self._items[min(index, len(self._items) - 1)]
 
 
-def _name_pools(generator):
-  """{attribute: _Pool} for the person provider's name lists the locale has."""
-  pools = {}
+def name_lists(generator):
+  """{attribute: list or weighted dict} of the person provider's name lists the locale has
+  (`first_names_female`, `first_names_male`, `first_names`, `last_names`)."""
+  lists = {}
   for provider in generator.get_providers():
     for attribute in ("first_names_female", "first_names_male", "first_names", "last_names"):
       values = getattr(provider, attribute, None)
-      if attribute not in pools and values and not callable(values):
-        pools[attribute] = _Pool(values)
-  return pools
+      if attribute not in lists and values and not callable(values):
+        lists[attribute] = values
+  return lists
+
+
+def _name_pools(generator):
+  """{attribute: _Pool} for the person provider's name lists the locale has."""
+  return {attribute: _Pool(values) for attribute, values in name_lists(generator).items()}
 
 
 class Surrogates(object):
@@ -359,17 +388,24 @@ class Surrogates(object):
     text, counts = surrogates.replace(note_text, row_id)   # counts: category -> placeholders
   """
 
-  def __init__(self, locale=DEFAULT_LOCALE, random_seed=DEFAULT_SEED):
+  def __init__(self, locale=DEFAULT_LOCALE, random_seed=DEFAULT_SEED, secret=None):
     import faker  # pylint: disable=g-import-not-at-top
     check_locale(locale)
     self.locale = locale
     self.random_seed = random_seed
+    self._secret = secret  # bytes or None; never shown
     self._generator = faker.Factory.create(locale)
     self._pools = _name_pools(self._generator)
     self._formats = _ENGLISH_FORMATS if locale.startswith("en") else _NUMERIC_FORMATS
 
+  def __repr__(self):
+    return "Surrogates(%r, keyed_by_patient=%s)" % (self.locale, self._secret is not None)
+
   def replace(self, text, note_key):
-    """(new text, collections.Counter of category -> placeholders replaced) of one note."""
+    """(new text, collections.Counter of category -> placeholders replaced) of one note.
+
+    `note_key`: the note's ROW_ID, or (ROW_ID, patient) to key it by its patient (with a secret).
+    """
     new_text, replacements = self.replace_with_spans(text, note_key)
     return new_text, collections.Counter(r.category for r in replacements)
 
@@ -393,7 +429,8 @@ class Surrogates(object):
     return new_texts, counts, failures
 
   def replace_with_spans(self, text, note_key):
-    """(new text, [Replacement]) of one note; `note_key` (its ROW_ID) seeds it."""
+    """(new text, [Replacement]) of one note; `note_key` (its ROW_ID, or (ROW_ID, patient) with a
+    secret) seeds it."""
     items = []
     for match in sentences.PLACEHOLDER_RE.finditer(text):
       inner = match.group(0)[3:-3]
@@ -426,8 +463,37 @@ class Surrogates(object):
   def _render(self, text, items, note_key, spans=False):
     if not items:
       return text, []
-    self._generator.seed_instance(note_seed(self.random_seed, note_key))
-    return _Note(self._generator, self._pools, self._formats, text, items, spans).render()
+    keyer = None
+    if isinstance(note_key, tuple):
+      note_key, patient = note_key
+      if self._secret is not None and patient not in (None, ""):
+        keyer = functools.partial(_patient_seed, self._secret, str(patient))
+    self._generator.seed_instance(keyer("note") if keyer else note_seed(self.random_seed, note_key))
+    return _Note(self._generator, self._pools, self._formats, text, items, spans,
+                 keyer).render()
+
+
+class ValueMaker(object):
+  """One realistic value of a category from a given seed (the keyed anonymizer's draws).
+
+  The same rules and lists as a note's surrogates (hospital and ward forms, Faker's providers),
+  without a note: the caller's seed (an HMAC of the patient and the value) decides the value, and
+  the caller checks it against the note.
+  """
+
+  def __init__(self, locale=DEFAULT_LOCALE):
+    import faker  # pylint: disable=g-import-not-at-top
+    check_locale(locale)
+    self.generator = faker.Factory.create(locale)
+    formats = _ENGLISH_FORMATS if locale.startswith("en") else _NUMERIC_FORMATS
+    self._note = _Note(self.generator, _name_pools(self.generator), formats, "", [], spans=True)
+
+  def value(self, seed, label):
+    """A surrogate for a span of `label` (an i2b2 label of `SPAN_LABELS`) drawn from `seed`."""
+    kind = SPAN_LABELS.get(label.upper(), ("shape", "unrecognized"))
+    category = kind[1] if isinstance(kind, tuple) else kind
+    self.generator.seed_instance(seed)
+    return self._note._value(category, label, "")  # pylint: disable=protected-access
 
 
 # One PHI item of a note: characters [start, end) become a surrogate of `category`. `number` keys
@@ -495,8 +561,11 @@ def _span_item(text, start, end, label):
 class _Note(object):
   """The surrogates of one note: its persons, its date shift, its cache of values."""
 
-  def __init__(self, generator, pools, formats, text, items, spans=False):
+  def __init__(self, generator, pools, formats, text, items, spans=False, keyer=None):
     self._fake = generator
+    # Keyed per patient (a secret): each value's draws are seeded by keyer(its key) instead of
+    # following the note's sequence, so a patient's notes agree (see `Surrogates`).
+    self._keyer = keyer
     # C4 for spans: their own text is the note's too (a surrogate must not repeat the real PHI).
     self._spans = spans
     self._random = generator.random
@@ -506,6 +575,7 @@ class _Note(object):
     self._words = self._numbers = None  # C4's view of the note, made at the first draw
     self._cache = {}
     self._persons = {}
+    self._reseed("formats")
     self._full, self._month_day, self._month_year = self._random.choice(formats)
     self._english = formats is _ENGLISH_FORMATS
     self._plan_dates()
@@ -537,9 +607,18 @@ class _Note(object):
       dates.append((index, date))
     return dates
 
+  def _reseed(self, *key):
+    if self._keyer is not None:
+      self._fake.seed_instance(self._keyer(*key))
+
   def _plan_dates(self):
     self._dates = dict(self._literal_dates())
     latest = max(self._dates.values(), default=None)
+    if self._keyer is not None:  # one keyed shift for all the patient's dates
+      self._shift = datetime.timedelta(days=-(KEYED_SHIFT_DAYS + self._keyer("date_shift") % (
+          2 * KEYED_SHIFT_SPREAD_DAYS + 1) - KEYED_SHIFT_SPREAD_DAYS))
+      self._base = latest + self._shift if latest else DATE_RANGE_END
+      return
     span = (latest - min(self._dates.values())).days if latest else 0
     # The latest date lands in the range, never after it; so does the earliest unless the note
     # spans more than the range (a date of birth), which then lies before it.
@@ -642,11 +721,13 @@ class _Note(object):
       key = (key, sex)
       person = self._persons.get(key)
     if person is None:
-      person = self._persons[key] = {"sex": sex or self._random.choice("FM")}
+      self._reseed("person", key)
+      person = self._persons[key] = {"sex": sex or self._random.choice("FM"), "key": key}
     return person
 
   def _person_part(self, person, part):
     if part not in person:
+      self._reseed("person", person["key"], part)
       if part == "first":
         names = (("first_names_female",) if person["sex"] == "F" else ("first_names_male",))
         person[part] = self._draw(lambda: self._name_from(*(names + ("first_names",))))
@@ -754,6 +835,7 @@ class _Note(object):
       elif category in DATE_CATEGORIES:
         if when is None:  # a labelled date: cached like any other placeholder
           if key not in self._cache:
+            self._reseed(*key)
             self._cache[key] = self._date_value(index, category)
           value, date = self._cache[key]
         else:
@@ -763,6 +845,7 @@ class _Note(object):
         value = self._name_value(category, label, number)
       else:
         if key not in self._cache:
+          self._reseed(*key)
           self._cache[key] = (self._shape(item.inner) if item.form == "shape"
                               else self._value(category, label, item.inner))
         value = self._cache[key]

@@ -305,5 +305,49 @@ class ReplaceTest(testutil.TestCase):
       surrogates.Surrogates(locale="xx_YY")
 
 
+class KeyedByPatientTest(testutil.TestCase):
+  """With a secret and (ROW_ID, patient) keys: one patient's notes agree (format_notes)."""
+
+  SECRET = b"an invented secret of the tests, 32"
+  NOTE_A = ("Admitted [**2101-10-20**]. [**Known firstname 1**] [**Known lastname 1**] seen by Dr. "
+            "[**Doctor Last Name 2**] at [**Hospital1 18**], MRN [**Medical Record Number 7**].\n")
+  NOTE_B = ("Dr. [**Doctor Last Name 2**] called [**Known lastname 1**] ([**Known firstname 1**]) "
+            "on [**2101-11-20**] about [**Hospital1 18**]; MRN [**Medical Record Number 7**].\n")
+
+  def values(self, text, key, secret=SECRET):
+    new_text, replacements = surrogates.Surrogates(secret=secret).replace_with_spans(text, key)
+    return [new_text[r.start:r.end] for r in replacements]
+
+  def test_one_patient_agrees_across_notes(self):
+    a = self.values(self.NOTE_A, (1, 77))
+    b = self.values(self.NOTE_B, (2, 77))
+    # A: date, first, last, doctor, hospital, MRN; B: doctor, last, first, date, hospital, MRN.
+    self.assertEqual([b[2], b[1], b[0], b[4], b[5]], [a[1], a[2], a[3], a[4], a[5]])
+    forms = ("%m/%d/%Y", "%m/%d/%y", "%Y-%m-%d", "%B %d, %Y", "%b %d, %Y", "%d %B %Y")
+    shifted = [next(datetime.datetime.strptime(v, f).date() for f in forms if _reads(v, f))
+               for v in (a[0], b[3])]
+    self.assertEqual((shifted[1] - shifted[0]).days, 31)  # 2101-10-20 -> 2101-11-20 kept
+    # Another patient, another secret, no secret: other surrogates.
+    self.assertNotEqual(self.values(self.NOTE_B, (2, 78))[1], b[1])
+    self.assertNotEqual(self.values(self.NOTE_B, (2, 77), secret=b"another secret")[1], b[1])
+    self.assertNotEqual(self.values(self.NOTE_B, 2, secret=None), b)
+
+  def test_without_a_secret_the_bytes_stay(self):
+    plain = surrogates.Surrogates(random_seed=5)
+    keyed = surrogates.Surrogates(random_seed=5, secret=self.SECRET)
+    for key in (1, 2, 3):
+      self.assertEqual(keyed.replace(self.NOTE_A, key), plain.replace(self.NOTE_A, key))
+      self.assertEqual(plain.replace(self.NOTE_A, (key, 77)), plain.replace(self.NOTE_A, key))
+    self.assertNotIn(self.SECRET.decode(), repr(keyed))
+
+
+def _reads(value, form):
+  try:
+    datetime.datetime.strptime(value, form)
+    return True
+  except ValueError:
+    return False
+
+
 if __name__ == "__main__":
   absltest.main()

@@ -421,6 +421,22 @@ def write_model_dir(directory, labels=NER_LABELS, head="token_classification", m
   return directory
 
 
+def deid_demo_notes(directory):
+  """[(note id, text, [(start, end, TYPE)])] of the demo's invented i2b2 2014 set (all splits),
+  written under `directory` by `deid_demo.write_dataset` (imports TensorFlow)."""
+  from clinicalbert_tf import deid_demo  # pylint: disable=g-import-not-at-top
+  from clinicalbert_tf.tasks import i2b2_2012  # pylint: disable=g-import-not-at-top
+  deid_demo.write_dataset(directory)
+  notes = []
+  for split, _ in deid_demo.SPLITS:
+    folder = os.path.join(directory, split)
+    for name in sorted(os.listdir(folder)):
+      text, entities = i2b2_2012.read_annotated_xml(os.path.join(folder, name), "deIdi2b2", None,
+                                                    "TYPE", lambda typ, where: None)
+      notes.append((name[:-4], text, [(e.start, e.end, e.type) for e in entities]))
+  return notes
+
+
 # ---------------------------------------------------------------------------------------------
 # Invented MIMIC-III NOTEEVENTS files.
 # ---------------------------------------------------------------------------------------------

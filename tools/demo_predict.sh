@@ -7,7 +7,9 @@
 #   export_savedmodel.py the i2b2 2010 model as a versioned SavedModel; predict.py reads it alone
 #   deidentify.py        the i2b2 2014 model (PHI) over the 2014 test note as plain text, at a few
 #                        --min_phi_probability values: de-identified text, and the recall/precision
-#                        trade against the note's gold PHI
+#                        trade against the note's gold PHI; then one invented patient's two notes
+#                        from reviewed spans with a secret: the same surrogate name in both notes,
+#                        and the days between their dates kept
 #
 #   tools/demo_predict.sh [OUT]     (tools/demo.sh calls it after fine-tuning; OUT=demo_output)
 #
@@ -88,8 +90,10 @@ PYEOF
 for threshold in none 0.5 0.2 0.05; do
   extra=()
   [ "$threshold" = none ] || extra=(--min_phi_probability=$threshold)
+  # The model alone (no pattern recognizers): the table shows the threshold's trade.
   step "deidentify_$threshold" deidentify.py "${PHI[@]}" --input_file="$P/notes/*.txt" \
-    --output_dir="$P/deid_$threshold" --output_file="$P/deid_$threshold/phi.jsonl" "${extra[@]}"
+    --output_dir="$P/deid_$threshold" --output_file="$P/deid_$threshold/phi.jsonl" \
+    --recognizers=model "${extra[@]}"
 done
 "$PY" - "$P" "${PHI_TEST[@]}" <<'PYEOF'
 import json, os, sys
@@ -121,3 +125,59 @@ PYEOF
 echo "    de-identified (placeholders), the first lines:"
 first=$(ls "$P/deid_0.2/"*.txt | head -n 1)
 head -n 5 "$first" | sed 's/^/      /'
+
+echo "  - deidentify.py for a release: one invented patient's two notes, reviewed spans, a secret"
+mkdir -p "$P/patient/notes"
+"$PY" - "$P/patient" <<'PYEOF'
+import json, os, sys
+out = sys.argv[1]
+notes = {  # invented
+    "visit-1": "Name: Zorvak Quilbrex   MRN: 4455123\nSeen on 03/04/2019 by Dr. Wythgral; "
+               "Mr. Quilbrex reports chest pain. Call 617-555-0100.\n",
+    "visit-2": "QUILBREX, ZORVAK seen again on 03/18/2019 (Monday). Zorvak is better; "
+               "follow up 04/01/2019.\n",
+}
+phi = {"visit-1": [("Zorvak Quilbrex", "PATIENT"), ("4455123", "MEDICALRECORD"),
+                   ("03/04/2019", "DATE"), ("Wythgral", "DOCTOR"), ("Quilbrex", "PATIENT"),
+                   ("617-555-0100", "PHONE")],
+       "visit-2": [("QUILBREX, ZORVAK", "PATIENT"), ("03/18/2019", "DATE"), ("Monday", "DATE"),
+                   ("Zorvak", "PATIENT"), ("04/01/2019", "DATE")]}
+with open(os.path.join(out, "reviewed.jsonl"), "w") as f:
+  for note_id, text in notes.items():
+    with open(os.path.join(out, "notes", note_id + ".txt"), "w") as g:
+      g.write(text)
+    entities, at = [], 0
+    for phrase, label in phi[note_id]:
+      start = text.index(phrase, at)
+      entities.append({"start": start, "end": start + len(phrase), "label": label, "score": 1.0})
+      at = start + len(phrase)
+    f.write(json.dumps({"id": note_id, "entities": entities}) + "\n")
+with open(os.path.join(out, "patients.tsv"), "w") as f:
+  f.write("visit-1\t9001\nvisit-2\t9001\n")
+with open(os.path.join(out, "demo.key"), "wb") as f:  # a fresh key per run: never reuse a demo's
+  f.write(os.urandom(32).hex().encode())
+PYEOF
+step deidentify_patient deidentify.py --input_file="$P/patient/notes/*.txt" \
+  --spans_file="$P/patient/reviewed.jsonl" --patient_map="$P/patient/patients.tsv" \
+  --secret_file="$P/patient/demo.key" --replace=DATE:shift,default:surrogate \
+  --output_dir="$P/patient/deid"
+"$PY" - "$P/patient" <<'PYEOF'
+import datetime, json, os, sys
+out = sys.argv[1]
+items = {r["id"]: r["items"] for r in map(json.loads, open(os.path.join(out, "deid",
+                                                                         "deidentify_items.jsonl")))}
+dates = {}
+for note_id in ("visit-1", "visit-2"):
+  before = open(os.path.join(out, "notes", note_id + ".txt")).read()
+  after = open(os.path.join(out, "deid", note_id + ".txt")).read()
+  print("      %s before: %s" % (note_id, before.rstrip().replace("\n", " / ")))
+  print("      %s after:  %s" % (note_id, after.rstrip().replace("\n", " / ")))
+  for item in items[note_id]:
+    if item["label"] == "DATE" and "/" in before[item["input_start"]:item["input_end"]]:
+      parse = lambda s: datetime.datetime.strptime(s, "%m/%d/%Y").date()
+      dates.setdefault("before", []).append(parse(before[item["input_start"]:item["input_end"]]))
+      dates.setdefault("after", []).append(parse(after[item["start"]:item["end"]]))
+gaps = {k: [(d - v[0]).days for d in v] for k, v in dates.items()}
+print("      days from the first visit, before %s, after %s: %s" % (
+    gaps["before"], gaps["after"], "kept" if gaps["before"] == gaps["after"] else "CHANGED"))
+PYEOF

@@ -22,6 +22,7 @@ from clinicalbert_tf import fileio
 from clinicalbert_tf import progress as progress_lib
 from clinicalbert_tf import surrogates as surrogates_lib
 from clinicalbert_tf.finetuning import heads
+from clinicalbert_tf.inference import deid
 from clinicalbert_tf.inference import model as model_lib
 from clinicalbert_tf.inference import outputs
 from clinicalbert_tf.inference import predictor as predictor_lib
@@ -50,6 +51,17 @@ class JobOptions:
   random_seed: int = surrogates_lib.DEFAULT_SEED  # --replace=surrogate: with each note's id
   surrogate_locale: str = surrogates_lib.DEFAULT_LOCALE  # --replace=surrogate: the Faker locale
   progress_seconds: float = 30.0
+  # deidentify.py (`deid.py`): operators, keys, patients, where spans come from, the release check.
+  operators_file: Optional[str] = None
+  secret_file: Optional[str] = None
+  date_shift_days: int = anonymize.DEFAULT_DATE_SHIFT_DAYS
+  patient_field: Optional[str] = None
+  patient_map: Optional[str] = None
+  spans_file: Optional[str] = None
+  spans_format: str = "jsonl"
+  recognizers: str = deid.DEFAULT_RECOGNIZERS
+  min_label_recall: float = deid.DEFAULT_MIN_LABEL_RECALL
+  model_dir: Optional[str] = None  # where the release check finds the recorded dev recall
 
   @property
   def deidentify(self):
@@ -60,8 +72,8 @@ def check_paths_and_locale(options):
   """The checks that need no model: output paths and the surrogate locale (before a model loads)."""
   fileio.check_output_file(options.output_file)
   fileio.check_output_dir(options.output_dir)
-  if options.replace == "surrogate":
-    surrogates_lib.check_locale(options.surrogate_locale)
+  if options.deidentify:
+    deid.check_options(options)
 
 
 def output_plan(options, pairs):
@@ -86,6 +98,9 @@ def output_plan(options, pairs):
     raise fileio.InputError("--output_file and --output_dir: give one of them")
   if per_note:
     plan = [(fmt, outputs.PER_NOTE, o.output_dir)]
+    if o.deidentify:  # each note's replacement items beside the notes
+      plan.append((outputs.get(outputs.Items.name), outputs.ONE_FILE,
+                   os.path.join(o.output_dir, deid.ITEMS_FILE)))
     if o.output_file:  # deidentify.py: the PHI spans as JSON lines beside the notes
       plan.append((outputs.get(outputs.JsonLines.name), outputs.ONE_FILE, o.output_file))
     return plan
@@ -110,8 +125,6 @@ def check_options(options, pairs):
                             o.min_probability)
   if o.max_bad_notes < 0 or o.batch_size < 1:
     raise fileio.InputError("--max_bad_notes must be >= 0 and --predict_batch_size >= 1")
-  if o.replace == "mask" and len(o.mask_char) != 1:
-    raise fileio.InputError("--mask_char=%r: expected one character" % o.mask_char)
 
 
 def good_notes(stream, max_bad_notes, counts):
@@ -138,26 +151,21 @@ def _writer(fmt, scope, path, input_files):
   return outputs.PerNoteWriter(path, fmt)
 
 
-def _make_anonymizer(options):
-  if not options.deidentify:
-    return None
-  return anonymize.Anonymizer(anonymize.parse_operators(options.replace),
-                              random_seed=options.random_seed, locale=options.surrogate_locale,
-                              mask_char=options.mask_char)
-
-
 def run_job(model, options):
   """Runs predict.py (`options.replace` None) or deidentify.py over `options.input_file`.
 
   Outputs: see `output_plan` and `outputs.py`; `--skip_existing` leaves those already there alone.
+  deidentify.py also writes its items and run summary (`deid.py`); its `model` is None when the
+  spans come from a file or from the patterns alone.
 
   Returns:
-    Counts: {"notes", "words", "entities", "bad", "skipped", "seconds"}.
+    Counts: {"notes", "words", "entities", "bad", "skipped", "seconds"} (deidentify.py: and
+    "summary", the anonymizer's run summary).
   """
   o = options
-  if o.deidentify:
+  if o.deidentify and model is not None:
     predictor_lib.check_output(model, heads.WORD_LABELS, "deidentify.py (a PHI model)")
-  pairs = model.head.output == heads.PAIR_LABEL
+  pairs = model is not None and model.head.output == heads.PAIR_LABEL
   check_options(o, pairs)
   plan = output_plan(o, pairs)
   per_note_suffix = next((fmt.suffix for fmt, scope, _ in plan if scope == outputs.PER_NOTE), None)
@@ -168,32 +176,44 @@ def run_job(model, options):
         outputs.PerInputWriter.path_for(o.output_dir, p, plan[0][0].suffix))]
     counts["skipped"] = len(input_files) - len(kept)
     input_files = kept
-  read_options = readers.ReadOptions(id_field=o.id_field, text_field=o.text_field, pairs=pairs)
+  read_options = readers.ReadOptions(id_field=o.id_field, text_field=o.text_field, pairs=pairs,
+                                     patient_field=o.patient_field if o.deidentify else None)
+  if o.deidentify:  # the checks that must see every note before one is written
+    deid.precheck(good_notes(readers.read_notes(input_files, o.input_format, read_options),
+                             o.max_bad_notes, collections.Counter()), o)
   stream = good_notes(readers.read_notes(input_files, o.input_format, read_options),
                       o.max_bad_notes, counts)
+  if o.deidentify:
+    stream = deid.with_patients(stream, deid.load_patient_map(o.patient_map)
+                                if o.patient_map else None)
   if per_note_suffix is not None:
     stream = _unfinished(stream, o, per_note_suffix, counts)
   progress = progress_lib.Progress(
       "notes", total=readers.count_notes(input_files, o.input_format, read_options),
       every_seconds=o.progress_seconds, label=("deidentify" if o.deidentify else "predict") + ": ")
-  anonymizer = _make_anonymizer(o)
+  anonymizer = None
+  if o.deidentify:
+    anonymizer = deid.make_anonymizer(o, deid.model_types(model.label_list) if model else None)
 
   def rate():
     return "%d words, %.0f words/s" % (counts["words"],
                                        counts["words"] / max(progress.elapsed(), 1e-9))
 
+  predictor = None
   if pairs:
     results = (step.pair_outputs(pair, label, probs)
                for pair, label, probs in predictor_lib.predict_pairs(model, stream, o.batch_size))
-    predictor = None
   else:
     def log_words():
       counts["words"] = predictor.words_done
       progress.maybe_log(counts["notes"], detail=rate())
-    predictor = predictor_lib.Predictor(model, o.batch_size, o.min_probability,
-                                        after_batch=log_words)
+    if model is not None:
+      predictor = predictor_lib.Predictor(model, o.batch_size, o.min_probability,
+                                          after_batch=log_words)
+    found = (deid.note_spans(stream, o, predictor) if o.deidentify
+             else predictor.predict(stream))
     results = (step.note_outputs(note, spans, anonymizer, o.include_text)
-               for note, spans in predictor.predict(stream))
+               for note, spans in found)
 
   with contextlib.ExitStack() as stack:
     writers = [stack.enter_context(_writer(fmt, scope, path, input_files))
@@ -205,6 +225,9 @@ def run_job(model, options):
       counts["notes"] += 1
       counts["words"] = predictor.words_done if predictor else counts["notes"]
       progress.maybe_log(counts["notes"], detail=rate())
+    if anonymizer is not None:  # counts only: no PHI, no key
+      counts["summary"] = anonymizer.summary()
+      fileio.write_json_atomic(os.path.join(o.output_dir, deid.SUMMARY_FILE), counts["summary"])
   counts["seconds"] = progress.elapsed()
   progress.log(counts["notes"], detail="%d words, %.0f words/s; %d entities, %d unreadable notes "
                "skipped, %d already done" % (counts["words"], counts["words"] / max(
@@ -257,16 +280,7 @@ def define_flags(deidentify=False):
     flags.DEFINE_string("output_dir", None, "De-identified notes go here, one <id>.txt per note.")
     flags.DEFINE_string("output_file", None,
                         "Also write the predicted PHI spans of the notes as JSON lines here.")
-    flags.DEFINE_enum("replace", "placeholder", list(anonymize.OPERATOR_NAMES),
-                      "placeholder: [**TYPE**] (MIMIC-III style); tag: <TYPE>; mask: --mask_char "
-                      "repeated over the span's length; surrogate: a realistic value (Faker), "
-                      "consistent within a note (the same text the same value, dates shifted "
-                      "together), never the replaced PHI.")
-    flags.DEFINE_string("mask_char", "*", "--replace=mask: the character.")
-    surrogates_lib.define_flags("--replace=surrogate")
-    flags.DEFINE_float("min_phi_probability", None,
-                       "A word is PHI when P(not O) reaches this (lower: more recall, less "
-                       "precision); default: the most probable label.")
+    deid.define_flags()
   else:
     flags.DEFINE_string("output_file", None, "All notes' predictions as JSON lines, one per note.")
     flags.DEFINE_string("output_dir", None,
@@ -294,12 +308,20 @@ def run_from_flags(flag_values, deidentify=False):
   """Loads the model named by the flags and runs the job. Returns run_job's counts."""
   from clinicalbert_tf import cli  # pylint: disable=g-import-not-at-top
   f = flag_values
-  cli.require_flags(f, ("model_dir", "input_file"))
   options = options_from_flags(f, deidentify)
+  with_model = not deidentify or deid.needs_model(options)
+  cli.require_flags(f, ("model_dir", "input_file") if with_model else ("input_file",))
   check_paths_and_locale(options)  # a wrong path should not cost a model load first
+  if not with_model:
+    logging.info("deidentify: PHI spans from %s; no model", "--spans_file=" + options.spans_file
+                 if options.spans_file else "the pattern recognizers alone")
+    return run_job(None, options)
   model = model_lib.load_model(f.model_dir, f.bert_config_file, f.vocab_file, f.init_checkpoint,
                                num_threads=f.num_threads)
   try:
+    if deidentify:
+      deid.release_check(f.model_dir, deid.model_types(model.label_list),
+                         options.min_label_recall)
     return run_job(model, options)
   finally:
     model.close()

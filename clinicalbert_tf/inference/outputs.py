@@ -149,6 +149,18 @@ class HtmlPage(OutputFormat):
     return HtmlPageWriter(path, output_format)
 
 
+class Items(OutputFormat):
+  """deidentify.py's replacement items: where each replacement lies in the de-identified note."""
+  name = "items"
+  scopes = (ONE_FILE,)
+  suffix = ".jsonl"
+  help = "{id, items: [{start, end, label, operator, input_start, input_end}]} per note"
+
+  def render(self, outputs):
+    return json.dumps({"id": outputs.note.id, "items": outputs.deidentified.items_json()},
+                      ensure_ascii=False) + "\n"
+
+
 _REGISTRY = collections.OrderedDict()
 
 
@@ -158,11 +170,12 @@ def register(format_class):
   return format_class
 
 
-for _format in (JsonLines, Brat, I2b2Xml, Con, HtmlPage, Deidentified):
+for _format in (JsonLines, Brat, I2b2Xml, Con, HtmlPage, Deidentified, Items):
   register(_format)
 
-# What predict.py's --output_format offers (deidentify.py writes `deidentified` and `jsonl`).
-OUTPUT_FORMATS = tuple(name for name in _REGISTRY if name != Deidentified.name)
+# What predict.py's --output_format offers (deidentify.py writes `deidentified`, `items` and
+# `jsonl`).
+OUTPUT_FORMATS = tuple(name for name in _REGISTRY if name not in (Deidentified.name, Items.name))
 
 
 def get(name):

@@ -435,11 +435,13 @@ def _progress_detail(progress, source, tally):
   return detail
 
 
-def _notes_to_format(source, tally, selected, progress, split):
+def _notes_to_format(source, tally, selected, progress, split, by_patient=False):
   """Yields (text, key, (category, ref, line, subject)) of each note to format; counts the others.
 
   `split`: None, or (fraction, seed) of the held-out split; `subject` is then (patient, whether
   the patient is held out), else None. A note whose patient is unknown is then a bad row.
+  `by_patient` (surrogates keyed by a secret): the key is (key, patient), and a note whose patient
+  is unknown is a bad row too.
   """
   for item in source:
     tally.rows_read += 1
@@ -462,13 +464,15 @@ def _notes_to_format(source, tally, selected, progress, split):
       counts["skipped_empty"] += 1
       continue
     subject = None
-    if split is not None:
+    if split is not None or by_patient:
       if isinstance(item.patient, str):  # why it is unknown
         tally.no_subject_id += 1
         tally.bad_row(item.ref, item.line, item.patient, item.category)
         continue
+    if split is not None:
       subject = item.patient, heldout_lib.is_heldout_subject(item.patient, *split)
-    yield item.text, item.key, (item.category, item.ref, item.line, subject)
+    key = (item.key, item.patient) if by_patient else item.key
+    yield item.text, key, (item.category, item.ref, item.line, subject)
 
 
 def _chunks(notes_and_meta):
@@ -529,7 +533,8 @@ def format_notes(source, output_dir=None, categories=None, all_notes_file=None,
                  category_files=True, spacy_model=sentences.RULES_MODEL, num_workers=1,
                  max_bad_rows=DEFAULT_MAX_BAD_ROWS, progress_every_s=30.0, phi="keep",
                  random_seed=surrogates_lib.DEFAULT_SEED,
-                 surrogate_locale=surrogates_lib.DEFAULT_LOCALE, heldout_fraction=0.0):
+                 surrogate_locale=surrogates_lib.DEFAULT_LOCALE, heldout_fraction=0.0,
+                 secret=None):
   """Formats the notes of `source` into pretraining text files (see the module docstring).
 
   Args:
@@ -550,6 +555,8 @@ def format_notes(source, output_dir=None, categories=None, all_notes_file=None,
     surrogate_locale: with `surrogate`, the Faker locale of the values (en_US, en_GB, de_DE, ...).
     heldout_fraction: the share of patients whose notes go to the held-out files
       (`heldout.heldout_path`) instead, in [0, 1); 0 writes no held-out file and reads no patient.
+    secret: with `surrogate`, a secret key (bytes): each note's surrogates are then keyed by its
+      patient, the same in all the patient's notes (`surrogates.py`); never logged or written.
 
   Returns:
     The summary dict that is also written as the sidecar of every output file.
@@ -558,7 +565,8 @@ def format_notes(source, output_dir=None, categories=None, all_notes_file=None,
     InputError: for bad flags, an unreadable input (or one without patients for a split), or
       too many bad rows. No output file is created or replaced then.
   """
-  phi_options = surrogates_lib.PhiOptions(phi, random_seed, surrogate_locale)
+  phi_options = surrogates_lib.PhiOptions(phi, random_seed, surrogate_locale, secret)
+  by_patient = phi == "surrogate" and secret is not None
   _check_arguments(output_dir, all_notes_file, category_files, num_workers, max_bad_rows,
                    phi_options, heldout_fraction)
   sentences.check_spacy_model(spacy_model)
@@ -571,6 +579,8 @@ def format_notes(source, output_dir=None, categories=None, all_notes_file=None,
     stack.enter_context(source)
     if split is not None:
       source.require_patients("--heldout_fraction=%s" % heldout_fraction)
+    elif by_patient:
+      source.require_patients("--secret_file")
     logging.info("Reading %s with spacy_model=%s, %d worker(s)", source.description(),
                  spacy_model, num_workers)
     runner = make_runner(spacy_model, num_workers, phi_options)
@@ -578,7 +588,8 @@ def format_notes(source, output_dir=None, categories=None, all_notes_file=None,
     try:
       outputs = _Outputs(stack, output_dir, category_files, all_notes_file,
                          heldout=split is not None)
-      for chunk, meta in _chunks(_notes_to_format(source, tally, selected, progress, split)):
+      for chunk, meta in _chunks(_notes_to_format(source, tally, selected, progress, split,
+                                                   by_patient)):
         for done_meta, result in runner.submit(chunk, meta):
           _write_results(done_meta, result, tally, outputs)
       for done_meta, result in runner.drain():
