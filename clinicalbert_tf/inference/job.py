@@ -253,6 +253,8 @@ def define_flags(deidentify=False):
                        "Unreadable notes (bad UTF-8, unreadable file, bad JSON line or CSV row) to "
                        "skip with a warning before stopping; 0: the first one stops the run.")
   flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress lines.")
+  from clinicalbert_tf import engines  # pylint: disable=g-import-not-at-top
+  engines.define_flags("notes")
   if deidentify:
     flags.DEFINE_string("output_dir", None, "De-identified notes go here, one <id>.txt per note.")
     flags.DEFINE_string("output_file", None,
@@ -297,6 +299,12 @@ def run_from_flags(flag_values, deidentify=False):
   cli.require_flags(f, ("model_dir", "input_file"))
   options = options_from_flags(f, deidentify)
   check_paths_and_locale(options)  # a wrong path should not cost a model load first
+  if f.engine == "spark":
+    from clinicalbert_tf.engines import spark  # pylint: disable=g-import-not-at-top
+    return spark.run_job(options, f.model_dir, (f.bert_config_file, f.vocab_file,
+                                                f.init_checkpoint),
+                         master=f.spark_master, partitions=f.spark_partitions,
+                         num_threads=f.num_threads or 1)
   model = model_lib.load_model(f.model_dir, f.bert_config_file, f.vocab_file, f.init_checkpoint,
                                num_threads=f.num_threads)
   try:

@@ -529,7 +529,8 @@ def format_notes(source, output_dir=None, categories=None, all_notes_file=None,
                  category_files=True, spacy_model=sentences.RULES_MODEL, num_workers=1,
                  max_bad_rows=DEFAULT_MAX_BAD_ROWS, progress_every_s=30.0, phi="keep",
                  random_seed=surrogates_lib.DEFAULT_SEED,
-                 surrogate_locale=surrogates_lib.DEFAULT_LOCALE, heldout_fraction=0.0):
+                 surrogate_locale=surrogates_lib.DEFAULT_LOCALE, heldout_fraction=0.0,
+                 runner_factory=None):
   """Formats the notes of `source` into pretraining text files (see the module docstring).
 
   Args:
@@ -550,6 +551,8 @@ def format_notes(source, output_dir=None, categories=None, all_notes_file=None,
     surrogate_locale: with `surrogate`, the Faker locale of the values (en_US, en_GB, de_DE, ...).
     heldout_fraction: the share of patients whose notes go to the held-out files
       (`heldout.heldout_path`) instead, in [0, 1); 0 writes no held-out file and reads no patient.
+    runner_factory: (spacy_model, num_workers, phi) -> a runner with `make_runner`'s interface
+      (default `make_runner`; `engines.spark.format_notes_runner` formats chunks on Spark).
 
   Returns:
     The summary dict that is also written as the sidecar of every output file.
@@ -573,7 +576,7 @@ def format_notes(source, output_dir=None, categories=None, all_notes_file=None,
       source.require_patients("--heldout_fraction=%s" % heldout_fraction)
     logging.info("Reading %s with spacy_model=%s, %d worker(s)", source.description(),
                  spacy_model, num_workers)
-    runner = make_runner(spacy_model, num_workers, phi_options)
+    runner = (runner_factory or make_runner)(spacy_model, num_workers, phi_options)
     ok = False
     try:
       outputs = _Outputs(stack, output_dir, category_files, all_notes_file,
