@@ -106,43 +106,41 @@ class SparkEngineTest(testutil.TestCase):
       self.assertEqual(counts["notes"], len(NOTES) + 1)
       self.assertEqual(_tree(ours), _tree(local), partitions)
 
-  def test_a_task_that_fails_once_is_retried_without_losing_or_doubling_notes(self):
+  def test_faults_tasks_fail_once_and_bad_notes_are_counted_across_executors(self):
     out = self.temp_dir()
     faults = self.temp_dir()
-    self._local(output_file=os.path.join(out, "local.jsonl"), output_format="jsonl")
-    os.environ[engine.FAIL_ONCE_ENV] = faults
-    try:
-      self._spark(3, output_file=os.path.join(out, "spark.jsonl"))
-      rows = engine.deidentify(self.spark.read.json(self.jsonl).repartition(2), self.model_dir,
-                               patient_col="patient").collect()
-    finally:
-      del os.environ[engine.FAIL_ONCE_ENV]
-    failed = sorted(os.listdir(faults))
-    self.assertIn("predict-0", failed)  # the failures happened, and were retried
-    self.assertIn("read-0", failed)
-    self.assertIn("deidentify-1", failed)
-    self.assertTrue(filecmp.cmp(os.path.join(out, "local.jsonl"),
-                                os.path.join(out, "spark.jsonl"), shallow=False))
-    self.assertCountEqual([r.id for r in rows], ["n0", "n1", "n2", "n3", "n4"])
-
-  def test_bad_notes_are_counted_across_executors(self):
-    out = self.temp_dir()
     records = [{"id": "x%d" % i, "text": t} for i, t in enumerate(NOTES)]
     first = _write_jsonl(os.path.join(out, "c.jsonl"), records[:4], bad_lines=(1,))
     second = _write_jsonl(os.path.join(out, "d.jsonl"), records[4:], bad_lines=(2,))
-    options = dict(input_file=first + "," + second)
-    for output in ("spans.jsonl", "spans.parquet"):
+    inputs = dict(input_file=first + "," + second)
+    local = job.run_job(self.model, job.JobOptions(
+        output_file=os.path.join(out, "local.jsonl"), max_bad_notes=2, **inputs))
+    self.assertEqual(local["bad"], 2)
+    with open(os.path.join(out, "local.jsonl")) as f:
+      expected = {r["id"]: r["entities"] for r in map(json.loads, f)}
+    parquet = os.path.join(out, "spans.parquet")
+    os.environ[engine.FAIL_ONCE_ENV] = faults  # every task's first attempt fails, once
+    try:
+      counts = engine.run_job(job.JobOptions(output_file=parquet, max_bad_notes=2, **inputs),
+                              self.model_dir, partitions=2)
+    finally:
+      del os.environ[engine.FAIL_ONCE_ENV]
+    self.assertCountEqual(os.listdir(faults), ["read-0", "read-1", "predict-0", "predict-1"])
+    # Failed attempts counted nothing twice, and wrote nothing twice.
+    self.assertEqual((counts["bad"], counts["notes"]), (2, len(NOTES)))
+    rows = self.spark.read.parquet(parquet).collect()
+    self.assertEqual({r.id: [{"start": e.start, "end": e.end, "label": e.label,
+                              "score": round(e.score, 6)} for e in r.entities] for r in rows},
+                     expected)
+    self.assertLen(rows, len(NOTES))
+    # One more bad note than allowed, over the two files (each executor sees one): no output.
+    for output in ("again.jsonl", "again.parquet"):
       path = os.path.join(out, output)
       with self.assertRaisesRegex(fileio.InputError, "more than --max_bad_notes=1"):
-        engine.run_job(job.JobOptions(output_file=path, max_bad_notes=1, **options),
+        engine.run_job(job.JobOptions(output_file=path, max_bad_notes=1, **inputs),
                        self.model_dir, partitions=2)
       self.assertFalse(os.path.exists(path))
-      counts = engine.run_job(job.JobOptions(output_file=path, max_bad_notes=2, **options),
-                              self.model_dir, partitions=2)
-      self.assertEqual((counts["bad"], counts["notes"]), (2, len(NOTES)))
-    rows = self.spark.read.parquet(os.path.join(out, "spans.parquet")).collect()
-    self.assertCountEqual([r.id for r in rows], [r["id"] for r in records])
-    self.assertEqual(sorted(n for n in os.listdir(out) if "tmp" in n), [])
+    self.assertEqual([n for n in os.listdir(out) if "tmp" in n], [])
 
   def test_parquet_in_and_out(self):
     out = self.temp_dir()

@@ -9,9 +9,9 @@ outputs are the local engine's.
 ENGINES = ("local", "spark")
 
 
-def define_flags(what="notes"):
-  """Defines --engine, --spark_master and --spark_partitions on absl's FLAGS (`what`: the help's
-  word for the units a task works on)."""
+def define_flags(what=None):
+  """Defines --engine and --spark_master on absl's FLAGS, and --spark_partitions when `what`
+  (the help's word for what the tasks share out) is given."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("engine", "local", list(ENGINES),
                     "local: this machine's processes. spark: Apache Spark (--spark_master; under "
@@ -19,6 +19,8 @@ def define_flags(what="notes"):
   flags.DEFINE_string("spark_master", "local[*]",
                       "--engine=spark: the master (local[N], spark://HOST:PORT, yarn, k8s://...); "
                       "spark-submit's --master wins when run under spark-submit.")
+  if what is None:
+    return
   flags.DEFINE_integer("spark_partitions", 0,
                        "--engine=spark: tasks to spread the %s over (0: Spark's default "
                        "parallelism)." % what)

@@ -524,6 +524,7 @@ class _FormatNotes(object):
     from clinicalbert_tf.notes import sentences  # pylint: disable=g-import-not-at-top
     key = (self.spacy_model, self.phi)
     if key not in _SPLITTERS:
+      _no_torch(self.spacy_model)
       _SPLITTERS[key] = (sentences.SentenceSplitter(self.spacy_model),
                          surrogates.make_surrogates(self.phi))
     splitter, surrogates_ = _SPLITTERS[key]
@@ -546,6 +547,13 @@ class _FormatNotes(object):
     yield from _frames(records(), ("row_id", "position", "category", "file", "text",
                                    "sentences", "error"))
     _fail_once(self.fault_dir, "format_notes")
+
+
+def _no_torch(spacy_model):
+  """As format_notes.py does: the rules pipeline never needs torch, which thinc would import."""
+  from clinicalbert_tf.notes import sentences  # pylint: disable=g-import-not-at-top
+  if spacy_model == sentences.RULES_MODEL and "torch" not in sys.modules:
+    sys.modules["torch"] = None
 
 
 def _note_key(row_id):
@@ -645,6 +653,7 @@ class _ChunkFn(object):
     from clinicalbert_tf.notes import sentences  # pylint: disable=g-import-not-at-top
     key = (self.spacy_model, self.phi)
     if key not in _SPLITTERS:
+      _no_torch(self.spacy_model)
       _SPLITTERS[key] = (sentences.SentenceSplitter(self.spacy_model),
                          surrogates.make_surrogates(self.phi))
     splitter, surrogates_ = _SPLITTERS[key]
@@ -699,6 +708,7 @@ def _read_file(fmt_and_options, bad, fault_dir):
     for number, note in enumerate(reader.read(path, options)):
       if isinstance(note, readers.BadNote):
         bad.add(1)
+        logging.warning("unreadable note: %s: %s", note.where, note.reason)  # never its text
         yield (index, number, None, None, None, None, note.source, note.where, note.reason)
       else:
         yield (index, number, note.id, note.text, note.text_b, note.patient, note.source,
@@ -713,6 +723,9 @@ def split_inputs(input_file):
   parquet, other = [], []
   for pattern in fileio.split_comma_list(input_file):
     if pattern.rstrip("/").endswith(PARQUET_SUFFIX):
+      if re.match(r"^[a-z][a-z0-9+.-]*:", pattern):  # hdfs:, s3a:, dbfs:, ...: Spark's to read
+        parquet.append(pattern)
+        continue
       found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
       if not found or not all(os.path.exists(p) for p in found):
         raise fileio.InputError("--input_file=%s: no such Parquet file or directory" % pattern)
@@ -871,9 +884,6 @@ def run_job(options, model_dir, model_flags=(None, None, None), master=DEFAULT_M
                             "outputs are committed together)")
   parquet = parquet_output(o)
   if parquet:
-    if os.path.exists(parquet):
-      raise fileio.InputError("%s exists: a Parquet output is written only where nothing is" %
-                              parquet)
     if o.deidentify and o.output_file:
       raise fileio.InputError("--output_file: with a Parquet --output_dir the spans are not "
                               "written separately (annotate them with predict.py)")
@@ -911,9 +921,30 @@ def _too_many_bad(bad, max_bad_notes):
                            % (bad, max_bad_notes))
 
 
+class _HadoopPath(object):
+  """A path on any file system Spark writes to (local, HDFS, S3, DBFS), through Hadoop's API."""
+
+  def __init__(self, spark, path):
+    jvm = spark.sparkContext._jvm  # pylint: disable=protected-access
+    self.path = jvm.org.apache.hadoop.fs.Path(path)
+    self.fs = self.path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # pylint: disable=protected-access
+
+  def exists(self):
+    return self.fs.exists(self.path)
+
+  def rename_to(self, other):
+    if not self.fs.rename(self.path, other.path):
+      raise fileio.InputError("could not rename %s to %s" % (self.path, other.path))
+
+  def delete(self):
+    if self.fs.exists(self.path):
+      self.fs.delete(self.path, True)
+
+
 def _write_parquet(results, path, o, pairs, counters, counts):
   """Spark writes the dataset under a temporary name; renamed only after the checks pass."""
   from pyspark.sql import functions as F  # pylint: disable=g-import-not-at-top
+  spark = results.sparkSession
   good = results.where(F.col("bad").isNull())
   if o.deidentify:
     good = good.select("id", F.col("deid_text").alias("text"), "items")
@@ -923,22 +954,25 @@ def _write_parquet(results, path, o, pairs, counters, counts):
     good = good.select("id", F.expr("transform(entities, e -> named_struct('start', e.start, "
                                     "'end', e.end, 'label', e.label, 'score', e.score))"
                                     ).alias("entities"))
-  temp = "%s.tmp-%s" % (path.rstrip("/"), uuid.uuid4().hex[:8])
+  final = _HadoopPath(spark, path.rstrip("/"))
+  if final.exists():
+    raise fileio.InputError("%s exists: a Parquet output is written only where nothing is" % path)
+  temp_name = "%s.tmp-%s" % (path.rstrip("/"), uuid.uuid4().hex[:8])
+  temp = _HadoopPath(spark, temp_name)
   try:
-    good.write.parquet(temp)
+    good.write.parquet(temp_name)
     counts["bad"] = counters.bad.value
     if counts["bad"] > o.max_bad_notes:
       raise _too_many_bad(counts["bad"], o.max_bad_notes)
-    summary = good.sparkSession.read.parquet(temp)
+    summary = spark.read.parquet(temp_name)
     counts["notes"] = summary.count()
     if not o.deidentify and not pairs:
       counts["entities"] = summary.select(F.sum(F.size("entities"))).first()[0] or 0
     elif o.deidentify:
       counts["entities"] = summary.select(F.sum(F.size("items"))).first()[0] or 0
-    os.replace(temp, path.rstrip("/"))
+    temp.rename_to(final)
   finally:
-    if os.path.exists(temp):
-      shutil.rmtree(temp, ignore_errors=True)
+    temp.delete()
 
 
 def _write_files(results, plan, input_files, o, pairs, counts):
@@ -955,7 +989,7 @@ def _write_files(results, plan, input_files, o, pairs, counts):
     ordered = results.orderBy("file_index", "note_index")
 
     def stream():
-      for row in ordered.toLocalIterator():
+      for row in ordered.toLocalIterator(prefetchPartitions=True):
         if row["bad"] is not None:
           yield row["source"], readers.BadNote(row["source"], row["where"], row["bad"])
         else:

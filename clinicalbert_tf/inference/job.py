@@ -254,7 +254,7 @@ def define_flags(deidentify=False):
                        "skip with a warning before stopping; 0: the first one stops the run.")
   flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress lines.")
   from clinicalbert_tf import engines  # pylint: disable=g-import-not-at-top
-  engines.define_flags("notes")
+  engines.define_flags("notes")  # --engine, --spark_master, --spark_partitions
   if deidentify:
     flags.DEFINE_string("output_dir", None, "De-identified notes go here, one <id>.txt per note.")
     flags.DEFINE_string("output_file", None,
