@@ -519,15 +519,8 @@ class _FormatNotes(object):
     self.spacy_model, self.phi, self.fault_dir = spacy_model, phi, fault_dir
 
   def __call__(self, frames):
-    from clinicalbert_tf import surrogates  # pylint: disable=g-import-not-at-top
     from clinicalbert_tf.notes import pipeline  # pylint: disable=g-import-not-at-top
-    from clinicalbert_tf.notes import sentences  # pylint: disable=g-import-not-at-top
-    key = (self.spacy_model, self.phi)
-    if key not in _SPLITTERS:
-      _no_torch(self.spacy_model)
-      _SPLITTERS[key] = (sentences.SentenceSplitter(self.spacy_model),
-                         surrogates.make_surrogates(self.phi))
-    splitter, surrogates_ = _SPLITTERS[key]
+    splitter, surrogates_ = worker_splitter(self.spacy_model, self.phi)
 
     def records():
       rows = list(_rows(frames))
@@ -549,11 +542,16 @@ class _FormatNotes(object):
     _fail_once(self.fault_dir, "format_notes")
 
 
-def _no_torch(spacy_model):
-  """As format_notes.py does: the rules pipeline never needs torch, which thinc would import."""
-  from clinicalbert_tf.notes import sentences  # pylint: disable=g-import-not-at-top
-  if spacy_model == sentences.RULES_MODEL and "torch" not in sys.modules:
-    sys.modules["torch"] = None
+def worker_splitter(spacy_model, phi):
+  """(SentenceSplitter, Surrogates or None) of format_notes, made once per Python worker."""
+  key = (spacy_model, phi)
+  if key not in _SPLITTERS:
+    from clinicalbert_tf import surrogates  # pylint: disable=g-import-not-at-top
+    from clinicalbert_tf.notes import sentences  # pylint: disable=g-import-not-at-top
+    if spacy_model == sentences.RULES_MODEL and "torch" not in sys.modules:
+      sys.modules["torch"] = None  # as format_notes.py: the rules never need what thinc imports
+    _SPLITTERS[key] = (sentences.SentenceSplitter(spacy_model), surrogates.make_surrogates(phi))
+  return _SPLITTERS[key]
 
 
 def _note_key(row_id):
@@ -648,15 +646,8 @@ class _ChunkFn(object):
     self.spacy_model, self.phi, self.fault_dir = spacy_model, phi, fault_dir
 
   def __call__(self, indexed_chunk):
-    from clinicalbert_tf import surrogates  # pylint: disable=g-import-not-at-top
     from clinicalbert_tf.notes import pipeline  # pylint: disable=g-import-not-at-top
-    from clinicalbert_tf.notes import sentences  # pylint: disable=g-import-not-at-top
-    key = (self.spacy_model, self.phi)
-    if key not in _SPLITTERS:
-      _no_torch(self.spacy_model)
-      _SPLITTERS[key] = (sentences.SentenceSplitter(self.spacy_model),
-                         surrogates.make_surrogates(self.phi))
-    splitter, surrogates_ = _SPLITTERS[key]
+    splitter, surrogates_ = worker_splitter(self.spacy_model, self.phi)
     result = pipeline.process_chunk(splitter, surrogates_, indexed_chunk[1])
     _fail_once(self.fault_dir, "format_chunk")
     return result
