@@ -5,7 +5,8 @@ lengths; else invented notes of the tiny vocabulary) and the same model (a BERT 
 token-classification head, random weights, written as run_finetune.py leaves it):
 
   local       `job.run_job` (predict.py --engine=local), TensorFlow on 1 thread, model loaded first;
-  local[1]    `engines.spark.run_job` (predict.py --engine=spark) on Spark local[1], 1 thread a task;
+  local[1]    `engines.spark_job.run_job` (predict.py --engine=spark) on Spark local[1], 1 thread
+              a task;
   local[2]    the same on local[2] (2 tasks at once).
 
 Each Spark run is a child process with its own session: Spark's fixed cost (JVM and session start,
@@ -90,7 +91,8 @@ def write_notes(path, num_notes):
   else:
     from tests import testutil  # pylint: disable=g-import-not-at-top
     words = testutil.WORDS
-    texts = [" ".join(words[(i * 7 + k) % len(words)] for k in range(400)) for i in range(num_notes)]
+    texts = [" ".join(words[(i * 7 + k) % len(words)] for k in range(400))
+             for i in range(num_notes)]
     source = "invented notes (MTSamples not found)"
   with open(path, "w", encoding="utf-8") as f:
     for i, text in enumerate(texts):
@@ -101,6 +103,7 @@ def write_notes(path, num_notes):
 def child(master, work):
   """One Spark measurement: start-up, warm-up (workers and model), the measured run. Prints JSON."""
   from clinicalbert_tf.engines import spark as engine  # pylint: disable=g-import-not-at-top
+  from clinicalbert_tf.engines import spark_job  # pylint: disable=g-import-not-at-top
   from clinicalbert_tf.inference import job  # pylint: disable=g-import-not-at-top
   started = time.time()
   spark = engine.get_session(master)
@@ -108,13 +111,13 @@ def child(master, work):
   workers = spark.sparkContext.defaultParallelism
   model_dir = os.path.join(work, "model")
   t = time.time()
-  engine.run_job(job.JobOptions(input_file=os.path.join(work, "warm.jsonl"),
+  spark_job.run_job(job.JobOptions(input_file=os.path.join(work, "warm.jsonl"),
                                 output_file=os.path.join(work, "warm-%s.jsonl" % workers),
                                 batch_size=FLAGS.batch_size), model_dir, master=master,
                  partitions=workers)
   warm_s = time.time() - t
   t = time.time()
-  counts = engine.run_job(job.JobOptions(input_file=os.path.join(work, "notes.jsonl"),
+  counts = spark_job.run_job(job.JobOptions(input_file=os.path.join(work, "notes.jsonl"),
                                          output_file=os.path.join(work, "spark-%d.jsonl" % workers),
                                          batch_size=FLAGS.batch_size),
                           model_dir, master=master, partitions=4 * workers)
@@ -170,8 +173,8 @@ def main(argv):
     print("%-22s %10.2f %12.1f %14.1f" % ("spark " + master, rates[master], r["run_s"],
                                           r["session_s"] + r["warm_s"]))
   one, two = rates["local[1]"], rates["local[2]"]
-  print("Spark start-up: session %.1fs + first job (Python workers, model loads) %.1fs on local[2]" %
-        (results["local[2]"]["session_s"], results["local[2]"]["warm_s"]))
+  print("Spark start-up: session %.1fs + first job (Python workers, model loads) %.1fs on "
+        "local[2]" % (results["local[2]"]["session_s"], results["local[2]"]["warm_s"]))
   print("outputs equal to the local engine's (bytes): %s" % same)
   print("local[2] / local[1] = %.2fx (target >= 1.6x); scaling efficiency 1 -> 2 cores: %.0f%%" %
         (two / one, 100.0 * two / (2 * one)))
@@ -180,7 +183,8 @@ def main(argv):
   core_hours = 1e8 / per_core / 3600.0
   efficiency = min(1.0, two / (2 * one))
   cores = core_hours / FLAGS.cluster_hours / max(efficiency, 0.5)
-  print("100 M notes at %.2f notes/s per core (this model, these notes): %.0f core-hours; in %.0f h "
+  print("100 M notes at %.2f notes/s per core (this model, these notes): %.0f core-hours; in "
+        "%.0f h "
         "about %.0f cores = %.0f nodes of %d cores (at %.0f%% scaling efficiency, floored at 50%%)"
         % (per_core, core_hours, FLAGS.cluster_hours, cores, cores / FLAGS.cores_per_node + 0.5,
            FLAGS.cores_per_node, 100 * max(efficiency, 0.5)))

@@ -15,6 +15,7 @@ from absl.testing import absltest
 from clinicalbert_tf import fileio
 from clinicalbert_tf import pretraining_data
 from clinicalbert_tf.engines import spark as engine
+from clinicalbert_tf.engines import spark_job
 from clinicalbert_tf.inference import job
 from clinicalbert_tf.inference import model as model_lib
 from clinicalbert_tf.notes import pipeline
@@ -74,7 +75,7 @@ class SparkEngineTest(testutil.TestCase):
     return job.run_job(self.model, job.JobOptions(input_file=self.input_file, **kwargs))
 
   def _spark(self, partitions, **kwargs):
-    return engine.run_job(job.JobOptions(input_file=self.input_file, **kwargs), self.model_dir,
+    return spark_job.run_job(job.JobOptions(input_file=self.input_file, **kwargs), self.model_dir,
                           master="local[2]", partitions=partitions)
 
   def test_annotate_gives_the_local_spans_for_any_partitioning(self):
@@ -125,7 +126,7 @@ class SparkEngineTest(testutil.TestCase):
     parquet = os.path.join(out, "spans.parquet")
     os.environ[engine.FAIL_ONCE_ENV] = faults  # every task's first attempt fails, once
     try:
-      counts = engine.run_job(job.JobOptions(output_file=parquet, max_bad_notes=2, **inputs),
+      counts = spark_job.run_job(job.JobOptions(output_file=parquet, max_bad_notes=2, **inputs),
                               self.model_dir, partitions=2)
     finally:
       del os.environ[engine.FAIL_ONCE_ENV]
@@ -141,7 +142,7 @@ class SparkEngineTest(testutil.TestCase):
     for output in ("again.jsonl", "again.parquet"):
       path = os.path.join(out, output)
       with self.assertRaisesRegex(fileio.InputError, "more than --max_bad_notes=1"):
-        engine.run_job(job.JobOptions(output_file=path, max_bad_notes=1, **inputs),
+        spark_job.run_job(job.JobOptions(output_file=path, max_bad_notes=1, **inputs),
                        self.model_dir, partitions=2)
       self.assertFalse(os.path.exists(path))
     self.assertEqual([n for n in os.listdir(out) if "tmp" in n], [])
@@ -156,7 +157,7 @@ class SparkEngineTest(testutil.TestCase):
     self.assertEqual(job.run_job(self.model, job.JobOptions(
         input_file=local_in, output_file=os.path.join(out, "local.jsonl"), id_field="note_id",
         text_field="body"))["notes"], len(NOTES))
-    engine.run_job(job.JobOptions(input_file=notes, output_file=os.path.join(out, "s.jsonl"),
+    spark_job.run_job(job.JobOptions(input_file=notes, output_file=os.path.join(out, "s.jsonl"),
                                   id_field="note_id", text_field="body"), self.model_dir)
     self.assertTrue(filecmp.cmp(os.path.join(out, "local.jsonl"), os.path.join(out, "s.jsonl"),
                                 shallow=False))

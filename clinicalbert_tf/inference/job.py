@@ -300,11 +300,11 @@ def run_from_flags(flag_values, deidentify=False):
   options = options_from_flags(f, deidentify)
   check_paths_and_locale(options)  # a wrong path should not cost a model load first
   if f.engine == "spark":
-    from clinicalbert_tf.engines import spark  # pylint: disable=g-import-not-at-top
-    return spark.run_job(options, f.model_dir, (f.bert_config_file, f.vocab_file,
-                                                f.init_checkpoint),
-                         master=f.spark_master, partitions=f.spark_partitions,
-                         num_threads=f.num_threads or 1)
+    from clinicalbert_tf.engines import spark_job  # pylint: disable=g-import-not-at-top
+    return spark_job.run_job(options, f.model_dir, (f.bert_config_file, f.vocab_file,
+                                                    f.init_checkpoint),
+                             master=f.spark_master, partitions=f.spark_partitions,
+                             num_threads=f.num_threads or 1)
   model = model_lib.load_model(f.model_dir, f.bert_config_file, f.vocab_file, f.init_checkpoint,
                                num_threads=f.num_threads)
   try:
