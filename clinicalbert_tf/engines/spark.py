@@ -67,6 +67,8 @@ PAIRS_SCHEMA = "id string, label string, probabilities map<string,double>"
 DEIDENTIFY_SCHEMA = "id string, text string, items %s" % ITEM_TYPE
 FORMAT_SCHEMA = ("row_id string, position long, category string, file string, text string, "
                  "sentences int, error string")
+
+
 # ---------------------------------------------------------------------------------------------
 # The session.
 
