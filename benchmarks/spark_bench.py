@@ -9,7 +9,8 @@ token-classification head, random weights, written as run_finetune.py leaves it)
               a task;
   local[2]    the same on local[2] (2 tasks at once).
 
-Each Spark run is a child process with its own session: Spark's fixed cost (JVM and session start,
+Each engine runs once per round (--rounds, in turn) and its best round is reported. Each Spark run
+is a child process with its own session: Spark's fixed cost (JVM and session start,
 then a 2-note job that starts the Python workers and loads the model once per worker) is timed
 apart from the measured run over all the notes, whose notes/s is reported. Prints the rates, the
 ratios against the targets (local[2] >= 1.6x local[1]; local[1] >= 0.8x local), the scaling
@@ -20,7 +21,6 @@ efficiency from 1 to 2 cores, and, on paper, what 100 M notes take at the measur
 
 import csv
 import gzip
-import io
 import json
 import os
 import subprocess
@@ -51,6 +51,8 @@ flags.DEFINE_integer("hidden_size", 128, "Hidden size of the model.")
 flags.DEFINE_integer("num_layers", 2, "Transformer layers.")
 flags.DEFINE_integer("max_seq_length", 128, "Window length.")
 flags.DEFINE_integer("batch_size", 16, "Windows per TensorFlow run.")
+flags.DEFINE_integer("rounds", 2, "Rounds, each engine once per round in turn; the best rate of "
+                     "each is reported (a shared machine's load changes during a run).")
 flags.DEFINE_float("cluster_hours", 24.0, "The 100 M-note estimate: the wall time to plan for.")
 flags.DEFINE_integer("cores_per_node", 16, "The 100 M-note estimate: cores per worker node.")
 flags.DEFINE_string("child", None, "Internal: run one Spark measurement on this master.")
@@ -64,17 +66,11 @@ def write_model(directory):
   """A checkpoint directory as run_finetune.py leaves it (the tiny vocabulary: every word of a real
   note that is not in it is one [UNK] piece)."""
   from tests import testutil  # pylint: disable=g-import-not-at-top
-  os.makedirs(directory)
-  config = testutil.tiny_config(hidden_size=FLAGS.hidden_size, num_hidden_layers=FLAGS.num_layers,
-                                num_attention_heads=4, intermediate_size=4 * FLAGS.hidden_size,
-                                max_position_embeddings=max(512, FLAGS.max_seq_length))
-  testutil.write_config(directory, config)
-  testutil.write_vocab(directory)
-  testutil.write_checkpoint(os.path.join(directory, "model.ckpt-1"), config,
-                            heads="token_classification", num_labels=len(LABELS), released=True)
-  with open(os.path.join(directory, "finetune_head.json"), "w") as f:
-    json.dump({"head": "token_classification", "labels": LABELS, "do_lower_case": True,
-               "max_seq_length": FLAGS.max_seq_length, "task_name": "i2b2_2010"}, f)
+  testutil.write_model_dir(directory, labels=LABELS, max_seq_length=FLAGS.max_seq_length,
+                           released=True, config=testutil.tiny_config(
+                               hidden_size=FLAGS.hidden_size, num_hidden_layers=FLAGS.num_layers,
+                               num_attention_heads=4, intermediate_size=4 * FLAGS.hidden_size,
+                               max_position_embeddings=max(512, FLAGS.max_seq_length)))
 
 
 def write_notes(path, num_notes):
@@ -155,13 +151,19 @@ def main(argv):
               num_notes, source, words, words / num_notes, FLAGS.num_layers, FLAGS.hidden_size,
               FLAGS.max_seq_length, FLAGS.batch_size, os.cpu_count(), os.getloadavg()[0]))
     model = model_lib.load_model(os.path.join(work, "model"), num_threads=1)
-    t = time.time()
-    job.run_job(model, job.JobOptions(input_file=os.path.join(work, "notes.jsonl"),
-                                      output_file=os.path.join(work, "local.jsonl"),
-                                      batch_size=FLAGS.batch_size))
-    local_s = time.time() - t
+    local_s = None
+    results = {}
+    for _ in range(FLAGS.rounds):
+      t = time.time()
+      job.run_job(model, job.JobOptions(input_file=os.path.join(work, "notes.jsonl"),
+                                        output_file=os.path.join(work, "local.jsonl"),
+                                        batch_size=FLAGS.batch_size))
+      local_s = min(local_s or float("inf"), time.time() - t)
+      for master in ("local[1]", "local[2]"):
+        r = run_child(master, work)
+        if master not in results or r["run_s"] < results[master]["run_s"]:
+          results[master] = r
     model.close()
-    results = {master: run_child(master, work) for master in ("local[1]", "local[2]")}
     same = all(open(os.path.join(work, "local.jsonl"), "rb").read() ==
                open(os.path.join(work, "spark-%d.jsonl" % n), "rb").read() for n in (1, 2))
 
