@@ -162,6 +162,35 @@ class SparkEngineTest(testutil.TestCase):
     self.assertTrue(filecmp.cmp(os.path.join(out, "local.jsonl"), os.path.join(out, "s.jsonl"),
                                 shallow=False))
 
+  def test_sentence_pairs_and_given_spans(self):
+    out = self.temp_dir()
+    nli = testutil.write_model_dir(os.path.join(out, "nli"), head="sequence_classification",
+                                   labels=["contradiction", "entailment", "neutral"])
+    pairs = _write_jsonl(os.path.join(out, "pairs.jsonl"), [
+        {"pairID": "p%d" % i, "sentence1": a, "sentence2": b}
+        for i, (a, b) in enumerate(zip(NOTES[3:], NOTES[:4]))])
+    model = model_lib.load_model(nli)
+    try:
+      job.run_job(model, job.JobOptions(input_file=pairs, output_file=out + "/local.jsonl"))
+    finally:
+      model.close()
+    spark_job.run_job(job.JobOptions(input_file=pairs, output_file=out + "/spark.jsonl"), nli,
+                      partitions=2)
+    self.assertTrue(filecmp.cmp(out + "/local.jsonl", out + "/spark.jsonl", shallow=False))
+    with open(out + "/local.jsonl") as f:
+      expected = {r["id"]: r["label"] for r in map(json.loads, f)}
+    rows = engine.annotate(self.spark.read.json(pairs), nli, id_col="pairID",
+                           text_col="sentence1", text_b_col="sentence2").collect()
+    self.assertEqual({r.id: r.label for r in rows}, expected)
+    # De-identifying from given spans (annotate's, joined back) equals running the model.
+    notes = self.spark.read.json(self.jsonl2).repartition(2)
+    spans = engine.annotate(notes, self.model_dir)
+    given = engine.deidentify(notes.join(spans, "id"), spans_col="entities").collect()
+    predicted = engine.deidentify(notes, self.model_dir).collect()
+    self.assertEqual({r.id: (r.text, r["items"]) for r in given},
+                     {r.id: (r.text, r["items"]) for r in predicted})
+    self.assertTrue(any(r["items"] for r in predicted))
+
   def test_model_loaded_once_per_python_worker(self):
     counters = engine.Counters(self.spark)
     df = self.spark.read.json(self.jsonl).repartition(6)

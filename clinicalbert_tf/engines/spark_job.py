@@ -216,7 +216,9 @@ def run_job(options, model_dir, model_flags=(None, None, None), master=engine.DE
   o = options
   make_anonymizer_fn = make_anonymizer_fn or job._make_anonymizer  # pylint: disable=protected-access
   started = time.time()
-  head = engine.model_head(model_dir, model_flags)
+  from clinicalbert_tf.inference import model as model_lib  # pylint: disable=g-import-not-at-top
+  record = model_lib.locate_model(model_dir, *model_flags).record
+  head = record.make_head()
   if o.deidentify:
     predictor_lib.check_output(collections.namedtuple("M", "head")(head), heads.WORD_LABELS,
                                "deidentify.py (a PHI model)")
@@ -248,7 +250,7 @@ def run_job(options, model_dir, model_flags=(None, None, None), master=engine.DE
   if parquet:
     _write_parquet(results, parquet, o, pairs, counters, counts)
   else:
-    _write_files(results, plan, input_files, o, pairs, counts)
+    _write_files(results, plan, input_files, o, pairs, counts, list(record.labels))
   counts["words"] = counters.words.value
   counts["seconds"] = time.time() - started
   logging.info("spark: %d notes, %d words, %d entities, %d unreadable notes skipped; model loaded "
@@ -317,7 +319,7 @@ def _write_parquet(results, path, o, pairs, counters, counts):
     temp.delete()
 
 
-def _write_files(results, plan, input_files, o, pairs, counts):
+def _write_files(results, plan, input_files, o, pairs, counts, labels):
   """Results back in input order through the local engine's writers and bad-note policy."""
   import contextlib  # pylint: disable=g-import-not-at-top
   from pyspark import StorageLevel  # pylint: disable=g-import-not-at-top
@@ -344,7 +346,9 @@ def _write_files(results, plan, input_files, o, pairs, counts):
         note = readers.Note(row["id"], row["text"], row["source"], row["where"],
                             text_b=row["text_b"], patient=row["patient"])
         if pairs:
-          outputs = step.pair_outputs(note, row["label"], dict(row["probabilities"]))
+          probabilities = dict(row["probabilities"])  # a Spark map keeps no order: the model's
+          outputs = step.pair_outputs(note, row["label"], {
+              label: probabilities[label] for label in labels if label in probabilities})
         else:
           outputs = step.note_outputs(note, engine.spans_of(row["entities"]), None,
                                       o.include_text)
