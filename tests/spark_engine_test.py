@@ -150,15 +150,20 @@ class SparkEngineTest(testutil.TestCase):
   def test_parquet_in_and_out(self):
     out = self.temp_dir()
     notes = os.path.join(out, "notes.parquet")
-    self.spark.createDataFrame([(i, t) for i, t in enumerate(NOTES)],
+    self.spark.createDataFrame([(i, t) for i, t in enumerate(NOTES)] + [(99, None)],
                                "note_id long, body string").write.parquet(notes)
     local_in = _write_jsonl(os.path.join(out, "notes.jsonl"),
                             [{"note_id": i, "body": t} for i, t in enumerate(NOTES)])
     self.assertEqual(job.run_job(self.model, job.JobOptions(
         input_file=local_in, output_file=os.path.join(out, "local.jsonl"), id_field="note_id",
         text_field="body"))["notes"], len(NOTES))
-    spark_job.run_job(job.JobOptions(input_file=notes, output_file=os.path.join(out, "s.jsonl"),
-                                  id_field="note_id", text_field="body"), self.model_dir)
+    with self.assertRaisesRegex(fileio.InputError, "notes.parquet row .*: missing 'body'"):
+      spark_job.run_job(job.JobOptions(input_file=notes, output_file=os.path.join(out, "s.jsonl"),
+                                       id_field="note_id", text_field="body"), self.model_dir)
+    counts = spark_job.run_job(job.JobOptions(
+        input_file=notes, output_file=os.path.join(out, "s.jsonl"), id_field="note_id",
+        text_field="body", max_bad_notes=1), self.model_dir)
+    self.assertEqual((counts["notes"], counts["bad"]), (len(NOTES), 1))
     self.assertTrue(filecmp.cmp(os.path.join(out, "local.jsonl"), os.path.join(out, "s.jsonl"),
                                 shallow=False))
 

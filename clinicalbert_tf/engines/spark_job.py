@@ -38,7 +38,7 @@ _JOB_SCHEMA = ("file_index long, note_index long, id string, text string, text_b
 # ---------------------------------------------------------------------------------------------
 # predict.py / deidentify.py --engine=spark.
 
-def _read_file(fmt_and_options, bad, fault_dir):
+def _read_file(fmt_and_options, fault_dir):
   """flatMap function: an (index, path) -> the note rows of that file, read by its reader."""
   input_format, options = fmt_and_options
 
@@ -48,7 +48,6 @@ def _read_file(fmt_and_options, bad, fault_dir):
     reader = readers.reader_for(path, input_format)
     for number, note in enumerate(reader.read(path, options)):
       if isinstance(note, readers.BadNote):
-        bad.add(1)
         logging.warning("unreadable note: %s: %s", note.where, note.reason)  # never its text
         yield (index, number, None, None, None, None, note.source, note.where, note.reason)
       else:
@@ -89,23 +88,29 @@ def read_notes(spark, input_file, input_format, read_options, counters):
   frames = []
   if files:
     rdd = spark.sparkContext.parallelize(list(enumerate(files)), len(files)).flatMap(
-        _read_file((input_format, read_options), counters.bad, engine.fault_hook_dir()))
+        _read_file((input_format, read_options), engine.fault_hook_dir()))
     frames.append(spark.createDataFrame(rdd, _NOTE_SCHEMA))
   for k, path in enumerate(parquet):
     df = spark.read.parquet(path)
     o = read_options
-    for name in (o.id_field, o.text_field) + ((o.patient_field,) if o.patient_field else ()):
+    # As the JSON-lines reader: a sentence-pair model reads MedNLI's sentence1 and sentence2.
+    texts = ("sentence1", "sentence2") if o.pairs else (o.text_field,)
+    needed = (o.id_field,) + texts + ((o.patient_field,) if o.patient_field else ())
+    for name in needed:
       if name not in df.columns:
         raise fileio.InputError("%s: no column %r (has %s)" % (path, name, ", ".join(df.columns)))
+    df = df.withColumn("note_index", F.monotonically_increasing_id())  # the file's order
+    missing = None  # a row with a null id, text or patient is a bad note, as in the readers
+    for name in reversed(needed):
+      missing = F.when(df[name].isNull(), F.lit("missing %r" % name)).otherwise(missing)
     frames.append(df.select(
         F.lit(len(files) + k).cast("long").alias("file_index"),
-        F.monotonically_increasing_id().alias("note_index"),
-        df[o.id_field].cast("string").alias("id"), df[o.text_field].alias("text"),
-        (df["sentence2"] if read_options.pairs else F.lit(None)).cast("string").alias("text_b"),
-        (df[o.patient_field].cast("string") if o.patient_field else F.lit(None).cast("string")
-         ).alias("patient"),
-        F.lit(path).alias("source"), F.lit(path).alias("where"),
-        F.lit(None).cast("string").alias("bad")))
+        df["note_index"], df[o.id_field].cast("string").alias("id"), df[texts[0]].cast("string").alias("text"),
+        (df[texts[1]] if o.pairs else F.lit(None)).cast("string").alias("text_b"),
+        (df[o.patient_field] if o.patient_field else F.lit(None)).cast("string").alias("patient"),
+        F.lit(path).alias("source"),
+        F.concat(F.lit(path + " row "), df["note_index"].cast("string")).alias("where"),
+        missing.cast("string").alias("bad")))
   result = frames[0]
   for frame in frames[1:]:
     result = result.unionByName(frame)
@@ -117,7 +122,7 @@ class _JobStep(object):
 
   def __init__(self, model_args, options, pairs, counters, fault_dir, make_anonymizer_fn):
     self.model_args, self.options, self.pairs = model_args, options, pairs
-    self.loads, self.words = counters.loads, counters.words
+    self.loads, self.words, self.bad = counters.loads, counters.words, counters.bad
     self.fault_dir, self.make_anonymizer_fn = fault_dir, make_anonymizer_fn
     self.key = uuid.uuid4().hex
 
@@ -134,6 +139,7 @@ class _JobStep(object):
     def notes():
       for row in engine.rows_of(frames):
         if row["bad"] is not None:
+          self.bad.add(1)  # counted here, once per note: a failed attempt's counts are dropped
           bad_rows.append(row)  # passed through to the driver, which applies --max_bad_notes
           continue
         note = readers.Note(row["id"], row["text"], row["source"], row["where"],
