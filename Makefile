@@ -9,7 +9,7 @@ VENV_INPUTS := requirements.txt requirements-test.txt tools/setup_venv.sh
 VENV_HASH := $(shell cat $(VENV_INPUTS) | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.installed-$(VENV_HASH)
 
-.PHONY: venv bazel browser test demo clean
+.PHONY: venv bazel browser java test demo clean
 
 venv: $(VENV_STAMP)
 
@@ -32,10 +32,18 @@ browser:
 	  $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	fi
 
-test: venv bazel browser
+# The Spark engine (pyspark) needs a Java 17 runtime: Debian's openjdk-17-jre-headless.
+java:
+	@if ! command -v java >/dev/null && [ -z "$$JAVA_HOME" ]; then \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "== installing Debian's openjdk-17-jre-headless (for the Spark engine)"; \
+	  $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y openjdk-17-jre-headless; \
+	fi
+
+test: venv bazel browser java
 	tools/run_tests.sh
 
-demo: venv
+demo: venv java
 	tools/demo.sh
 
 clean:

@@ -18,6 +18,7 @@ from absl import flags
 from absl import logging
 
 from clinicalbert_tf import cli
+from clinicalbert_tf import engines
 from clinicalbert_tf import fileio
 from clinicalbert_tf import pretraining_data
 
@@ -56,6 +57,9 @@ flags.DEFINE_integer("log_examples", 0,
                      "Log this many instances as tokens and features (Google logs 20). Default 0: "
                      "clinical text stays out of the logs.")
 flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress log lines.")
+# --engine=spark: the sharded mode (one shard per input file, each with its own seed), one Spark
+# task per shard; the shard files are those of --shard_per_file on this machine.
+engines.define_flags()
 
 
 def main(argv):
@@ -68,13 +72,17 @@ def main(argv):
   pretraining_data.validate_options(options)
   input_files = fileio.expand_file_patterns(FLAGS.input_file, "input_file")
   output_files = fileio.split_comma_list(FLAGS.output_file)
+  map_shards = None
+  if FLAGS.engine == "spark":
+    from clinicalbert_tf.engines import spark  # pylint: disable=g-import-not-at-top
+    map_shards = spark.map_shards(spark.get_session(FLAGS.spark_master))
   logging.info("*** Reading from input files ***")
   for path in input_files:
     logging.info("  %s", path)
   pretraining_data.create_pretraining_data(
       input_files, output_files, FLAGS.vocab_file, options, num_workers=FLAGS.num_workers,
       shard_per_file=FLAGS.shard_per_file, log_examples=FLAGS.log_examples,
-      progress_seconds=FLAGS.progress_seconds)
+      progress_seconds=FLAGS.progress_seconds, map_shards=map_shards)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from absl import flags
 
 from clinicalbert_tf import anonymize
 from clinicalbert_tf import cli
+from clinicalbert_tf import engines
 from clinicalbert_tf import surrogates
 from clinicalbert_tf.notes import noteevents
 from clinicalbert_tf.notes import pipeline
@@ -80,6 +81,10 @@ flags.DEFINE_float("heldout_fraction", 0.0,
                    "in neither file, counted against --max_bad_rows); a file without a SUBJECT_ID "
                    "column is an error. The log and sidecars give notes and patients per side.")
 
+# --engine=spark: rows are read here (the same reader and bad-row rules), chunks of notes are
+# formatted on the executors, and the files are written here: the bytes of --engine=local.
+engines.define_flags()
+
 
 def main(argv):
   cli.require_flags(FLAGS, ("input_file",))
@@ -88,13 +93,18 @@ def main(argv):
     # 200 MB per process, and seconds of start-up, for a pipeline that never uses it. Pool workers
     # inherit this. A model named by --spacy_model may need torch, so it is left alone then.
     sys.modules["torch"] = None
-  # Every parameter is the flag of its name, but the source, the progress interval and the secret
-  # (read from --secret_file).
+  runner_factory = None
+  if FLAGS.engine == "spark":
+    from clinicalbert_tf.engines import spark  # pylint: disable=g-import-not-at-top
+    runner_factory = spark.format_notes_runner(spark.get_session(FLAGS.spark_master))
+  # Every parameter is the flag of its name, but the source, the progress interval, the secret
+  # (read from --secret_file) and the Spark runner.
   cli.config_from_flags(pipeline.format_notes, FLAGS,
                         source=noteevents.NoteEventsSource(FLAGS.input_file),
                         progress_every_s=FLAGS.progress_seconds,
                         secret=(anonymize.read_secret_file(FLAGS.secret_file)
-                                if FLAGS.secret_file else None))
+                                if FLAGS.secret_file else None),
+                        runner_factory=runner_factory)
 
 
 if __name__ == "__main__":

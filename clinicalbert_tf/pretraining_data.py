@@ -738,7 +738,8 @@ def _shard_worker(args):
 
 
 def create_pretraining_data(input_files, output_files, vocab_file, options, num_workers=1,
-                            shard_per_file=False, log_examples=0, progress_seconds=30.0):
+                            shard_per_file=False, log_examples=0, progress_seconds=30.0,
+                            map_shards=None):
   """Writes masked-LM pretraining TFRecords (and a JSON sidecar next to each).
 
   Args:
@@ -750,6 +751,8 @@ def create_pretraining_data(input_files, output_files, vocab_file, options, num_
     shard_per_file: shard by input file even with one worker (same bytes as any num_workers > 1).
     log_examples: log this many instances (tokens and features); 0 keeps clinical text out of logs.
     progress_seconds: interval between progress lines.
+    map_shards: (fn, jobs) -> [fn(job) for job in jobs], run elsewhere (sharded mode:
+      `engines.spark.map_shards` runs one Spark task per shard); None: this machine's processes.
 
   Returns:
     a dict with the paths written and the instance counts.
@@ -763,9 +766,9 @@ def create_pretraining_data(input_files, output_files, vocab_file, options, num_
   vocab = pretraining_text.Vocab(pretraining_text.load_vocab_without_tensorflow(vocab_file),
                                  vocab_file)
   vocab_sha256 = fileio.sha256_of_file(vocab_file) if "://" not in vocab_file else None
-  if num_workers > 1 or shard_per_file:
+  if num_workers > 1 or shard_per_file or map_shards is not None:
     return _create_sharded(input_files, output_files, vocab_file, vocab_sha256, options,
-                           num_workers, log_examples, progress_seconds)
+                           num_workers, log_examples, progress_seconds, map_shards)
 
   encoder = pretraining_text.LineEncoder(vocab.vocab, options.do_lower_case,
                                          options.preserve_unused_tokens, vocab_file)
@@ -802,7 +805,7 @@ def _check_paths(input_files, output_files, num_workers):
 
 
 def _create_sharded(input_files, output_files, vocab_file, vocab_sha256, options, num_workers,
-                    log_examples, progress_seconds):
+                    log_examples, progress_seconds, map_shards=None):
   """Sharded mode: each input file an independent shard with its own seed and outputs."""
   num_shards = len(input_files)
   finals = [[shard_output_path(out, s, num_shards) for out in output_files]
@@ -810,7 +813,7 @@ def _create_sharded(input_files, output_files, vocab_file, vocab_sha256, options
   temps = [[fileio.temporary_path_for(path) for path in paths] for paths in finals]
   jobs = [(s, num_shards, input_files[s], finals[s], temps[s], vocab_file, options, log_examples,
            progress_seconds, logging.get_verbosity()) for s in range(num_shards)]
-  summaries = _run_shards(jobs, finals, temps, num_workers)
+  summaries = _run_shards(jobs, finals, temps, num_workers, map_shards)
   total = sum(summary["instances"] for summary in summaries.values())
   outputs = []
   counts = []
@@ -826,7 +829,7 @@ def _create_sharded(input_files, output_files, vocab_file, vocab_sha256, options
   return {"outputs": outputs, "counts": counts, "instances": total}
 
 
-def _run_shards(jobs, finals, temps, num_workers):
+def _run_shards(jobs, finals, temps, num_workers, map_shards=None):
   """Runs the shard jobs (in worker processes if more than one); returns shard -> summary.
 
   Outputs appear under their final names only once every shard has succeeded; on any failure
@@ -837,7 +840,10 @@ def _run_shards(jobs, finals, temps, num_workers):
     for paths in finals:
       for path in paths:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if num_workers == 1 or len(jobs) == 1:
+    if map_shards is not None:
+      for shard, summary in map_shards(_shard_worker, jobs):
+        summaries[shard] = summary
+    elif num_workers == 1 or len(jobs) == 1:
       for job in jobs:
         shard, summary = _shard_worker(job)
         summaries[shard] = summary

@@ -406,15 +406,19 @@ NOTES = [
 
 
 def write_model_dir(directory, labels=NER_LABELS, head="token_classification", max_seq_length=16,
-                    seed=1):
-  """A tiny model directory as run_finetune.py leaves it (random weights)."""
+                    seed=1, config=None, released=False):
+  """A tiny model directory as run_finetune.py leaves it (random weights).
+
+  `config`: another BertConfig (default `tiny_config()`); `released`: weights initialised as
+  Google's released checkpoints are (see `write_checkpoint`), so labels vary from word to word.
+  """
   from clinicalbert_tf import checkpoints  # pylint: disable=g-import-not-at-top  (imports TF)
   os.makedirs(directory, exist_ok=True)
-  config = tiny_config()
+  config = config or tiny_config()
   write_config(directory, config)
   write_vocab(directory)
   write_checkpoint(os.path.join(directory, "model.ckpt-3"), config, heads=head,
-                   num_labels=len(labels), seed=seed)
+                   num_labels=len(labels), seed=seed, released=released)
   with open(os.path.join(directory, checkpoints.HEAD_RECORD_FILE), "w") as f:
     json.dump({"head": head, "labels": labels, "do_lower_case": True,
                "max_seq_length": max_seq_length, "task_name": "i2b2_2010"}, f)

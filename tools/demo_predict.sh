@@ -7,9 +7,10 @@
 #   export_savedmodel.py the i2b2 2010 model as a versioned SavedModel; predict.py reads it alone
 #   deidentify.py        the i2b2 2014 model (PHI) over the 2014 test note as plain text, at a few
 #                        --min_phi_probability values: de-identified text, and the recall/precision
-#                        trade against the note's gold PHI; then one invented patient's two notes
-#                        from reviewed spans with a secret: the same surrogate name in both notes,
-#                        and the days between their dates kept
+#                        trade against the note's gold PHI; once more with --engine=spark
+#                        (Spark local[2]), whose outputs must equal the local run's; then one
+#                        invented patient's two notes from reviewed spans with a secret: the same
+#                        surrogate name in both notes, and the days between their dates kept
 #
 #   tools/demo_predict.sh [OUT]     (tools/demo.sh calls it after fine-tuning; OUT=demo_output)
 #
@@ -95,6 +96,19 @@ for threshold in none 0.5 0.2 0.05; do
     --output_dir="$P/deid_$threshold" --output_file="$P/deid_$threshold/phi.jsonl" \
     --recognizers=model "${extra[@]}"
 done
+
+echo "  - deidentify.py --engine=spark (Spark local[2]): the same notes, the same bytes"
+rm -rf "$P/deid_spark"
+step deidentify_spark deidentify.py "${PHI[@]}" --input_file="$P/notes/*.txt" \
+  --output_dir="$P/deid_spark" --output_file="$P/deid_spark/phi.jsonl" \
+  --recognizers=model --engine=spark --spark_master="local[2]"
+if diff -r "$P/deid_none" "$P/deid_spark" >/dev/null; then
+  echo "      identical to the local run: $(ls "$P/deid_spark" | wc -l) files"
+else
+  echo "error: deidentify.py --engine=spark differs from the local run" >&2
+  diff -r "$P/deid_none" "$P/deid_spark" | head -5 >&2
+  exit 1
+fi
 "$PY" - "$P" "${PHI_TEST[@]}" <<'PYEOF'
 import json, os, sys
 from clinicalbert_tf.tasks import i2b2_2012

@@ -185,10 +185,7 @@ class Anonymizer(object):
     spans = [spans_lib.as_span(s) for s in spans]
     spans_lib.check_fit(note_id, text, spans)
     spans = spans_lib.merge(spans)
-    if self.keyed_by_patient and patient not in (None, ""):
-      patient_key = "patient:%s" % patient
-    else:
-      patient_key = "note:%s" % note_id
+    patient_key = self._patient_key(note_id, patient)
     ops = [self.operators.of(s.label) for s in spans]
     values = [None] * len(spans)
     if not self.keyed_by_patient and "surrogate" in ops:
@@ -217,11 +214,22 @@ class Anonymizer(object):
       items.append(Item(length, length + len(value), span.label, operator, span.start, span.end))
       length += len(value)
       last = span.end
-      self.counts[(span.label, operator)] += 1
     parts.append(text[last:])
-    self.notes += 1
-    self._patients.add(patient_key)
+    self.count(items, note_id, patient)
     return Result("".join(parts), items)
+
+  def _patient_key(self, note_id, patient):
+    if self.keyed_by_patient and patient not in (None, ""):
+      return "patient:%s" % patient
+    return "note:%s" % note_id
+
+  def count(self, items, note_id, patient=None):
+    """Adds one note's items to the run's counts (`summary`): done by `anonymize`, and by an
+    engine's driver for notes that were anonymized on its workers."""
+    for item in items:
+      self.counts[(item.label, item.operator)] += 1
+    self.notes += 1
+    self._patients.add(self._patient_key(note_id, patient))
 
   def summary(self):
     """The run's counts: notes, patients, items per label and operator; never PHI or the key."""

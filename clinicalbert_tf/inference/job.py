@@ -276,6 +276,8 @@ def define_flags(deidentify=False):
                        "Unreadable notes (bad UTF-8, unreadable file, bad JSON line or CSV row) to "
                        "skip with a warning before stopping; 0: the first one stops the run.")
   flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress lines.")
+  from clinicalbert_tf import engines  # pylint: disable=g-import-not-at-top
+  engines.define_flags("notes")  # --engine, --spark_master, --spark_partitions
   if deidentify:
     flags.DEFINE_string("output_dir", None, "De-identified notes go here, one <id>.txt per note.")
     flags.DEFINE_string("output_file", None,
@@ -312,6 +314,12 @@ def run_from_flags(flag_values, deidentify=False):
   with_model = not deidentify or deid.needs_model(options)
   cli.require_flags(f, ("model_dir", "input_file") if with_model else ("input_file",))
   check_paths_and_locale(options)  # a wrong path should not cost a model load first
+  if f.engine == "spark":
+    from clinicalbert_tf.engines import spark_job  # pylint: disable=g-import-not-at-top
+    return spark_job.run_job(options, f.model_dir, (f.bert_config_file, f.vocab_file,
+                                                    f.init_checkpoint),
+                             master=f.spark_master, partitions=f.spark_partitions,
+                             num_threads=f.num_threads or 1)
   if not with_model:
     logging.info("deidentify: PHI spans from %s; no model", "--spans_file=" + options.spans_file
                  if options.spans_file else "the pattern recognizers alone")

@@ -534,7 +534,7 @@ def format_notes(source, output_dir=None, categories=None, all_notes_file=None,
                  max_bad_rows=DEFAULT_MAX_BAD_ROWS, progress_every_s=30.0, phi="keep",
                  random_seed=surrogates_lib.DEFAULT_SEED,
                  surrogate_locale=surrogates_lib.DEFAULT_LOCALE, heldout_fraction=0.0,
-                 secret=None):
+                 secret=None, runner_factory=None):
   """Formats the notes of `source` into pretraining text files (see the module docstring).
 
   Args:
@@ -557,6 +557,8 @@ def format_notes(source, output_dir=None, categories=None, all_notes_file=None,
       (`heldout.heldout_path`) instead, in [0, 1); 0 writes no held-out file and reads no patient.
     secret: with `surrogate`, a secret key (bytes): each note's surrogates are then keyed by its
       patient, the same in all the patient's notes (`surrogates.py`); never logged or written.
+    runner_factory: (spacy_model, num_workers, phi) -> a runner with `make_runner`'s interface
+      (default `make_runner`; `engines.spark.format_notes_runner` formats chunks on Spark).
 
   Returns:
     The summary dict that is also written as the sidecar of every output file.
@@ -583,7 +585,7 @@ def format_notes(source, output_dir=None, categories=None, all_notes_file=None,
       source.require_patients("--secret_file")
     logging.info("Reading %s with spacy_model=%s, %d worker(s)", source.description(),
                  spacy_model, num_workers)
-    runner = make_runner(spacy_model, num_workers, phi_options)
+    runner = (runner_factory or make_runner)(spacy_model, num_workers, phi_options)
     ok = False
     try:
       outputs = _Outputs(stack, output_dir, category_files, all_notes_file,
