@@ -98,7 +98,8 @@ class SparkEngineTest(testutil.TestCase):
     self._local(output_dir=local + "/deid", output_file=local + "/spans.jsonl",
                 replace="surrogate")
     self._local(output_file=local + "/predict.jsonl", include_text=True)
-    self.assertLen(os.listdir(local + "/deid"), len(NOTES) + 1)
+    # One de-identified text per note (NOTES and note-9), the items and the run summary.
+    self.assertLen(os.listdir(local + "/deid"), len(NOTES) + 1 + 2)
     for partitions in (1, 3):
       ours = os.path.join(out, "spark%d" % partitions)
       counts = self._spark(partitions, output_dir=ours + "/deid",

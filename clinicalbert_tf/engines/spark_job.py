@@ -343,6 +343,7 @@ def _write_files(results, plan, input_files, o, pairs, counts, labels, summary=N
   import contextlib  # pylint: disable=g-import-not-at-top
   from pyspark import StorageLevel  # pylint: disable=g-import-not-at-top
   from clinicalbert_tf import anonymize  # pylint: disable=g-import-not-at-top
+  from clinicalbert_tf.inference import deid  # pylint: disable=g-import-not-at-top
   from clinicalbert_tf.inference import job  # pylint: disable=g-import-not-at-top
   from clinicalbert_tf.inference import readers  # pylint: disable=g-import-not-at-top
   from clinicalbert_tf.inference import step  # pylint: disable=g-import-not-at-top
