@@ -1,0 +1,259 @@
+"""What the server does with a loaded model, apart from HTTP: batched jobs, spans, replacement.
+
+  service = Service(inference.load_model(model_dir), ServiceOptions(max_batch_size=64))
+  future = service.submit_spans(["note one", "note two"])     # any thread
+  spans = future.result()                                     # [[span_outputs.Span], ...]
+  service.close()
+
+One `batching.Batcher` worker owns the model's session: every model call (spans of notes, NLI
+pairs, raw tensors for the TF Serving endpoint) runs there. The notes of all requests in a batch go
+through one `inference.Predictor` run (windows of all of them sorted by length, as `predict.py`
+batches the notes of a file), so a note gets the spans `predict.py` gives it; each request gets back
+the spans of its own notes only. Nothing here logs note text.
+"""
+
+import dataclasses
+import json
+import os
+import threading
+from typing import Optional
+
+import numpy as np
+
+from clinicalbert_tf import checkpoints
+from clinicalbert_tf import fileio
+from clinicalbert_tf import inference
+from clinicalbert_tf import span_outputs
+from clinicalbert_tf import surrogates as surrogates_lib
+from clinicalbert_tf.serving import batching
+
+SPANS, PAIRS, TENSORS = "spans", "pairs", "tensors"
+
+
+@dataclasses.dataclass
+class ServiceOptions:
+  """How the model is run and notes are de-identified (serve.py's flags of the same names)."""
+  predict_batch_size: int = 32     # windows per session run
+  max_batch_size: int = 64         # notes per model call (dynamic batching)
+  max_batch_wait_ms: float = 5.0
+  max_queue_notes: int = 1024
+  min_probability: Optional[float] = None  # default of /analyze and /deidentify
+  operators: str = "default:placeholder"
+  mask_char: str = "*"
+  random_seed: int = surrogates_lib.DEFAULT_SEED
+  surrogate_locale: str = surrogates_lib.DEFAULT_LOCALE
+  secret: Optional[bytes] = None   # from --secret_file only, never from a request
+
+
+@dataclasses.dataclass
+class Pair:
+  """An NLI request's pair, as `inference.predict_pairs` reads it."""
+  text: str
+  text_b: str
+
+
+def is_span_model(model):
+  """Whether the model tags words (spans out) rather than classifying pairs."""
+  return model.record["head"] == inference.TOKEN_HEAD
+
+
+def entity_types(label_list):
+  """The entity types of IOB labels (`B-DATE`, `I-DATE` -> `DATE`), in label order."""
+  types = []
+  for label in label_list:
+    if label != "O":
+      name = label.split("-", 1)[1] if label[:2] in ("B-", "I-") else label
+      if name not in types:
+        types.append(name)
+  return types
+
+
+def bert_config_values(files):
+  """The model's bert_config.json as a dict (a checkpoint directory's, or a SavedModel's asset)."""
+  path = files.bert_config_file
+  if not path and files.saved_model_dir:
+    path = os.path.join(files.saved_model_dir, "assets", checkpoints.BERT_CONFIG_FILE)
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, TypeError, ValueError):
+    return {}
+
+
+def model_version(files):
+  """The SavedModel's version (its directory's number), or 1 for a checkpoint directory."""
+  name = os.path.basename(os.path.normpath(files.saved_model_dir or ""))
+  return int(name) if name.isdigit() else 1
+
+
+class Replacer(object):
+  """PHI replacement per label (today's `span_outputs.replace_spans` modes), one note at a time.
+
+  `operators` is deidentify-style `LABEL:mode,...,default:mode`; a label without its own entry
+  gets `default`. `surrogate` (realistic values, consistent within a note) applies to a whole
+  note, so it must be the only mode.
+  """
+
+  def __init__(self, options, labels):
+    self.options = options
+    self.labels = set(labels)
+    self.default = self.parse(options.operators)
+    self._surrogates = None
+    self._lock = threading.Lock()  # Faker's generator is not thread-safe
+
+  def parse(self, operators):
+    """{label: mode} (with "default") of `operators` (a string or a dict); InputError if bad."""
+    if isinstance(operators, dict):
+      items = list(operators.items())
+    else:
+      items = []
+      for part in (operators or "").split(","):
+        if part.strip():
+          label, _, mode = part.partition(":")
+          items.append((label.strip(), mode.strip()))
+    result = {}
+    for label, mode in items:
+      if mode not in span_outputs.REPLACE_MODES:
+        raise fileio.InputError("operators: %r for %s is not one of %s" % (
+            mode, label, ", ".join(span_outputs.REPLACE_MODES)))
+      if label != "default" and label not in self.labels:
+        raise fileio.InputError("operators: unknown label %r (the model's: %s)" % (
+            label, ", ".join(sorted(self.labels))))
+      result[label] = mode
+    result.setdefault("default", "placeholder")
+    if "surrogate" in result.values() and set(result.values()) != {"surrogate"}:
+      raise fileio.InputError("operators: surrogate applies to the whole note and cannot be "
+                              "combined with other modes")
+    return result
+
+  def replace(self, text, spans, operators, note_id, patient=None):
+    """(new text, items) of one note: every span replaced as its label's operator says.
+
+    Items: [{"start", "end" (in the new text), "label", "operator", "original_start",
+    "original_end"}] in order. `patient` is accepted for the coming per-patient surrogates and
+    unused today.
+    """
+    del patient  # today's modes are per note
+    spans = sorted(spans, key=lambda s: s.start)
+    if set(operators.values()) == {"surrogate"}:
+      with self._lock:
+        if self._surrogates is None:
+          self._surrogates = surrogates_lib.Surrogates(locale=self.options.surrogate_locale,
+                                                      random_seed=self.options.random_seed)
+        new_text = span_outputs.replace_spans(text, spans, "surrogate",
+                                              surrogates=self._surrogates, note_key=note_id)
+      return new_text, [{"label": s.label, "operator": "surrogate", "original_start": s.start,
+                         "original_end": s.end} for s in spans]
+    parts, items, last, shift = [], [], 0, 0
+    for s in spans:
+      mode = operators.get(s.label, operators["default"])
+      new = span_outputs.replacement(s.label, s.end - s.start, mode, self.options.mask_char)
+      parts += [text[last:s.start], new]
+      start = s.start + shift
+      items.append({"start": start, "end": start + len(new), "label": s.label, "operator": mode,
+                    "original_start": s.start, "original_end": s.end})
+      shift += len(new) - (s.end - s.start)
+      last = s.end
+    parts.append(text[last:])
+    return "".join(parts), items
+
+
+class Service(object):
+  """A loaded model behind a batching worker, with the request-level steps of the endpoints."""
+
+  def __init__(self, model, options=None):
+    self.model = model
+    self.options = options or ServiceOptions()
+    self.spans = is_span_model(model)
+    self.entity_types = entity_types(model.label_list) if self.spans else []
+    self.replacer = Replacer(self.options, self.entity_types) if self.spans else None
+    config = bert_config_values(model.files)
+    self.vocab_size = int(config.get("vocab_size") or len(model.tokenizer.vocab))
+    self.type_vocab_size = int(config.get("type_vocab_size") or 2)
+    self.max_positions = int(config.get("max_position_embeddings") or model.max_seq_length)
+    self.version = model_version(model.files)
+    o = self.options
+    self.batcher = batching.Batcher(self._run_batch, max_batch_size=o.max_batch_size,
+                                    max_wait_ms=o.max_batch_wait_ms, max_queue=o.max_queue_notes)
+
+  def close(self):
+    """Finishes the queued jobs, stops the worker and closes the model's session."""
+    self.batcher.close()
+    self.model.close()
+
+  # Submitting (any thread). Each returns a concurrent.futures.Future.
+
+  def submit_spans(self, texts, min_probability=None):
+    """Future of [[Span]] per text (the spans predict.py writes for it)."""
+    if min_probability is None:
+      min_probability = self.options.min_probability
+    return self.batcher.submit(batching.Job(SPANS, list(texts), size=len(texts),
+                                            option=min_probability))
+
+  def submit_pairs(self, pairs):
+    """Future of [(label, {label: probability})] per Pair."""
+    return self.batcher.submit(batching.Job(PAIRS, list(pairs), size=len(pairs)))
+
+  def submit_tensors(self, feeds, output_names):
+    """Future of {output name: array} for int32 arrays {input name: [batch, length]}."""
+    rows = len(next(iter(feeds.values())))
+    return self.batcher.submit(batching.Job(TENSORS, (feeds, tuple(output_names)), size=rows))
+
+  # The worker thread.
+
+  def _run_batch(self, jobs):
+    live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+    groups = {}
+    for job in live:
+      key = (job.kind, job.option) if job.kind != TENSORS else (TENSORS, id(job))
+      groups.setdefault(key, []).append(job)
+    for (kind, option), group in groups.items():
+      try:
+        if kind == SPANS:
+          results = self._spans(group, option)
+        elif kind == PAIRS:
+          results = self._pairs(group)
+        else:
+          results = [self._tensors(*group[0].items)]
+      except Exception as e:  # pylint: disable=broad-except
+        for job in group:
+          job.future.set_exception(e)
+        continue
+      for job, result in zip(group, results):
+        job.future.set_result(result)
+
+  def _spans(self, jobs, min_probability):
+    """One Predictor run over the notes of all `jobs`; [[spans per note] per job]."""
+    items = [(j, i) for j, job in enumerate(jobs) for i in range(len(job.items))]
+    results = [[None] * len(job.items) for job in jobs]
+    predictor = inference.Predictor(self.model, self.options.predict_batch_size, min_probability)
+    for (j, i), spans in predictor.predict(items, text_of=lambda it: jobs[it[0]].items[it[1]]):
+      results[j][i] = spans
+    return results
+
+  def _pairs(self, jobs):
+    pairs = [_Indexed(j, p) for j, job in enumerate(jobs) for p in job.items]
+    results = [[] for _ in jobs]
+    for pair, label, probs in inference.predict_pairs(self.model, pairs,
+                                                      self.options.predict_batch_size):
+      results[pair.j].append((label, probs))
+    return results
+
+  def _tensors(self, feeds, output_names):
+    model = self.model
+    feed = {model.inputs[name]: value for name, value in feeds.items()}
+    values = model.session.run({n: model.outputs[n] for n in output_names}, feed)
+    return {n: np.asarray(v) for n, v in values.items()}
+
+
+class _Indexed(object):
+  """A pair tagged with its request's index (predict_pairs yields the object it was given)."""
+
+  def __init__(self, j, pair):
+    self.j, self.text, self.text_b = j, pair.text, pair.text_b
+
+
+def filter_spans(spans, entities=None, score_threshold=None):
+  """The spans whose label is in `entities` (all when None) and whose score reaches the threshold."""
+  return [s for s in spans if (entities is None or s.label in entities) and
+          (score_threshold is None or s.score >= score_threshold)]
