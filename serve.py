@@ -27,6 +27,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None,
                     "A fine-tuned model directory (run_finetune.py's output_dir) or an exported "
                     "SavedModel (export_savedmodel.py's export_dir).")
+flags.DEFINE_string("bert_config_file", None,
+                    "The model's bert_config.json (default: the one in --model_dir).")
+flags.DEFINE_string("vocab_file", None, "The model's vocab.txt (default: the one in --model_dir).")
+flags.DEFINE_string("init_checkpoint", None,
+                    "Checkpoint prefix or directory (default: the latest in --model_dir).")
 flags.DEFINE_string("host", "127.0.0.1",
                     "Address to listen on. Anything but loopback is reachable by others: use "
                     "--auth_token_file and a TLS reverse proxy (README).")
@@ -90,7 +95,8 @@ def main(argv):
       request_timeout_s=FLAGS.request_timeout_s,
       auth_token=server.read_token_file(FLAGS.auth_token_file) if FLAGS.auth_token_file else None)
   server.serve_model(FLAGS.model_dir, FLAGS.host, FLAGS.port, service_options, api_options,
-                     num_threads=FLAGS.num_threads)
+                     num_threads=FLAGS.num_threads, bert_config_file=FLAGS.bert_config_file,
+                     vocab_file=FLAGS.vocab_file, init_checkpoint=FLAGS.init_checkpoint)
 
 
 if __name__ == "__main__":

@@ -129,13 +129,15 @@ class Background(object):
     self.stop()
 
 
-def serve_model(model_dir, host, port, service_options, api_options, num_threads=0):
+def serve_model(model_dir, host, port, service_options, api_options, num_threads=0,
+                bert_config_file=None, vocab_file=None, init_checkpoint=None):
   """Binds first (a taken port costs no model load), loads the model once, serves until SIGTERM."""
   from clinicalbert_tf import inference  # pylint: disable=g-import-not-at-top
   from clinicalbert_tf.serving import api  # pylint: disable=g-import-not-at-top
   from clinicalbert_tf.serving import service  # pylint: disable=g-import-not-at-top
   sock = bind(host, port)
-  model = inference.load_model(model_dir, num_threads=num_threads)
+  model = inference.load_model(model_dir, bert_config_file, vocab_file, init_checkpoint,
+                               num_threads=num_threads)
   svc = service.Service(model, service_options)
   app = api.create_app(svc, api_options)
   family_host = "[%s]" % host if ":" in host else host
