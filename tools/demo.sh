@@ -13,8 +13,9 @@
 #   nearest_neighbors.py   Table-3-style neighbours of a few words: untrained vs pretrained, side by side
 #   export_hf.py           the pretrained model and the MedNLI classifier as HuggingFace directories
 #   extract_features.py    per-token embeddings of a few sentences (Google's JSON lines)
-#   tools/demo_predict.sh  predict.py (i2b2 2010 model on raw notes), export_savedmodel.py, and
-#                          deidentify.py (i2b2 2014 model) with its recall/precision trade
+#   tools/demo_predict.sh  predict.py (i2b2 2010 model on raw notes), export_savedmodel.py,
+#                          deidentify.py (i2b2 2014 model) with its recall/precision trade, and
+#                          serve.py (the 2014 model over HTTP: two notes analysed and de-identified)
 #
 # Every command is printed as it runs, with its progress lines; full logs are in demo_output/logs/.
 # A second run starts from an empty demo_output/.

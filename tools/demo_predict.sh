@@ -11,6 +11,8 @@
 #                        (Spark local[2]), whose outputs must equal the local run's; then one
 #                        invented patient's two notes from reviewed spans with a secret: the same
 #                        surrogate name in both notes, and the days between their dates kept
+#   serve.py             the i2b2 2014 model over HTTP on a free loopback port: two notes through
+#                        /analyze and /deidentify, then SIGTERM (it drains and exits)
 #
 #   tools/demo_predict.sh [OUT]     (tools/demo.sh calls it after fine-tuning; OUT=demo_output)
 #
@@ -195,3 +197,52 @@ gaps = {k: [(d - v[0]).days for d in v] for k, v in dates.items()}
 print("      days from the first visit, before %s, after %s: %s" % (
     gaps["before"], gaps["after"], "kept" if gaps["before"] == gaps["after"] else "CHANGED"))
 PYEOF
+
+echo "  - serve.py, i2b2 2014 model: loaded once, two notes over HTTP (analyze, deidentify)"
+SERVE_LOG="$P/logs/serve.log"
+"$PY" serve.py "${PHI[@]}" --port=0 >"$SERVE_LOG" 2>&1 &
+serve_pid=$!
+trap 'kill "$serve_pid" 2>/dev/null || true' EXIT
+port=""
+for _ in $(seq 1 240); do
+  port=$(sed -nE 's/.*serving .* on http:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$SERVE_LOG" | head -n 1)
+  [ -n "$port" ] && break
+  if ! kill -0 "$serve_pid" 2>/dev/null; then
+    tail -n 20 "$SERVE_LOG"
+    exit 1
+  fi
+  sleep 0.5
+done
+[ -n "$port" ] || { echo "serve.py did not start"; tail -n 20 "$SERVE_LOG"; exit 1; }
+echo "    \$ python serve.py ${PHI[*]} --port=0   (listening on 127.0.0.1:$port)"
+SERVE_NOTES=("$P"/notes/*.txt testdata/i2b2_2010/test/test_data/note-201.txt)  # two invented notes
+"$PY" - "$port" "${SERVE_NOTES[@]:0:2}" <<'PYEOF'
+import json, sys, urllib.request
+port, paths = sys.argv[1], sys.argv[2:]
+texts = [open(p, encoding="utf-8").read() for p in paths]  # invented notes: fine to show
+
+def post(path, body):
+  request = urllib.request.Request("http://127.0.0.1:%s%s" % (port, path),
+                                   data=json.dumps(body).encode(),
+                                   headers={"Content-Type": "application/json"})
+  with urllib.request.urlopen(request, timeout=120) as response:
+    return json.load(response)
+
+print("    POST /analyze {\"text\": [2 notes]}")
+for text, spans in zip(texts, post("/analyze", {"text": texts})["entities"]):
+  print("      %d PHI spans, the first ones:" % len(spans))
+  for s in spans[:4]:
+    print("        %-10s %5d-%-5d %-24r %.2f" % (s["label"], s["start"], s["end"],
+                                               text[s["start"]:s["end"]], s["score"]))
+print("    POST /deidentify {\"text\": [2 notes], \"operators\": \"default:surrogate\"}")
+answer = post("/deidentify", {"text": texts, "operators": "default:surrogate"})
+for new_text, items in zip(answer["text"], answer["items"]):
+  print("      %d replaced; the first lines:" % len(items))
+  for line in [l for l in new_text.splitlines() if l.strip()][:3]:
+    print("        " + line[:100])
+PYEOF
+kill -TERM "$serve_pid"
+wait "$serve_pid" || { echo "serve.py did not exit cleanly"; tail -n 20 "$SERVE_LOG"; exit 1; }
+trap - EXIT
+echo "    stopped with SIGTERM after draining; its access log (no note text):"
+grep -oE 'access .*' "$SERVE_LOG" | sed 's/^/      /'
