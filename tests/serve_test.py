@@ -65,6 +65,40 @@ def make_server(model_dir, service_options=None, api_options=None):
   return server.Background(api.create_app(svc, api_options)), svc
 
 
+class HeldModel(object):
+  """Holds a service's worker before each batch until `release`: requests queue up meanwhile.
+
+  `taken`: the items of each batch as the worker took it; `ran`: per batch, the sizes of the jobs
+  still wanted (not cancelled) when it was let go.
+  """
+
+  def __init__(self, svc):
+    self.svc, self.gate, self.taken, self.ran = svc, threading.Event(), [], []
+
+  def __enter__(self):
+    self.original = self.svc.batcher.run_batch
+    self.svc.batcher.run_batch = self._run
+    return self
+
+  def _run(self, jobs):
+    self.taken.append(sum(j.size for j in jobs))
+    self.gate.wait()
+    self.ran.append([j.size for j in jobs if not j.future.cancelled()])
+    self.original(jobs)
+
+  def wait_for(self, condition, timeout=30):
+    deadline = time.time() + timeout
+    while not condition() and time.time() < deadline:
+      time.sleep(0.02)
+
+  def release(self):
+    self.gate.set()
+
+  def __exit__(self, *unused):
+    self.gate.set()
+    self.svc.batcher.run_batch = self.original
+
+
 class BatcherTest(testutil.TestCase):
   """The batching worker alone, with a stand-in for the model."""
 
@@ -223,38 +257,47 @@ class ServeTest(testutil.TestCase):
     self.assertEqual(sorted(served["outputs"]), sorted(signature.outputs))
     self.assertEqual(served["method_name"], "tensorflow/serving/predict")
 
+  def test_tf_serving_requests_of_one_length_share_a_session_run(self):
+    rng = np.random.RandomState(5)
+    bodies = []
+    for rows in (1, 2, 3):
+      ids = rng.randint(5, 30, size=[rows, 6]).tolist()
+      bodies.append({"inputs": {"input_ids": ids, "input_mask": [[1] * 6] * rows,
+                                "segment_ids": [[0] * 6] * rows}})
+    want = []
+    for body in bodies:  # one at a time: the oracle
+      status, answer, _ = self.post("/v1/models/default:predict", body)
+      want.append(answer["outputs"])
+    with HeldModel(self.service) as held, concurrent.futures.ThreadPoolExecutor(4) as pool:
+      blocker = pool.submit(self.post, "/analyze", {"text": "fever"})
+      held.wait_for(lambda: held.taken)
+      futures = [pool.submit(self.post, "/v1/models/default:predict", b) for b in bodies]
+      held.wait_for(lambda: self.service.batcher.waiting == 6)
+      held.release()
+      got = [f.result()[1]["outputs"] for f in futures]
+      self.assertEqual(blocker.result()[0], 200)
+    self.assertEqual(sorted(held.ran[1]), [1, 2, 3])  # all three in the batch after the held one
+    for g, w in zip(got, want):
+      self.assertAllClose(np.array(g["probabilities"]), np.array(w["probabilities"]), rtol=0,
+                          atol=1e-5)
+
   def test_sixteen_concurrent_clients_get_their_own_answers_in_few_batches(self):
     texts = [[NOTES[k % 5] + " kidney %d" % k, NOTES[(k + 2) % 5]][:1 + k % 2] for k in range(16)]
     want = [oracle_spans(self.oracle, t) for t in texts]
-    gate = threading.Event()
-    original = self.service.batcher.run_batch
-    held_items = []
-
-    def held(jobs):
-      held_items.append(sum(j.size for j in jobs))
-      gate.wait()
-      original(jobs)
-    self.service.batcher.run_batch = held
-    try:
-      before = dict(self.service.batcher.batches)
-      with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        futures = [pool.submit(self.post, "/analyze", {"text": t, "correlation_id": "c%d" % k})
-                   for k, t in enumerate(texts)]
-        deadline = time.time() + 30
-        # The first request is held in the model; the other 15 queue up behind it.
-        while (self.service.batcher.waiting + sum(held_items) < sum(map(len, texts)) and
-               time.time() < deadline):
-          time.sleep(0.02)
-        gate.set()
-        results = [f.result() for f in futures]
-    finally:
-      self.service.batcher.run_batch = original
-      gate.set()
+    before = self.service.batcher.batches["batches"]
+    with HeldModel(self.service) as held, concurrent.futures.ThreadPoolExecutor(16) as pool:
+      futures = [pool.submit(self.post, "/analyze", {"text": t, "correlation_id": "c%d" % k})
+                 for k, t in enumerate(texts)]
+      # The first batch is held in the model; the other requests queue up behind it.
+      held.wait_for(lambda: self.service.batcher.waiting + sum(held.taken) ==
+                    sum(map(len, texts)))
+      held.release()
+      results = [f.result() for f in futures]
     for k, (status, body, _) in enumerate(results):
       self.assertEqual(status, 200, body)
       self.assertEqual(body["correlation_id"], "c%d" % k)
       self.assert_spans_equal(body["entities"], want[k])
-    batches = self.service.batcher.batches["batches"] - before.get("batches", 0)
+    batches = self.service.batcher.batches["batches"] - before
     # All in one batch, or the held request and then the 15 that queued behind it.
     self.assertLessEqual(batches, 2)
 
@@ -336,36 +379,42 @@ class ServeTest(testutil.TestCase):
     background, svc = make_server(self.export_dir, service.ServiceOptions(
         max_batch_size=1, max_batch_wait_ms=0, max_queue_notes=2),
                                   api.ApiOptions(request_timeout_s=1.0))
-    gate = threading.Event()
-    original = svc.batcher.run_batch
-    ran = []  # per batch: the jobs still wanted when the model was free
-
-    def held(jobs):
-      gate.wait()
-      ran.append(sum(not j.future.cancelled() for j in jobs))
-      original(jobs)
-    svc.batcher.run_batch = held
-    with background as url, concurrent.futures.ThreadPoolExecutor(4) as pool:
-      try:
-        held = pool.submit(request, url, "POST", "/analyze", {"text": "held in the model"})
-        deadline = time.time() + 20
-        while svc.batcher.batches["batches"] < 1 and time.time() < deadline:
-          time.sleep(0.02)
-        queued = pool.submit(request, url, "POST", "/analyze", {"text": ["one", "two"]})
-        while svc.batcher.waiting < 2 and time.time() < deadline:
-          time.sleep(0.02)
-        status, body, headers = request(url, "POST", "/analyze", {"text": "three"})
-        self.assertEqual(status, 503, body)
-        self.assertEqual(headers["retry-after"], "1")
-        self.assertIn("--max_queue_notes", body["error"])
-        # Held and queued both pass the 1 s timeout while the model is held.
-        self.assertEqual(held.result()[0], 504)
-        self.assertIn("--request_timeout_s", queued.result()[1]["error"])
-      finally:
-        gate.set()
+    with background as url, HeldModel(svc) as held, \
+        concurrent.futures.ThreadPoolExecutor(4) as pool:
+      first = pool.submit(request, url, "POST", "/analyze", {"text": "held in the model"})
+      held.wait_for(lambda: held.taken)
+      queued = pool.submit(request, url, "POST", "/analyze", {"text": ["one", "two"]})
+      held.wait_for(lambda: svc.batcher.waiting >= 2)
+      status, body, headers = request(url, "POST", "/analyze", {"text": "three"})
+      self.assertEqual(status, 503, body)
+      self.assertEqual(headers["retry-after"], "1")
+      self.assertIn("--max_queue_notes", body["error"])
+      # Held and queued both pass the 1 s timeout while the model is held.
+      self.assertEqual(first.result()[0], 504)
+      self.assertIn("--request_timeout_s", queued.result()[1]["error"])
+      held.release()
       status, body, _ = request(url, "POST", "/analyze", {"text": "after"})
       self.assertEqual(status, 200, body)
-    self.assertEqual(ran, [0, 0, 1])  # the timed-out requests never reached the model
+    self.assertEqual(held.ran, [[], [], [1]])  # the timed-out requests never reached the model
+
+  def test_an_unexpected_failure_is_a_500_logged_by_type_only(self):
+    original = self.service.submit_spans
+
+    def broken(texts, min_probability=None):
+      raise RuntimeError("quoting the note: " + texts[0])
+    self.service.submit_spans = broken
+    try:
+      with self.assertLogs(logger="absl", level="ERROR") as logs:
+        status, body, _ = self.post("/analyze", {"text": CANARY})
+        deadline = time.time() + 10
+        while not logs.records and time.time() < deadline:  # logged once the answer is sent
+          time.sleep(0.02)
+    finally:
+      self.service.submit_spans = original
+    self.assertEqual((status, body), (500, {"error": "internal error (RuntimeError)"}))
+    self.assertIn("RuntimeError", "\n".join(logs.output))
+    self.assertNotIn("Zxqvcanary", "\n".join(logs.output))
+    self.assertEqual(self.post("/analyze", {"text": "fever"})[0], 200)
 
   def test_health_supported_entities_and_openapi_document(self):
     from openapi_spec_validator import validate  # pylint: disable=g-import-not-at-top

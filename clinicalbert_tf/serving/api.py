@@ -399,6 +399,11 @@ def create_app(service, options=None):
   async def input_error(_, e):
     return error_response(422, str(e))
 
+  @app.exception_handler(Exception)
+  async def internal_error(_, e):
+    # Starlette re-raises it after this answer; `Gate` logs its type only.
+    return error_response(500, "internal error (%s)" % type(e).__name__)
+
   original_openapi = app.openapi
 
   def openapi():

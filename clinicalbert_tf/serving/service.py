@@ -205,8 +205,10 @@ class Service(object):
     live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
     groups = {}
     for job in live:
-      key = (job.kind, job.option) if job.kind != TENSORS else (TENSORS, id(job))
-      groups.setdefault(key, []).append(job)
+      # Tensors of the same length (and outputs asked for) stack into one session run.
+      option = job.option if job.kind != TENSORS else (
+          next(iter(job.items[0].values())).shape[1], job.items[1])
+      groups.setdefault((job.kind, option), []).append(job)
     for (kind, option), group in groups.items():
       try:
         if kind == SPANS:
@@ -214,7 +216,7 @@ class Service(object):
         elif kind == PAIRS:
           results = self._pairs(group)
         else:
-          results = [self._tensors(*group[0].items)]
+          results = self._tensors(group)
       except Exception as e:  # pylint: disable=broad-except
         for job in group:
           job.future.set_exception(e)
@@ -239,11 +241,19 @@ class Service(object):
       results[pair.j].append((label, probs))
     return results
 
-  def _tensors(self, feeds, output_names):
+  def _tensors(self, jobs):
+    """One session run over the rows of all `jobs` (same length, same outputs); their slices."""
     model = self.model
-    feed = {model.inputs[name]: value for name, value in feeds.items()}
+    output_names = jobs[0].items[1]
+    feed = {model.inputs[name]: np.concatenate([job.items[0][name] for job in jobs])
+            for name in jobs[0].items[0]}
     values = model.session.run({n: model.outputs[n] for n in output_names}, feed)
-    return {n: np.asarray(v) for n, v in values.items()}
+    results, begin = [], 0
+    for job in jobs:
+      end = begin + job.size
+      results.append({n: np.asarray(v[begin:end]) for n, v in values.items()})
+      begin = end
+    return results
 
 
 class _Indexed(object):
