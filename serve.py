@@ -15,6 +15,7 @@ clinicalbert_tf/serving/ and the README.
 
 from absl import flags
 
+from clinicalbert_tf import anonymize
 from clinicalbert_tf import cli
 from clinicalbert_tf import fileio
 from clinicalbert_tf import surrogates as surrogates_lib
@@ -58,9 +59,10 @@ flags.DEFINE_float("request_timeout_s", 60.0, "A request waits this long for the
 flags.DEFINE_float("min_probability", None,
                    "Default of the requests' min_probability: a word gets an entity label when "
                    "P(not O) reaches this; default: the most probable label.")
-flags.DEFINE_string("operators", "default:placeholder",
-                    "/deidentify's default replacement per label, LABEL:MODE,...,default:MODE "
-                    "(modes: placeholder, tag, mask, surrogate).")
+flags.DEFINE_string("operators", "placeholder",
+                    "/deidentify's replacement when a request names none, as deidentify.py takes "
+                    "it (anonymize.parse_operators; operators: %s)." %
+                    ", ".join(anonymize.OPERATOR_NAMES))
 flags.DEFINE_string("mask_char", "*", "The mask operator's character.")
 surrogates_lib.define_flags("the surrogate operator")
 

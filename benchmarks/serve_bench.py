@@ -165,7 +165,7 @@ def main(argv):
   tf.disable_v2_behavior()
   from absl import logging  # pylint: disable=g-import-not-at-top
   from clinicalbert_tf import inference  # pylint: disable=g-import-not-at-top
-  from clinicalbert_tf import note_inputs  # pylint: disable=g-import-not-at-top
+  from clinicalbert_tf.inference import readers  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)
   notes, source = read_notes(FLAGS.notes_file, FLAGS.num_notes)
   root = tempfile.mkdtemp(prefix="serve_bench-")
@@ -178,7 +178,7 @@ def main(argv):
 
     # Baselines in this process while the server idles.
     model = inference.load_model(model_dir, num_threads=FLAGS.threads)
-    items = [note_inputs.Note(str(i), t, "bench", "bench") for i, t in enumerate(notes)]
+    items = [readers.Note(str(i), t, "bench", "bench") for i, t in enumerate(notes)]
     list(inference.Predictor(model).predict(items[:4]))  # warm-up
     batch_times = []
     for _ in range(2):

@@ -2,7 +2,7 @@
 
 Expected values come from elsewhere: spans from `inference.Predictor` over its own load of the
 model (what predict.py runs), de-identified text from deidentify.py run as a script and from
-`span_outputs.replace_spans`, TF Serving probabilities from the SavedModel's signature run in a
+replacements written out here, TF Serving probabilities from the SavedModel's signature run in a
 session of its own, errors and limits written out by hand.
 """
 
@@ -21,9 +21,8 @@ from absl.testing import absltest
 import numpy as np
 
 from clinicalbert_tf import inference
-from clinicalbert_tf import note_inputs
 from clinicalbert_tf import savedmodel
-from clinicalbert_tf import span_outputs
+from clinicalbert_tf.inference import readers
 from clinicalbert_tf.serving import api
 from clinicalbert_tf.serving import batching
 from clinicalbert_tf.serving import server
@@ -54,9 +53,20 @@ def request(url, method, path, body=None, headers=None, raw=None, timeout=60):
 
 def oracle_spans(model, texts, min_probability=None):
   """predict.py's JSON entities for each text: the Predictor over the notes, as run_job does."""
-  notes = [note_inputs.Note("n%d" % i, t, "x", "x") for i, t in enumerate(texts)]
-  return [span_outputs.jsonl_record(n.id, spans)["entities"]
-          for n, spans in inference.Predictor(model, 32, min_probability).predict(notes)]
+  notes = [readers.Note("n%d" % i, t, "x", "x") for i, t in enumerate(texts)]
+  return [[s.to_json() for s in spans]
+          for _, spans in inference.Predictor(model, 32, min_probability).predict(notes)]
+
+
+def replaced(text, spans, mode):
+  """`text` with each span replaced as deidentify.py's operators do (README), written out here."""
+  out, last = [], 0
+  for s in sorted(spans, key=lambda s: s.start):
+    new = {"placeholder": "[**%s**]" % s.label, "tag": "<%s>" % s.label,
+           "mask": "*" * (s.end - s.start)}[mode]
+    out += [text[last:s.start], new]
+    last = s.end
+  return "".join(out) + text[last:]
 
 
 def make_server(model_dir, service_options=None, api_options=None):
@@ -193,27 +203,26 @@ class ServeTest(testutil.TestCase):
   def test_deidentify_replaces_as_deidentify_does(self):
     texts = [NOTES[0], NOTES[4]]
     spans = [s for _, s in inference.Predictor(self.oracle).predict(
-        [note_inputs.Note("n%d" % i, t, "x", "x") for i, t in enumerate(texts)])]
+        [readers.Note("n%d" % i, t, "x", "x") for i, t in enumerate(texts)])]
     for mode in ("placeholder", "tag", "mask"):
-      status, body, _ = self.post("/deidentify", {"text": texts, "operators": "default:" + mode})
+      status, body, _ = self.post("/deidentify", {"text": texts, "operators": mode})
       self.assertEqual(status, 200, body)
-      self.assertEqual(body["text"], [span_outputs.replace_spans(t, s, mode)
-                                      for t, s in zip(texts, spans)])
-      self.assertEqual([[(i["original_start"], i["original_end"], i["label"]) for i in items]
+      self.assertEqual(body["text"], [replaced(t, s, mode) for t, s in zip(texts, spans)])
+      self.assertEqual([[(i["input_start"], i["input_end"], i["label"]) for i in items]
                         for items in body["items"]],
                        [[(s.start, s.end, s.label) for s in group] for group in spans])
       for new_text, items in zip(body["text"], body["items"]):
         for item in items:  # items point into the new text
           if mode == "placeholder":
             self.assertEqual(new_text[item["start"]:item["end"]], "[**%s**]" % item["label"])
-    # Spans given: no model call, per-label operators (hand-made expectation).
+    # Spans given: no model call (hand-made expectation).
     before = dict(self.service.batcher.batches)
     status, body, _ = self.post("/deidentify", {
-        "text": "Seen by John Smith on 3/4/2012.", "operators": {"NAME": "tag", "DATE": "mask"},
+        "text": "Seen by John Smith on 3/4/2012.", "operators": "tag",
         "spans": [{"start": 22, "end": 30, "label": "DATE"},
                   {"start": 8, "end": 18, "label": "NAME", "score": 0.9}]})
     self.assertEqual(status, 200, body)
-    self.assertEqual(body["text"], "Seen by <NAME> on ********.")
+    self.assertEqual(body["text"], "Seen by <NAME> on <DATE>.")
     self.assertEqual(dict(self.service.batcher.batches), before)
 
   def test_tf_serving_predict_gives_the_savedmodels_probabilities(self):
@@ -319,7 +328,7 @@ class ServeTest(testutil.TestCase):
         ("POST", "/analyze", {"text": "a", "score_threshold": 2}, 422, "score_threshold"),
         ("POST", "/analyze", {"text": "a", "text_b": "b"}, 422, "text_b"),
         ("POST", "/analyze", {"text": "a", "correlation_id": "a b"}, 422, "correlation_id"),
-        ("POST", "/deidentify", {"text": "a", "operators": "DATE:shred"}, 422, "'shred'"),
+        ("POST", "/deidentify", {"text": "a", "operators": "shred"}, 422, "shred"),
         ("POST", "/deidentify", {"text": "a", "operators": {"PET": "tag"}}, 422, "'PET'"),
         ("POST", "/deidentify", {"text": ["a", "b"], "note_id": ["x"]}, 422, "note_id"),
         ("POST", "/deidentify", {"text": ["a", "b"], "note_id": "x"}, 422, "note_id"),
@@ -435,8 +444,8 @@ class ServeTest(testutil.TestCase):
     model_dir = inference_test.write_model_dir(
         os.path.join(d, "nli"), labels=["contradiction", "entailment", "neutral"],
         head="sequence_classification")
-    pairs = [note_inputs.Note("p0", "patient denies chest pain", "x", "x", text_b="no pain"),
-             note_inputs.Note("p1", "fever", "x", "x", text_b="")]
+    pairs = [readers.Note("p0", "patient denies chest pain", "x", "x", text_b="no pain"),
+             readers.Note("p1", "fever", "x", "x", text_b="")]
     model = inference.load_model(model_dir)
     want = [(label, probs) for _, label, probs in inference.predict_pairs(model, pairs)]
     model.close()
@@ -471,7 +480,7 @@ class ServeScriptTest(testutil.TestCase):
       f.write("s3cret-token\n")
     proc = testutil.run_module("serve", [
         "--model_dir=" + model_dir, "--port=0", "--auth_token_file=" + token_file,
-        "--max_batch_wait_ms=1500", "--operators=default:surrogate", "--random_seed=7"],
+        "--max_batch_wait_ms=1500", "--operators=surrogate", "--random_seed=7"],
                                popen=True)
     lines = []
     try:

@@ -42,7 +42,7 @@ from starlette import routing
 
 from clinicalbert_tf import fileio
 from clinicalbert_tf import inference
-from clinicalbert_tf import span_outputs
+from clinicalbert_tf.inference import readers
 from clinicalbert_tf.serving import batching
 from clinicalbert_tf.serving import service as service_lib
 from clinicalbert_tf.serving import tf_serving
@@ -160,6 +160,11 @@ def _shaped(value, single, count, field):
   return values
 
 
+def _note(note_id, text, patient=None):
+  """A request's note, as the readers make them."""
+  return readers.Note(id=note_id, text=text, source="request", where="request", patient=patient)
+
+
 class _Handlers(object):
   """The endpoints' logic, over one service and its options."""
 
@@ -217,8 +222,10 @@ class _Handlers(object):
         raise ApiError(422, "text_b: only for a sentence-pair (NLI) model; this one tags spans")
       entities = self.check_entities(body.entities)
       results = await self.wait(svc.submit_spans, texts, body.min_probability)
-      out = [[s.to_json() for s in service_lib.filter_spans(spans, entities, body.score_threshold)]
-             for spans in results]
+      # predict.py's record of each note, by the per-note step every engine calls.
+      out = [inference.note_outputs(_note("note-%d" % i, text), service_lib.filter_spans(
+          spans, entities, body.score_threshold)).record["entities"]
+             for i, (text, spans) in enumerate(zip(texts, results))]
       return {"entities": out[0] if single else out}
     if body.text_b is None:
       raise ApiError(422, "text_b: required by a sentence-pair (NLI) model")
@@ -235,7 +242,7 @@ class _Handlers(object):
             "probabilities": probabilities[0] if single else probabilities}
 
   def given_spans(self, spans, texts, single):
-    """The request's spans as span_outputs.Span lists, one per text, checked."""
+    """The request's spans as `inference.Span` lists, one per text, checked."""
     nested = bool(spans) and isinstance(spans[0], list)
     if single and nested:
       raise ApiError(422, "spans: one text takes a list of spans, not a list of lists")
@@ -254,8 +261,8 @@ class _Handlers(object):
         if s.start < last_end:
           raise ApiError(422, "%s: overlaps the span before it" % where)
         last_end = s.end
-        converted.append(span_outputs.Span(s.start, s.end, s.label,
-                                           1.0 if s.score is None else s.score))
+        converted.append(inference.Span(s.start, s.end, s.label,
+                                        1.0 if s.score is None else s.score))
       result.append(converted)
     return result
 
@@ -269,8 +276,8 @@ class _Handlers(object):
     patients = (_shaped(body.patient, single, len(texts), "patient")
                 if body.patient is not None else [None] * len(texts))
     try:
-      operators = (svc.replacer.parse(body.operators) if body.operators is not None
-                   else svc.replacer.default)
+      anonymizer = (svc.anonymizers.get(body.operators) if body.operators is not None
+                    else svc.anonymizers.default)
     except fileio.InputError as e:
       raise ApiError(422, str(e)) from None
     if body.spans is not None:
@@ -278,12 +285,12 @@ class _Handlers(object):
     else:
       spans = await self.wait(svc.submit_spans, texts, body.min_probability)
 
-    def replace_all():
-      return [svc.replacer.replace(t, s, operators, i, p)
+    def step():  # the per-note step, in a thread: surrogates take a while
+      return [svc.anonymizers.outputs(anonymizer, _note(i, t, p), s).deidentified
               for t, s, i, p in zip(texts, spans, ids, patients)]
-    results = await concurrency.run_in_threadpool(replace_all)
-    new_texts = [text for text, _ in results]
-    items = [items for _, items in results]
+    results = await concurrency.run_in_threadpool(step)
+    new_texts = [r.text for r in results]
+    items = [[item.to_json() for item in r.items] for r in results]
     return {"text": new_texts[0] if single else new_texts, "items": items[0] if single else items}
 
   def check_name(self, name):

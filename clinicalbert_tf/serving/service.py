@@ -2,16 +2,18 @@
 
   service = Service(inference.load_model(model_dir), ServiceOptions(max_batch_size=64))
   future = service.submit_spans(["note one", "note two"])     # any thread
-  spans = future.result()                                     # [[span_outputs.Span], ...]
+  spans = future.result()                                     # [[inference.Span], ...]
   service.close()
 
 One `batching.Batcher` worker owns the model's session: every model call (spans of notes, NLI
 pairs, raw tensors for the TF Serving endpoint) runs there. The notes of all requests in a batch go
 through one `inference.Predictor` run (windows of all of them sorted by length, as `predict.py`
 batches the notes of a file), so a note gets the spans `predict.py` gives it; each request gets back
-the spans of its own notes only. Nothing here logs note text.
+the spans of its own notes only. Records and de-identified text come from the per-note step every
+engine calls (`inference.note_outputs`, with an `anonymize.Anonymizer`). Nothing here logs note text.
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -20,11 +22,12 @@ from typing import Optional
 
 import numpy as np
 
+from clinicalbert_tf import anonymize
 from clinicalbert_tf import checkpoints
 from clinicalbert_tf import fileio
 from clinicalbert_tf import inference
-from clinicalbert_tf import span_outputs
 from clinicalbert_tf import surrogates as surrogates_lib
+from clinicalbert_tf.finetuning import heads
 from clinicalbert_tf.serving import batching
 
 SPANS, PAIRS, TENSORS = "spans", "pairs", "tensors"
@@ -38,7 +41,7 @@ class ServiceOptions:
   max_batch_wait_ms: float = 5.0
   max_queue_notes: int = 1024
   min_probability: Optional[float] = None  # default of /analyze and /deidentify
-  operators: str = "default:placeholder"
+  operators: str = "placeholder"  # deidentify.py's operator spec
   mask_char: str = "*"
   random_seed: int = surrogates_lib.DEFAULT_SEED
   surrogate_locale: str = surrogates_lib.DEFAULT_LOCALE
@@ -53,8 +56,8 @@ class Pair:
 
 
 def is_span_model(model):
-  """Whether the model tags words (spans out) rather than classifying pairs."""
-  return model.record["head"] == inference.TOKEN_HEAD
+  """Whether the model's head labels words (spans out) rather than classifying pairs."""
+  return model.head.output == heads.WORD_LABELS
 
 
 def entity_types(label_list):
@@ -86,76 +89,55 @@ def model_version(files):
   return int(name) if name.isdigit() else 1
 
 
-class Replacer(object):
-  """PHI replacement per label (today's `span_outputs.replace_spans` modes), one note at a time.
+class Anonymizers(object):
+  """`anonymize.Anonymizer`s by operator spec, made once each, used under one lock.
 
-  `operators` is deidentify-style `LABEL:mode,...,default:mode`; a label without its own entry
-  gets `default`. `surrogate` (realistic values, consistent within a note) applies to a whole
-  note, so it must be the only mode.
+  The spec is deidentify.py's (`anonymize.parse_operators`); a request may name its own. Labels a
+  spec names must be the model's entity types. Faker's generator (the surrogate operator) is not
+  thread-safe, hence the lock.
   """
+
+  MAX_CACHED = 32
 
   def __init__(self, options, labels):
     self.options = options
-    self.labels = set(labels)
-    self.default = self.parse(options.operators)
-    self._surrogates = None
-    self._lock = threading.Lock()  # Faker's generator is not thread-safe
+    self.labels = list(labels)
+    self._cache = collections.OrderedDict()
+    self._lock = threading.Lock()
+    self.default = self.get(options.operators)
 
-  def parse(self, operators):
-    """{label: mode} (with "default") of `operators` (a string or a dict); InputError if bad."""
+  def spec_of(self, operators):
+    """A spec string of a request's operators: a spec, or {label: operator} ("default" too)."""
     if isinstance(operators, dict):
-      items = list(operators.items())
-    else:
-      items = []
-      for part in (operators or "").split(","):
-        if part.strip():
-          label, _, mode = part.partition(":")
-          items.append((label.strip(), mode.strip()))
-    result = {}
-    for label, mode in items:
-      if mode not in span_outputs.REPLACE_MODES:
-        raise fileio.InputError("operators: %r for %s is not one of %s" % (
-            mode, label, ", ".join(span_outputs.REPLACE_MODES)))
-      if label != "default" and label not in self.labels:
+      return ",".join("%s:%s" % item for item in operators.items())
+    return operators
+
+  def get(self, operators):
+    """The anonymizer of `operators` (a spec or a dict). Raises InputError naming what is wrong."""
+    spec = self.spec_of(operators)
+    with self._lock:
+      if spec in self._cache:
+        self._cache.move_to_end(spec)
+        return self._cache[spec]
+    for part in spec.split(","):
+      label = part.split(":", 1)[0].strip() if ":" in part else None
+      if label and label != "default" and label not in self.labels:
         raise fileio.InputError("operators: unknown label %r (the model's: %s)" % (
-            label, ", ".join(sorted(self.labels))))
-      result[label] = mode
-    result.setdefault("default", "placeholder")
-    if "surrogate" in result.values() and set(result.values()) != {"surrogate"}:
-      raise fileio.InputError("operators: surrogate applies to the whole note and cannot be "
-                              "combined with other modes")
-    return result
+            label, ", ".join(self.labels)))
+    o = self.options
+    anonymizer = anonymize.Anonymizer(anonymize.parse_operators(spec), secret=o.secret,
+                                      random_seed=o.random_seed, locale=o.surrogate_locale,
+                                      mask_char=o.mask_char)
+    with self._lock:
+      self._cache[spec] = anonymizer
+      while len(self._cache) > self.MAX_CACHED:
+        self._cache.popitem(last=False)
+    return anonymizer
 
-  def replace(self, text, spans, operators, note_id, patient=None):
-    """(new text, items) of one note: every span replaced as its label's operator says.
-
-    Items: [{"start", "end" (in the new text), "label", "operator", "original_start",
-    "original_end"}] in order. `patient` is accepted for the coming per-patient surrogates and
-    unused today.
-    """
-    del patient  # today's modes are per note
-    spans = sorted(spans, key=lambda s: s.start)
-    if set(operators.values()) == {"surrogate"}:
-      with self._lock:
-        if self._surrogates is None:
-          self._surrogates = surrogates_lib.Surrogates(locale=self.options.surrogate_locale,
-                                                      random_seed=self.options.random_seed)
-        new_text = span_outputs.replace_spans(text, spans, "surrogate",
-                                              surrogates=self._surrogates, note_key=note_id)
-      return new_text, [{"label": s.label, "operator": "surrogate", "original_start": s.start,
-                         "original_end": s.end} for s in spans]
-    parts, items, last, shift = [], [], 0, 0
-    for s in spans:
-      mode = operators.get(s.label, operators["default"])
-      new = span_outputs.replacement(s.label, s.end - s.start, mode, self.options.mask_char)
-      parts += [text[last:s.start], new]
-      start = s.start + shift
-      items.append({"start": start, "end": start + len(new), "label": s.label, "operator": mode,
-                    "original_start": s.start, "original_end": s.end})
-      shift += len(new) - (s.end - s.start)
-      last = s.end
-    parts.append(text[last:])
-    return "".join(parts), items
+  def outputs(self, anonymizer, note, spans):
+    """The per-note step (`inference.note_outputs`) with `anonymizer`, under the lock."""
+    with self._lock:
+      return inference.note_outputs(note, spans, anonymizer=anonymizer)
 
 
 class Service(object):
@@ -166,7 +148,7 @@ class Service(object):
     self.options = options or ServiceOptions()
     self.spans = is_span_model(model)
     self.entity_types = entity_types(model.label_list) if self.spans else []
-    self.replacer = Replacer(self.options, self.entity_types) if self.spans else None
+    self.anonymizers = Anonymizers(self.options, self.entity_types) if self.spans else None
     config = bert_config_values(model.files)
     self.vocab_size = int(config.get("vocab_size") or len(model.tokenizer.vocab))
     self.type_vocab_size = int(config.get("type_vocab_size") or 2)
