@@ -27,11 +27,10 @@ from clinicalbert_tf.serving import api
 from clinicalbert_tf.serving import batching
 from clinicalbert_tf.serving import server
 from clinicalbert_tf.serving import service
-from tests import inference_test
 from tests import testutil
 
 PHI_LABELS = ["O", "B-DATE", "I-DATE", "B-NAME", "I-NAME"]
-NOTES = inference_test.NOTES
+NOTES = testutil.NOTES
 CANARY = "Zxqvcanary Quellbrook"
 
 
@@ -160,7 +159,7 @@ class ServeTest(testutil.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     d = cls.class_temp_dir()
-    cls.model_dir = inference_test.write_model_dir(os.path.join(d, "model"), labels=PHI_LABELS)
+    cls.model_dir = testutil.write_model_dir(os.path.join(d, "model"), labels=PHI_LABELS)
     cls.export_dir = savedmodel.export(cls.model_dir, os.path.join(d, "serving"))
     cls.oracle = inference.load_model(cls.export_dir)
     cls.addClassCleanup(cls.oracle.close)
@@ -441,7 +440,7 @@ class ServeTest(testutil.TestCase):
 
   def test_sentence_pair_model(self):
     d = self.temp_dir()
-    model_dir = inference_test.write_model_dir(
+    model_dir = testutil.write_model_dir(
         os.path.join(d, "nli"), labels=["contradiction", "entailment", "neutral"],
         head="sequence_classification")
     pairs = [readers.Note("p0", "patient denies chest pain", "x", "x", text_b="no pain"),
@@ -468,7 +467,7 @@ class ServeScriptTest(testutil.TestCase):
 
   def test_script_deidentify_auth_canary_and_sigterm_drain(self):
     d = self.temp_dir()
-    model_dir = inference_test.write_model_dir(os.path.join(d, "model"), labels=PHI_LABELS)
+    model_dir = testutil.write_model_dir(os.path.join(d, "model"), labels=PHI_LABELS)
     notes_dir = os.path.join(d, "notes")
     os.makedirs(notes_dir)
     texts = {"a1": NOTES[0], "b2": NOTES[4] + "\nSeen by %s today ." % CANARY}
