@@ -76,19 +76,14 @@ def read_notes(path, num):
 
 
 def write_model(directory):
-  """A checkpoint directory as run_finetune.py leaves it (random weights)."""
+  """A checkpoint directory as run_finetune.py leaves it (random weights, as Google's released)."""
   from tests import testutil  # pylint: disable=g-import-not-at-top
   config = testutil.tiny_config(hidden_size=FLAGS.hidden_size, num_hidden_layers=FLAGS.num_layers,
                                 num_attention_heads=FLAGS.num_heads,
                                 intermediate_size=FLAGS.intermediate_size,
                                 max_position_embeddings=max(512, FLAGS.max_seq_length))
-  testutil.write_config(directory, config)
-  testutil.write_vocab(directory)
-  testutil.write_checkpoint(os.path.join(directory, "model.ckpt-1"), config,
-                            heads="token_classification", num_labels=len(LABELS), released=True)
-  with open(os.path.join(directory, "finetune_head.json"), "w") as f:
-    json.dump({"head": "token_classification", "labels": LABELS, "do_lower_case": True,
-               "max_seq_length": FLAGS.max_seq_length, "task_name": "i2b2_2010"}, f)
+  testutil.write_model_dir(directory, labels=LABELS, max_seq_length=FLAGS.max_seq_length,
+                           config=config, released=True)
 
 
 def peak_rss_mib(pid):
@@ -172,7 +167,6 @@ def main(argv):
   proc = None
   try:
     model_dir = os.path.join(root, "model")
-    os.makedirs(model_dir)
     write_model(model_dir)
     proc, port = start_server(model_dir)
 
