@@ -65,6 +65,7 @@ flags.DEFINE_string("operators", "placeholder",
                     ", ".join(anonymize.OPERATOR_NAMES))
 flags.DEFINE_string("mask_char", "*", "The mask operator's character.")
 surrogates_lib.define_flags("the surrogate operator")
+flags.adopt_module_key_flags(surrogates_lib)  # --help lists --random_seed, --surrogate_locale
 
 
 def main(argv):
