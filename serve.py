@@ -65,7 +65,6 @@ flags.DEFINE_string("operators", "placeholder",
                     ", ".join(anonymize.OPERATOR_NAMES))
 flags.DEFINE_string("mask_char", "*", "The mask operator's character.")
 surrogates_lib.define_flags("the surrogate operator")
-flags.adopt_module_key_flags(surrogates_lib)  # --help lists --random_seed, --surrogate_locale
 
 
 def main(argv):
@@ -86,17 +85,9 @@ def main(argv):
         secret = f.read().strip()
     except OSError as e:
       raise fileio.InputError("--secret_file=%s: cannot be read: %s" % (FLAGS.secret_file, e))
-  service_options = service.ServiceOptions(
-      predict_batch_size=FLAGS.predict_batch_size, max_batch_size=FLAGS.max_batch_size,
-      max_batch_wait_ms=FLAGS.max_batch_wait_ms, max_queue_notes=FLAGS.max_queue_notes,
-      min_probability=FLAGS.min_probability, operators=FLAGS.operators,
-      mask_char=FLAGS.mask_char, random_seed=FLAGS.random_seed,
-      surrogate_locale=FLAGS.surrogate_locale, secret=secret)
-  api_options = api.ApiOptions(
-      model_name=FLAGS.model_name, max_body_bytes=FLAGS.max_body_bytes,
-      max_texts=FLAGS.max_texts, max_text_chars=FLAGS.max_text_chars,
-      request_timeout_s=FLAGS.request_timeout_s,
-      auth_token=server.read_token_file(FLAGS.auth_token_file) if FLAGS.auth_token_file else None)
+  service_options = cli.config_from_flags(service.ServiceOptions, FLAGS, secret=secret)
+  token = server.read_token_file(FLAGS.auth_token_file) if FLAGS.auth_token_file else None
+  api_options = cli.config_from_flags(api.ApiOptions, FLAGS, auth_token=token)
   server.serve_model(FLAGS.model_dir, FLAGS.host, FLAGS.port, service_options, api_options,
                      num_threads=FLAGS.num_threads, bert_config_file=FLAGS.bert_config_file,
                      vocab_file=FLAGS.vocab_file, init_checkpoint=FLAGS.init_checkpoint)
