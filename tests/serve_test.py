@@ -386,7 +386,7 @@ class ServeTest(testutil.TestCase):
   def test_overloaded_queue_and_timeout(self):
     background, svc = make_server(self.export_dir, service.ServiceOptions(
         max_batch_size=1, max_batch_wait_ms=0, max_queue_notes=2),
-                                  api.ApiOptions(request_timeout_s=1.0))
+                                  api.ApiOptions(request_timeout_s=2.0))
     with background as url, HeldModel(svc) as held, \
         concurrent.futures.ThreadPoolExecutor(4) as pool:
       first = pool.submit(request, url, "POST", "/analyze", {"text": "held in the model"})
@@ -397,7 +397,7 @@ class ServeTest(testutil.TestCase):
       self.assertEqual(status, 503, body)
       self.assertEqual(headers["retry-after"], "1")
       self.assertIn("--max_queue_notes", body["error"])
-      # Held and queued both pass the 1 s timeout while the model is held.
+      # Held and queued both pass the 2 s timeout while the model is held.
       self.assertEqual(first.result()[0], 504)
       self.assertIn("--request_timeout_s", queued.result()[1]["error"])
       held.release()
