@@ -7,7 +7,8 @@ in a child process. Notes are MTSamples transcriptions (real clinical note lengt
 client sends one note per POST /analyze on its own keep-alive connection, back to back, for
 `--seconds`. Printed per level: requests/s, notes/s, latency p50/p95/p99, errors, and the server's
 peak RSS (VmHWM). Baselines, measured in this process on its own load of the same model with the
-same threads while the server idles: predict.py's batch throughput over the same notes
+same threads while the server idles, before and after the load levels (their mean: the machine's
+other load drifts): predict.py's batch throughput over the same notes
 (`inference.Predictor`, all notes at once) and the single-note model time (one note per Predictor
 run). Targets: 0 errors; notes/s with 16 clients >= 0.8x the batch throughput; p99 with 1 client
 < 2x the single-note time's p99.
@@ -154,6 +155,20 @@ def load(port, notes, clients, seconds):
   return latencies, errors[0], time.perf_counter() - began
 
 
+def baselines(model, items):
+  """(predict.py's batch throughput in notes/s, [one-note Predictor times in s]) on `items`."""
+  from clinicalbert_tf import inference  # pylint: disable=g-import-not-at-top
+  began = time.perf_counter()
+  list(inference.Predictor(model).predict(items))
+  rate = len(items) / (time.perf_counter() - began)
+  single = []
+  for item in items:
+    began = time.perf_counter()
+    list(inference.Predictor(model).predict([item]))
+    single.append(time.perf_counter() - began)
+  return rate, single
+
+
 def main(argv):
   del argv
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
@@ -170,22 +185,12 @@ def main(argv):
     write_model(model_dir)
     proc, port = start_server(model_dir)
 
-    # Baselines in this process while the server idles.
+    # Baselines in this process while the server idles, before and after the load (the machine's
+    # other load drifts; the mean of the two is compared).
     model = inference.load_model(model_dir, num_threads=FLAGS.threads)
     items = [readers.Note(str(i), t, "bench", "bench") for i, t in enumerate(notes)]
     list(inference.Predictor(model).predict(items[:4]))  # warm-up
-    batch_times = []
-    for _ in range(2):
-      began = time.perf_counter()
-      list(inference.Predictor(model).predict(items))
-      batch_times.append(time.perf_counter() - began)
-    batch_rate = len(notes) / min(batch_times)
-    single = []
-    for item in items:
-      began = time.perf_counter()
-      list(inference.Predictor(model).predict([item]))
-      single.append(time.perf_counter() - began)
-    model.close()
+    before_rate, single = baselines(model, items)
 
     words = sum(len(n.split()) for n in notes)
     print("model: %d layers, hidden %d, max_seq_length %d; %d threads; serve.py --max_batch_size"
@@ -194,9 +199,6 @@ def main(argv):
                                           FLAGS.max_batch_size, FLAGS.max_batch_wait_ms))
     print("notes: %d from %s, %.0f words and %.0f characters on average" % (
         len(notes), source, words / len(notes), sum(map(len, notes)) / len(notes)))
-    print("predict.py batch path (Predictor, all notes): %.1f notes/s" % batch_rate)
-    print("single-note model time: p50 %.1f ms, p99 %.1f ms" % (
-        1000 * np.percentile(single, 50), 1000 * np.percentile(single, 99)))
     print("%7s %10s %9s %9s %9s %9s %7s %13s" % ("clients", "requests/s", "notes/s", "p50 ms",
                                                   "p95 ms", "p99 ms", "errors",
                                                   "server RSS MiB"))
@@ -210,6 +212,14 @@ def main(argv):
       results[level] = (rate, p, errors)
       print("%7d %10.1f %9.1f %9.1f %9.1f %9.1f %7d %13.0f" % (
           level, rate, rate, p[0], p[1], p[2], errors, peak_rss_mib(proc.pid)))
+    after_rate, single_after = baselines(model, items)
+    model.close()
+    batch_rate = (before_rate + after_rate) / 2
+    single += single_after
+    print("predict.py batch path (Predictor, all notes): %.1f notes/s (%.1f before the load, %.1f "
+          "after)" % (batch_rate, before_rate, after_rate))
+    print("single-note model time (Predictor, one note): p50 %.1f ms, p99 %.1f ms" % (
+        1000 * np.percentile(single, 50), 1000 * np.percentile(single, 99)))
     total_errors = sum(r[2] for r in results.values())
     print("errors: %d (target 0)" % total_errors)
     if 16 in results:
