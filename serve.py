@@ -19,6 +19,7 @@ from clinicalbert_tf import anonymize
 from clinicalbert_tf import cli
 from clinicalbert_tf import fileio
 from clinicalbert_tf import surrogates as surrogates_lib
+from clinicalbert_tf.inference import deid
 from clinicalbert_tf.serving import api
 from clinicalbert_tf.serving import server
 from clinicalbert_tf.serving import service
@@ -59,11 +60,21 @@ flags.DEFINE_float("request_timeout_s", 60.0, "A request waits this long for the
 flags.DEFINE_float("min_probability", None,
                    "Default of the requests' min_probability: a word gets an entity label when "
                    "P(not O) reaches this; default: the most probable label.")
-flags.DEFINE_string("operators", "placeholder",
-                    "/deidentify's replacement when a request names none, as deidentify.py takes "
-                    "it (anonymize.parse_operators; operators: %s)." %
-                    ", ".join(anonymize.OPERATOR_NAMES))
+flags.DEFINE_string("replace", "placeholder",
+                    "/deidentify's operators when a request names none, as deidentify.py's "
+                    "--replace: one operator, or LABEL:operator pairs with a default "
+                    "(operators: %s)." % ", ".join(anonymize.OPERATOR_NAMES))
+flags.DEFINE_string("operators_file", None,
+                    "A JSON object {label: operator, \"default\": operator}, instead of --replace.")
 flags.DEFINE_string("mask_char", "*", "The mask operator's character.")
+flags.DEFINE_integer("date_shift_days", anonymize.DEFAULT_DATE_SHIFT_DAYS,
+                     "The shift operator moves a patient's dates by up to this many days.")
+flags.DEFINE_string("recognizers", deid.DEFAULT_RECOGNIZERS,
+                    "/deidentify's PHI spans, as deidentify.py's: model (the model's, or a "
+                    "request's spans), patterns (the pattern recognizers), or both merged.")
+flags.DEFINE_float("min_label_recall", deid.DEFAULT_MIN_LABEL_RECALL,
+                   "At start: warn about PHI types whose recorded dev recall is under this "
+                   "(deidentify.py's release check).")
 surrogates_lib.define_flags("the surrogate operator")
 
 
@@ -78,19 +89,15 @@ def main(argv):
   if len(FLAGS.mask_char) != 1:
     raise fileio.InputError("--mask_char=%r: expected one character" % FLAGS.mask_char)
   surrogates_lib.check_locale(FLAGS.surrogate_locale)
-  secret = None
-  if FLAGS.secret_file:
-    try:
-      with open(FLAGS.secret_file, "rb") as f:
-        secret = f.read().strip()
-    except OSError as e:
-      raise fileio.InputError("--secret_file=%s: cannot be read: %s" % (FLAGS.secret_file, e))
+  deid.parse_recognizers(FLAGS.recognizers)
+  secret = anonymize.read_secret_file(FLAGS.secret_file) if FLAGS.secret_file else None
   service_options = cli.config_from_flags(service.ServiceOptions, FLAGS, secret=secret)
   token = server.read_token_file(FLAGS.auth_token_file) if FLAGS.auth_token_file else None
   api_options = cli.config_from_flags(api.ApiOptions, FLAGS, auth_token=token)
   server.serve_model(FLAGS.model_dir, FLAGS.host, FLAGS.port, service_options, api_options,
                      num_threads=FLAGS.num_threads, bert_config_file=FLAGS.bert_config_file,
-                     vocab_file=FLAGS.vocab_file, init_checkpoint=FLAGS.init_checkpoint)
+                     vocab_file=FLAGS.vocab_file, init_checkpoint=FLAGS.init_checkpoint,
+                     min_label_recall=FLAGS.min_label_recall)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import numpy as np
 
 from clinicalbert_tf import inference
 from clinicalbert_tf import savedmodel
+from clinicalbert_tf.inference import deid
 from clinicalbert_tf.inference import readers
 from clinicalbert_tf.serving import api
 from clinicalbert_tf.serving import batching
@@ -217,11 +218,16 @@ class ServeTest(testutil.TestCase):
     # Spans given: no model call (hand-made expectation).
     before = dict(self.service.batcher.batches)
     status, body, _ = self.post("/deidentify", {
-        "text": "Seen by John Smith on 3/4/2012.", "operators": "tag",
+        "text": "Seen by John Smith on 3/4/2012.", "operators": {"NAME": "tag", "DATE": "mask"},
         "spans": [{"start": 22, "end": 30, "label": "DATE"},
                   {"start": 8, "end": 18, "label": "NAME", "score": 0.9}]})
     self.assertEqual(status, 200, body)
-    self.assertEqual(body["text"], "Seen by <NAME> on <DATE>.")
+    self.assertEqual(body["text"], "Seen by <NAME> on ********.")
+    # The pattern recognizers (--recognizers=model,patterns, deidentify.py's default) add what the
+    # given spans miss.
+    status, body, _ = self.post("/deidentify", {
+        "text": "Call 617-555-0199 on 03/04/2012.", "operators": "tag", "spans": []})
+    self.assertEqual(body["text"], "Call <PHONE> on <DATE>.")
     self.assertEqual(dict(self.service.batcher.batches), before)
 
   def test_tf_serving_predict_gives_the_savedmodels_probabilities(self):
@@ -327,7 +333,7 @@ class ServeTest(testutil.TestCase):
         ("POST", "/analyze", {"text": "a", "score_threshold": 2}, 422, "score_threshold"),
         ("POST", "/analyze", {"text": "a", "text_b": "b"}, 422, "text_b"),
         ("POST", "/analyze", {"text": "a", "correlation_id": "a b"}, 422, "correlation_id"),
-        ("POST", "/deidentify", {"text": "a", "operators": "shred"}, 422, "shred"),
+        ("POST", "/deidentify", {"text": "a", "operators": "DATE:shred"}, 422, "'shred'"),
         ("POST", "/deidentify", {"text": "a", "operators": {"PET": "tag"}}, 422, "'PET'"),
         ("POST", "/deidentify", {"text": ["a", "b"], "note_id": ["x"]}, 422, "note_id"),
         ("POST", "/deidentify", {"text": ["a", "b"], "note_id": "x"}, 422, "note_id"),
@@ -470,27 +476,38 @@ class ServeScriptTest(testutil.TestCase):
     model_dir = testutil.write_model_dir(os.path.join(d, "model"), labels=PHI_LABELS)
     notes_dir = os.path.join(d, "notes")
     os.makedirs(notes_dir)
-    texts = {"a1": NOTES[0], "b2": NOTES[4] + "\nSeen by %s today ." % CANARY}
+    # b2 also has PHI the pattern recognizers find (a date, a phone number).
+    texts = {"a1": NOTES[0], "b2": NOTES[4] + "\nSeen by %s on 03/04/2012 , call 617-555-0199 ."
+                                             % CANARY}
     for name, text in texts.items():
       with open(os.path.join(notes_dir, name + ".txt"), "w", encoding="utf-8", newline="") as f:
         f.write(text)
     token_file = os.path.join(d, "token")
     with open(token_file, "w") as f:
       f.write("s3cret-token\n")
+    replace = "--replace=DATE:shift,default:surrogate"
     proc = testutil.run_module("serve", [
         "--model_dir=" + model_dir, "--port=0", "--auth_token_file=" + token_file,
-        "--max_batch_wait_ms=1500", "--operators=surrogate", "--random_seed=7"],
-                               popen=True)
+        "--max_batch_wait_ms=1500", replace, "--random_seed=7"], popen=True)
     lines = []
     try:
-      # deidentify.py on the same notes, while the server starts.
+      # predict.py and deidentify.py on the same notes, while the server starts.
       out = os.path.join(d, "deid")
-      testutil.run_module("deidentify", [
-          "--model_dir=" + model_dir, "--input_file=" + notes_dir + "/*.txt",
-          "--output_dir=" + out, "--output_file=" + os.path.join(out, "spans.jsonl"),
-          "--replace=surrogate", "--random_seed=7"])
-      with open(os.path.join(out, "spans.jsonl")) as f:
+      spans_file = os.path.join(d, "spans.jsonl")
+      scripts = [
+          testutil.run_module("predict", [
+              "--model_dir=" + model_dir, "--input_file=" + notes_dir + "/*.txt",
+              "--output_file=" + spans_file], popen=True),
+          testutil.run_module("deidentify", [
+              "--model_dir=" + model_dir, "--input_file=" + notes_dir + "/*.txt",
+              "--output_dir=" + out, replace, "--random_seed=7"], popen=True)]
+      for script in scripts:
+        _, err = script.communicate(timeout=300)
+        self.assertEqual(script.returncode, 0, err[-3000:])
+      with open(spans_file) as f:
         want_spans = {r["id"]: r["entities"] for r in map(json.loads, f)}
+      with open(os.path.join(out, deid.ITEMS_FILE)) as f:
+        want_items = {r["id"]: r["items"] for r in map(json.loads, f)}
       port = None
       for line in proc.stderr:
         lines.append(line)
@@ -519,9 +536,10 @@ class ServeScriptTest(testutil.TestCase):
       self.assertEqual(answer["entities"], [want_spans[i] for i in ids])
       status, answer, _ = request(url, "POST", "/deidentify", body, auth)
       self.assertEqual(status, 200, answer)
-      for i, new_text in zip(ids, answer["text"]):
+      for i, new_text, items in zip(ids, answer["text"], answer["items"]):
         with open(os.path.join(out, i + ".txt"), encoding="utf-8", newline="") as f:
           self.assertEqual(new_text, f.read())
+        self.assertEqual(items, want_items[i])
       # Bad requests carrying the canary: answered, never logged.
       for bad in ({"text": [CANARY, 5]}, {"text": CANARY, "entities": [CANARY]},
                   {"text": CANARY, "correlation_id": CANARY}):

@@ -276,18 +276,21 @@ class _Handlers(object):
     patients = (_shaped(body.patient, single, len(texts), "patient")
                 if body.patient is not None else [None] * len(texts))
     try:
-      anonymizer = (svc.anonymizers.get(body.operators) if body.operators is not None
-                    else svc.anonymizers.default)
+      anonymizer = svc.anonymizers.get(body.operators)
     except fileio.InputError as e:
       raise ApiError(422, str(e)) from None
-    if body.spans is not None:
+    notes = [_note(i, t, p) for t, i, p in zip(texts, ids, patients)]
+    if body.spans is not None:  # in the model's place, as deidentify.py --spans_file
       spans = self.given_spans(body.spans, texts, single)
-    else:
+    elif svc.uses_model:
       spans = await self.wait(svc.submit_spans, texts, body.min_probability)
+    else:  # --recognizers=patterns
+      spans = [[] for _ in texts]
 
-    def step():  # the per-note step, in a thread: surrogates take a while
-      return [svc.anonymizers.outputs(anonymizer, _note(i, t, p), s).deidentified
-              for t, s, i, p in zip(texts, spans, ids, patients)]
+    def step():  # patterns and the per-note step, in a thread: they take a while
+      found = service_lib.phi_spans(notes, spans, svc.options.recognizers)
+      return [svc.anonymizers.outputs(anonymizer, note, s).deidentified
+              for note, s in zip(notes, found)]
     results = await concurrency.run_in_threadpool(step)
     new_texts = [r.text for r in results]
     items = [[item.to_json() for item in r.items] for r in results]

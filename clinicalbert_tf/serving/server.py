@@ -130,8 +130,13 @@ class Background(object):
 
 
 def serve_model(model_dir, host, port, service_options, api_options, num_threads=0,
-                bert_config_file=None, vocab_file=None, init_checkpoint=None):
-  """Binds first (a taken port costs no model load), loads the model once, serves until SIGTERM."""
+                bert_config_file=None, vocab_file=None, init_checkpoint=None,
+                min_label_recall=None):
+  """Binds first (a taken port costs no model load), loads the model once, serves until SIGTERM.
+
+  With `min_label_recall`, a PHI model's recorded dev recall per type is logged first and weak
+  types warned about, as deidentify.py does (`deid.release_check`).
+  """
   from clinicalbert_tf import inference  # pylint: disable=g-import-not-at-top
   from clinicalbert_tf.serving import api  # pylint: disable=g-import-not-at-top
   from clinicalbert_tf.serving import service  # pylint: disable=g-import-not-at-top
@@ -139,6 +144,9 @@ def serve_model(model_dir, host, port, service_options, api_options, num_threads
   model = inference.load_model(model_dir, bert_config_file, vocab_file, init_checkpoint,
                                num_threads=num_threads)
   svc = service.Service(model, service_options)
+  if min_label_recall is not None and svc.spans:
+    from clinicalbert_tf.inference import deid  # pylint: disable=g-import-not-at-top
+    deid.release_check(model_dir, svc.entity_types, min_label_recall)
   app = api.create_app(svc, api_options)
   family_host = "[%s]" % host if ":" in host else host
   # The line scripts and tests wait for (with --port=0 it names the port taken).

@@ -18,8 +18,10 @@ import dataclasses
 import json
 import os
 import threading
+import types
 from typing import Optional
 
+from absl import logging
 import numpy as np
 
 from clinicalbert_tf import anonymize
@@ -28,6 +30,7 @@ from clinicalbert_tf import fileio
 from clinicalbert_tf import inference
 from clinicalbert_tf import surrogates as surrogates_lib
 from clinicalbert_tf.finetuning import heads
+from clinicalbert_tf.inference import deid
 from clinicalbert_tf.serving import batching
 
 SPANS, PAIRS, TENSORS = "spans", "pairs", "tensors"
@@ -41,10 +44,14 @@ class ServiceOptions:
   max_batch_wait_ms: float = 5.0
   max_queue_notes: int = 1024
   min_probability: Optional[float] = None  # default of /analyze and /deidentify
-  operators: str = "placeholder"  # deidentify.py's operator spec
+  # /deidentify, as deidentify.py's flags of the same names.
+  replace: str = "placeholder"
+  operators_file: Optional[str] = None
   mask_char: str = "*"
   random_seed: int = surrogates_lib.DEFAULT_SEED
   surrogate_locale: str = surrogates_lib.DEFAULT_LOCALE
+  date_shift_days: int = anonymize.DEFAULT_DATE_SHIFT_DAYS
+  recognizers: str = deid.DEFAULT_RECOGNIZERS
   secret: Optional[bytes] = None   # from --secret_file only, never from a request
 
 
@@ -58,17 +65,6 @@ class Pair:
 def is_span_model(model):
   """Whether the model's head labels words (spans out) rather than classifying pairs."""
   return model.head.output == heads.WORD_LABELS
-
-
-def entity_types(label_list):
-  """The entity types of IOB labels (`B-DATE`, `I-DATE` -> `DATE`), in label order."""
-  types = []
-  for label in label_list:
-    if label != "O":
-      name = label.split("-", 1)[1] if label[:2] in ("B-", "I-") else label
-      if name not in types:
-        types.append(name)
-  return types
 
 
 def bert_config_values(files):
@@ -92,44 +88,48 @@ def model_version(files):
 class Anonymizers(object):
   """`anonymize.Anonymizer`s by operator spec, made once each, used under one lock.
 
-  The spec is deidentify.py's (`anonymize.parse_operators`); a request may name its own. Labels a
-  spec names must be the model's entity types. Faker's generator (the surrogate operator) is not
-  thread-safe, hence the lock.
+  The server's default comes from `--replace` / `--operators_file` as deidentify.py reads them
+  (`deid.operators_of`); a request may name its own spec (`anonymize.parse_operators`: one
+  operator, or LABEL:operator pairs, labels known PHI types or the model's). Faker's generator
+  (the surrogate operator) is not thread-safe, hence the lock.
   """
 
   MAX_CACHED = 32
+  _DEFAULT = object()
 
   def __init__(self, options, labels):
     self.options = options
     self.labels = list(labels)
     self._cache = collections.OrderedDict()
     self._lock = threading.Lock()
-    self.default = self.get(options.operators)
-
-  def spec_of(self, operators):
-    """A spec string of a request's operators: a spec, or {label: operator} ("default" too)."""
-    if isinstance(operators, dict):
-      return ",".join("%s:%s" % item for item in operators.items())
-    return operators
+    self.default = self.get(None)
+    keyed = self.default.operators.names() & {"surrogate", "shift", "hash"}
+    if options.secret is None and keyed:
+      logging.warning("no --secret_file: %s are seeded per note (--random_seed and the note's "
+                      "id), so one patient's names and dates differ between requests and notes",
+                      "/".join(sorted(keyed)))
 
   def get(self, operators):
-    """The anonymizer of `operators` (a spec or a dict). Raises InputError naming what is wrong."""
-    spec = self.spec_of(operators)
+    """The anonymizer of `operators` (None: the server's; a spec; or {label: operator}).
+
+    Raises:
+      InputError: an unknown operator or label, named.
+    """
+    if isinstance(operators, dict):
+      operators = ",".join("%s:%s" % item for item in operators.items())
+    key = self._DEFAULT if operators is None else operators
     with self._lock:
-      if spec in self._cache:
-        self._cache.move_to_end(spec)
-        return self._cache[spec]
-    for part in spec.split(","):
-      label = part.split(":", 1)[0].strip() if ":" in part else None
-      if label and label != "default" and label not in self.labels:
-        raise fileio.InputError("operators: unknown label %r (the model's: %s)" % (
-            label, ", ".join(self.labels)))
+      if key in self._cache:
+        self._cache.move_to_end(key)
+        return self._cache[key]
     o = self.options
-    anonymizer = anonymize.Anonymizer(anonymize.parse_operators(spec), secret=o.secret,
-                                      random_seed=o.random_seed, locale=o.surrogate_locale,
-                                      mask_char=o.mask_char)
+    parsed = (deid.operators_of(o, self.labels) if operators is None else
+              anonymize.parse_operators(operators, self.labels, flag="operators"))
+    anonymizer = anonymize.Anonymizer(parsed, secret=o.secret, random_seed=o.random_seed,
+                                      locale=o.surrogate_locale, mask_char=o.mask_char,
+                                      date_shift_days=o.date_shift_days, labels=self.labels)
     with self._lock:
-      self._cache[spec] = anonymizer
+      self._cache[key] = anonymizer
       while len(self._cache) > self.MAX_CACHED:
         self._cache.popitem(last=False)
     return anonymizer
@@ -140,6 +140,24 @@ class Anonymizers(object):
       return inference.note_outputs(note, spans, anonymizer=anonymizer)
 
 
+class _Given(object):
+  """Spans already known (the model's, or a request's), in the place of deid's predictor."""
+
+  def __init__(self, spans):
+    self.spans = spans
+
+  def predict(self, notes):
+    return zip(notes, self.spans)
+
+
+def phi_spans(notes, spans, recognizers):
+  """Each note's PHI spans as deidentify.py finds them (`deid.note_spans`): `spans` (the model's,
+  or a request's) where `recognizers` has `model`, merged with the pattern recognizers' where it
+  has `patterns`."""
+  sources = types.SimpleNamespace(recognizers=recognizers, spans_file=None)
+  return [found for _, found in deid.note_spans(notes, sources, _Given(spans))]
+
+
 class Service(object):
   """A loaded model behind a batching worker, with the request-level steps of the endpoints."""
 
@@ -147,8 +165,9 @@ class Service(object):
     self.model = model
     self.options = options or ServiceOptions()
     self.spans = is_span_model(model)
-    self.entity_types = entity_types(model.label_list) if self.spans else []
+    self.entity_types = deid.model_types(model.label_list) if self.spans else []
     self.anonymizers = Anonymizers(self.options, self.entity_types) if self.spans else None
+    self.uses_model = "model" in deid.parse_recognizers(self.options.recognizers)
     config = bert_config_values(model.files)
     self.vocab_size = int(config.get("vocab_size") or len(model.tokenizer.vocab))
     self.type_vocab_size = int(config.get("type_vocab_size") or 2)
