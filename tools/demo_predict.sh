@@ -234,8 +234,8 @@ for text, spans in zip(texts, post("/analyze", {"text": texts})["entities"]):
   for s in spans[:4]:
     print("        %-10s %5d-%-5d %-24r %.2f" % (s["label"], s["start"], s["end"],
                                                text[s["start"]:s["end"]], s["score"]))
-print("    POST /deidentify {\"text\": [2 notes], \"operators\": \"surrogate\"}")
-answer = post("/deidentify", {"text": texts, "operators": "surrogate"})
+print("    POST /deidentify {\"text\": [2 notes], \"operators\": \"DATE:shift,default:surrogate\"}")
+answer = post("/deidentify", {"text": texts, "operators": "DATE:shift,default:surrogate"})
 for new_text in answer["text"]:
   print("      the first lines:")
   for line in [l for l in new_text.splitlines() if l.strip()][:3]:
