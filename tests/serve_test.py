@@ -407,6 +407,9 @@ class ServeTest(testutil.TestCase):
       self.assertEqual(first.result()[0], 504)
       self.assertIn("--request_timeout_s", queued.result()[1]["error"])
       held.release()
+      # The timed-out requests' notes leave the queue when the worker reaches them (as empty
+      # batches); until then they still count against --max_queue_notes.
+      held.wait_for(lambda: svc.batcher.waiting == 0)
       status, body, _ = request(url, "POST", "/analyze", {"text": "after"})
       self.assertEqual(status, 200, body)
     self.assertEqual(held.ran, [[], [], [1]])  # the timed-out requests never reached the model
