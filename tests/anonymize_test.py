@@ -225,6 +225,20 @@ class DatesTest(testutil.TestCase):
   def test_no_date(self):
     self.assertIsNone(dates.shift("Christmas Eve", 10))
 
+  def test_a_span_with_more_than_dates_is_not_shifted(self):
+    # A shift keeps what surrounds the dates, so a span holding anything else (a model's DATE span
+    # over a whole line) gets its placeholder instead: the phone number must not be released.
+    self.assertEqual(dates.shift("from 3/4/2019 through 3/8/2019.", 1),
+                     "from 3/5/2019 through 3/9/2019.")
+    for text in ("Call 617-555-0100 on 3/4/2019", "3/4/2019 Dr. Smith", "the summer of 2019",
+                 "3/4/2019 MRN 4455123"):
+      self.assertIsNone(dates.shift(text, 10), text)
+    text = "Seen 3/4/2019. Call 617-555-0100 on 3/5/2019."
+    span = (5, len(text), "DATE")  # one span over both dates and the number
+    result = anonymize.Anonymizer("DATE:shift", secret=SECRET).anonymize(text, [span], "n1", "p1")
+    self.assertEqual(result.text, "Seen [**DATE**]")
+    self.assertNotIn("555", result.text)
+
   def test_offsets_never_zero_nor_whole_weeks(self):
     for days in (1, 6, 7, 30, 365):
       anonymizer = anonymize.Anonymizer("DATE:shift", secret=SECRET, date_shift_days=days)

@@ -202,10 +202,35 @@ def _next_month(date, step):
   return datetime.date(date.year + month // 12, month % 12 + 1, 15)
 
 
+# What may stand between and around the dates of a span that is shifted: whitespace, punctuation
+# and joining words. Anything else (a number, a name) is kept by a shift, so such a span is not
+# shifted at all (the caller writes its placeholder): a model's DATE span that also covers a phone
+# number must not release the number.
+_JOINING = re.compile(
+    r"(?:[^\w]|_|\b(?:to|through|thru|and|or|of|on|the|from|until|till|til|between|at|in|since|"
+    r"by|before|after|around|about|approx|approximately|circa|dated?)\b)*", re.I)
+
+
+def only_dates(text, pieces):
+  """True when `text` holds nothing but `pieces` (its dates), punctuation and joining words."""
+  last = 0
+  for piece in list(pieces) + [None]:
+    gap = text[last:piece.start] if piece is not None else text[last:]
+    if _JOINING.fullmatch(gap) is None:
+      return False
+    if piece is not None:
+      last = piece.end
+  return True
+
+
 def shift(text, days, context_year=None):
-  """`text` with every date in it moved by `days` (None: no date found, or one out of range)."""
+  """`text` with every date in it moved by `days`.
+
+  Returns None when there is no date, a date out of range, or anything but dates, punctuation and
+  joining words in `text` (which a shift would keep: see `only_dates`).
+  """
   pieces = find(text, context_year)
-  if not pieces:
+  if not pieces or not only_dates(text, pieces):
     return None
   out, last = [], 0
   for piece in pieces:
