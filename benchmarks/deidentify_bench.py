@@ -18,7 +18,6 @@ the anonymizer's own notes/s per mode (the spans computed once).
   PYTHONSAFEPATH=1 PYTHONPATH=. .venv/bin/python benchmarks/deidentify_bench.py [--threads=2]
 """
 
-import json
 import os
 import random
 import shutil
@@ -44,17 +43,13 @@ MODES = (("placeholder", "placeholder"), ("surrogate", "DATE:shift,default:surro
 
 
 def write_model(directory):
+  """A PHI model directory as run_finetune.py leaves it (weights as Google's released ones)."""
   from tests import testutil  # pylint: disable=g-import-not-at-top
   config = testutil.tiny_config(hidden_size=FLAGS.hidden_size, num_hidden_layers=FLAGS.num_layers,
                                 num_attention_heads=4, intermediate_size=4 * FLAGS.hidden_size,
                                 max_position_embeddings=max(512, FLAGS.max_seq_length))
-  testutil.write_config(directory, config)
-  testutil.write_vocab(directory)
-  testutil.write_checkpoint(os.path.join(directory, "model.ckpt-1"), config,
-                            heads="token_classification", num_labels=len(LABELS), released=True)
-  with open(os.path.join(directory, "finetune_head.json"), "w") as f:
-    json.dump({"head": "token_classification", "labels": LABELS, "do_lower_case": True,
-               "max_seq_length": FLAGS.max_seq_length, "task_name": "i2b2_2014"}, f)
+  testutil.write_model_dir(directory, labels=LABELS, max_seq_length=FLAGS.max_seq_length,
+                           config=config, released=True)
 
 
 def invented_notes(vocab_words, rng):

@@ -17,7 +17,6 @@ a shared machine hits both alike. Prints notes/s of each, the ratio ours / trans
   PYTHONSAFEPATH=1 PYTHONPATH=. .venv/bin/python benchmarks/predict_bench.py [--threads=2]
 """
 
-import json
 import os
 import shutil
 import statistics
@@ -51,13 +50,8 @@ def write_model(directory):
                                 num_attention_heads=FLAGS.num_heads,
                                 intermediate_size=FLAGS.intermediate_size,
                                 max_position_embeddings=max(512, FLAGS.max_seq_length))
-  testutil.write_config(directory, config)
-  testutil.write_vocab(directory)
-  testutil.write_checkpoint(os.path.join(directory, "model.ckpt-1"), config,
-                            heads="token_classification", num_labels=len(LABELS), released=True)
-  with open(os.path.join(directory, "finetune_head.json"), "w") as f:
-    json.dump({"head": "token_classification", "labels": LABELS, "do_lower_case": True,
-               "max_seq_length": FLAGS.max_seq_length, "task_name": "i2b2_2010"}, f)
+  testutil.write_model_dir(directory, labels=LABELS, max_seq_length=FLAGS.max_seq_length,
+                           config=config, released=True)
 
 
 def make_notes(num, words_per_note, seed=0):
