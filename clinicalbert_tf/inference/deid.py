@@ -245,13 +245,16 @@ def _merged(model_spans, pattern_spans):
   return out
 
 
-def note_spans(notes, options, predictor=None):
-  """Yields (note, spans) from the model (`predictor`), the spans file, and/or the patterns."""
+def note_spans(notes, options, predictor=None, by_note=None):
+  """Yields (note, spans) from the model (`predictor`), the spans file, and/or the patterns.
+
+  `by_note`: --spans_file as `read_file_spans` gives it, when the caller has read it already.
+  """
   sources = parse_recognizers(options.recognizers)
   if "model" in sources and predictor is not None:
     found = predictor.predict(notes)
   elif "model" in sources and options.spans_file:
-    found = _file_spans(notes, options)
+    found = _file_spans(notes, by_note if by_note is not None else read_file_spans(options))
   else:
     found = ((note, []) for note in notes)
   for note, spans in found:
@@ -275,22 +278,20 @@ def _spans_of(note, by_note):
   return spans
 
 
-def _file_spans(notes, options):
-  by_note = read_file_spans(options)
+def _file_spans(notes, by_note):
   for note in notes:
     spans = _spans_of(note, by_note)
     yield note, sorted((text_lib.Span(s.start, s.end, s.label, getattr(s, "score", 1.0))
                         for s in spans), key=lambda s: (s.start, s.end))
 
 
-def precheck(notes, options):
+def precheck(notes, patient_map=None, by_note=None):
   """Reads every note once before anything is written (deidentify.py writes a note as soon as it
-  is done): a note missing from --patient_map or --spans_file, or a span outside its note, stops
-  the run with nothing written. Only with those flags (the notes are read twice then)."""
-  if not (options.patient_map or options.spans_file):
+  is done): a note missing from --patient_map (`patient_map`) or --spans_file (`by_note`), or a
+  span outside its note, stops the run with nothing written. Only with those flags (the notes are
+  read twice then)."""
+  if patient_map is None and by_note is None:
     return
-  patient_map = load_patient_map(options.patient_map) if options.patient_map else None
-  by_note = read_file_spans(options) if options.spans_file else None
   for note in with_patients(notes, patient_map):
     if by_note is not None:
       _spans_of(note, by_note)

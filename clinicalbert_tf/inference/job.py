@@ -178,14 +178,16 @@ def run_job(model, options):
     input_files = kept
   read_options = readers.ReadOptions(id_field=o.id_field, text_field=o.text_field, pairs=pairs,
                                      patient_field=o.patient_field if o.deidentify else None)
+  patient_map = by_note = None  # deidentify.py: read once, used by the check and by the run
   if o.deidentify:  # the checks that must see every note before one is written
+    patient_map = deid.load_patient_map(o.patient_map) if o.patient_map else None
+    by_note = deid.read_file_spans(o) if o.spans_file else None
     deid.precheck(good_notes(readers.read_notes(input_files, o.input_format, read_options),
-                             o.max_bad_notes, collections.Counter()), o)
+                             o.max_bad_notes, collections.Counter()), patient_map, by_note)
   stream = good_notes(readers.read_notes(input_files, o.input_format, read_options),
                       o.max_bad_notes, counts)
   if o.deidentify:
-    stream = deid.with_patients(stream, deid.load_patient_map(o.patient_map)
-                                if o.patient_map else None)
+    stream = deid.with_patients(stream, patient_map)
   if per_note_suffix is not None:
     stream = _unfinished(stream, o, per_note_suffix, counts)
   progress = progress_lib.Progress(
@@ -210,7 +212,7 @@ def run_job(model, options):
     if model is not None:
       predictor = predictor_lib.Predictor(model, o.batch_size, o.min_probability,
                                           after_batch=log_words)
-    found = (deid.note_spans(stream, o, predictor) if o.deidentify
+    found = (deid.note_spans(stream, o, predictor, by_note) if o.deidentify
              else predictor.predict(stream))
     results = (step.note_outputs(note, spans, anonymizer, o.include_text)
                for note, spans in found)
