@@ -20,6 +20,7 @@ from clinicalbert_tf import cli
 from clinicalbert_tf import fileio
 from clinicalbert_tf import surrogates as surrogates_lib
 from clinicalbert_tf.inference import deid
+from clinicalbert_tf.inference import job
 from clinicalbert_tf.serving import api
 from clinicalbert_tf.serving import server
 from clinicalbert_tf.serving import service
@@ -47,6 +48,7 @@ flags.DEFINE_string("secret_file", None,
                     "A file holding the de-identification secret (never sent in a request).")
 flags.DEFINE_integer("num_threads", 0, "TensorFlow threads (0: TensorFlow's choice).")
 flags.DEFINE_integer("predict_batch_size", 32, "Windows per session run.")
+job.define_window_context_flag()
 flags.DEFINE_integer("max_batch_size", 64,
                      "Notes of concurrent requests run together in one model call, at most.")
 flags.DEFINE_float("max_batch_wait_ms", 5.0,

@@ -127,6 +127,46 @@ class WindowTest(testutil.TestCase):
         self.assertLessEqual(core_end, end)
         self.assertLessEqual(sum(counts[start:end]), max_pieces)
 
+  def test_plan_windows_with_context(self):
+    # `context=c`: cores of at most max_pieces - 2c pieces, and every core sees at least c pieces
+    # (whole words: as many as fit) on each side wherever the sentence has them.
+    rng = random.Random(1)
+    for _ in range(300):
+      max_pieces = rng.randint(3, 40)
+      context = rng.randint(0, (max_pieces - 1) // 2)
+      counts = [rng.randint(1, max(1, max_pieces // 4)) for _ in range(rng.randint(1, 80))]
+      windows = data_lib.plan_word_windows(counts, max_pieces, context)
+      cores = [w for s, e, cs, ce in windows for w in range(cs, ce)]
+      self.assertEqual(cores, list(range(len(counts))))
+      if sum(counts) <= max_pieces:
+        self.assertEqual(windows, [(0, len(counts), 0, len(counts))])
+        continue
+      for start, end, core_start, core_end in windows:
+        self.assertLessEqual(sum(counts[start:end]), max_pieces)
+        core = sum(counts[core_start:core_end])
+        self.assertTrue(core <= max_pieces - 2 * context or core_end == core_start + 1)
+        # The window is full, or it reaches both ends of the sentence... or the next word out
+        # on either side does not fit.
+        left, right = sum(counts[start:core_start]), sum(counts[core_end:end])
+        total = sum(counts[start:end])
+        if start > 0 and left < context:
+          self.assertGreater(total + counts[start - 1], max_pieces)
+        if end < len(counts) and right < context:
+          self.assertGreater(total + counts[end], max_pieces)
+
+  def test_plan_windows_context_trades_windows_for_context(self):
+    counts = [1] * 1000  # a one-line note of 1,000 one-piece words, windows of 126 pieces
+    default = data_lib.plan_word_windows(counts, 126)
+    self.assertEqual(default, data_lib.plan_word_windows(counts, 126, None))
+    self.assertEqual(max(ce - cs for _, _, cs, ce in default), 63)  # half a window
+    self.assertLen(default, 16)  # ceil(1000 / 63): each word runs through the model twice
+    narrow = data_lib.plan_word_windows(counts, 126, 16)
+    self.assertEqual(max(ce - cs for _, _, cs, ce in narrow), 94)  # 126 - 2 * 16
+    self.assertLen(narrow, 11)  # ceil(1000 / 94)
+    self.assertLen(data_lib.plan_word_windows(counts, 126, 0), 8)  # ceil(1000 / 126)
+    for start, end, core_start, core_end in narrow[1:-1]:
+      self.assertEqual((core_start - start, end - core_end), (16, 16))
+
   def test_long_sentence_gets_one_prediction_per_word(self):
     max_seq_length = 16
     rng = random.Random(5)

@@ -99,6 +99,28 @@ class InferenceTest(testutil.TestCase):
                      for a, b, t in tasks.iob_to_spans(repaired)]
     self.assertEqual([(s.start, s.end, s.label) for s in got_spans], want_spans)
 
+  def test_window_context(self):
+    # The default is training's windows; a context changes only lines longer than a window, and
+    # every word still gets one prediction (spans cut out whole words, in order).
+    default = self.predict()
+    self.assertEqual(self.predict(window_context=None), default)
+    wide = self.predict(window_context=0)
+    tokenize = self.model.tokenizer.tokenize
+    long_lines = [any(len(tokenize(line)) > 14 for line in text.split("\n")) for text in NOTES]
+    self.assertTrue(any(long_lines))
+    examples = self.model.head.prediction_examples(
+        [s for text in NOTES for block in text_lib.note_sentences(text, WHITESPACE) for s in block])
+    count = lambda c: len(self.model.head.convert_examples(examples, 16, self.model.tokenizer,
+                                                           window_context=c))
+    self.assertLess(count(0), count(None))  # cores of 14 pieces, not 7: fewer windows
+    for (_, a), (_, b), is_long in zip(default, wide, long_lines):
+      if not is_long:
+        self.assertEqual(a, b)
+      self.assertEqual(b, sorted(b, key=lambda s: s.start))
+    for bad in (-1, 7):  # max_seq_length 16: cores of at least one piece need context <= 6
+      with self.assertRaisesRegex(fileio.InputError, "--window_context=%d: expected 0 to 6" % bad):
+        inference.Predictor(self.model, window_context=bad)
+
   def test_batching_and_blocks_do_not_change_predictions(self):
     def flat(results):
       return [(i, s.start, s.end, s.label, s.first, s.last) for i, spans in results for s in spans]

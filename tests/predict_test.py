@@ -129,6 +129,21 @@ class PredictTest(testutil.TestCase):
       for name, value in zip(header[3:], row[3:]):
         self.assertAlmostEqual(record["probabilities"][name[2:]], float(value), delta=2e-6)
 
+  def test_window_context_flag(self):
+    out = os.path.join(self.temp_dir(), "spans.jsonl")
+    self.predict("--input_file=" + self.notes, "--output_file=" + out, "--window_context=2")
+    default = os.path.join(self.temp_dir(), "default.jsonl")
+    self.predict("--input_file=" + self.notes, "--output_file=" + default)
+    self.assertEqual([r["id"] for r in read_jsonl(out)], [r["id"] for r in read_jsonl(default)])
+    proc = self.predict("--input_file=" + self.notes, "--output_file=" + out,
+                        "--window_context=-1", check=False)
+    self.assertEqual(proc.returncode, 1)
+    self.assertIn("--window_context=-1: expected pieces of context >= 0", proc.stderr)
+    proc = self.predict("--input_file=" + self.notes, "--output_file=" + out,
+                        "--window_context=11", check=False)  # max_seq_length 24: at most 10
+    self.assertEqual(proc.returncode, 1)
+    self.assertIn("--window_context=11: expected 0 to 10 pieces of context", proc.stderr)
+
   def test_formats_bad_notes_and_skip_existing(self):
     d = self.temp_dir()
     notes = os.path.join(d, "notes")

@@ -295,9 +295,10 @@ class _Annotate(object):
   """mapInPandas function of `annotate` (a module-level class: pickled by reference)."""
 
   def __init__(self, model_dir, model_flags, num_threads, batch_size, min_probability, pairs,
-               loads, bad, fault_dir):
+               loads, bad, fault_dir, window_context=None):
     self.args = (model_dir, model_flags, num_threads)
     self.batch_size, self.min_probability, self.pairs = batch_size, min_probability, pairs
+    self.window_context = window_context
     self.loads, self.bad, self.fault_dir = loads, bad, fault_dir
 
   def _notes(self, frames):
@@ -321,7 +322,8 @@ class _Annotate(object):
         record = step.pair_outputs(pair, label, probs).record
         yield from frames_of([record], ("id", "label", "probabilities"), 1)
     else:
-      predictor = predictor_lib.Predictor(model, self.batch_size, self.min_probability)
+      predictor = predictor_lib.Predictor(model, self.batch_size, self.min_probability,
+                                          window_context=self.window_context)
       yield from frames_of(({"id": note.id, "entities": [
           entity_record(s) for s in step.note_outputs(note, spans).spans]}
                           for note, spans in predictor.predict(notes)), ("id", "entities"))
@@ -329,7 +331,8 @@ class _Annotate(object):
 
 
 def annotate(df, model_dir, id_col="id", text_col="text", text_b_col=None, batch_size=32,
-             min_probability=None, model_flags=(None, None, None), num_threads=1, counters=None):
+             min_probability=None, model_flags=(None, None, None), num_threads=1, counters=None,
+             window_context=None):
   """Entity spans of every note of `df` with the fine-tuned model in `model_dir`.
 
   Args:
@@ -342,6 +345,7 @@ def annotate(df, model_dir, id_col="id", text_col="text", text_b_col=None, batch
     model_flags: (bert_config_file, vocab_file, init_checkpoint) overrides, as predict.py's flags.
     num_threads: TensorFlow threads per task.
     counters: a `Counters` whose accumulators count bad notes and model loads (optional).
+    window_context: long lines' windows, as predict.py's --window_context (None: its default).
 
   Returns:
     A DataFrame `id, entities: array<struct<start:int, end:int, label:string, score:double>>`
@@ -355,7 +359,7 @@ def annotate(df, model_dir, id_col="id", text_col="text", text_b_col=None, batch
     columns.append(df[text_b_col or "text_b"].alias("text_b"))
   counters = counters or Counters(df.sparkSession)
   fn = _Annotate(model_dir, tuple(model_flags), num_threads, batch_size, min_probability, pairs,
-                 counters.loads, counters.bad, fault_hook_dir())
+                 counters.loads, counters.bad, fault_hook_dir(), window_context)
   return df.select(*columns).mapInPandas(fn, PAIRS_SCHEMA if pairs else ANNOTATE_SCHEMA)
 
 
@@ -392,9 +396,10 @@ class _Deidentify(object):
   """mapInPandas function of `deidentify`."""
 
   def __init__(self, key, anonymizer_args, model_args, batch_size, min_probability, loads, bad,
-               fault_dir):
+               fault_dir, window_context=None):
     self.key, self.anonymizer_args, self.model_args = key, anonymizer_args, model_args
     self.batch_size, self.min_probability = batch_size, min_probability
+    self.window_context = window_context
     self.loads, self.bad, self.fault_dir = loads, bad, fault_dir
 
   def _notes(self, frames):
@@ -416,7 +421,8 @@ class _Deidentify(object):
       spanned = ((note, spans_of(spans)) for note, spans in notes)
     else:
       model = worker_model(*self.model_args, loads=self.loads)
-      predictor = predictor_lib.Predictor(model, self.batch_size, self.min_probability)
+      predictor = predictor_lib.Predictor(model, self.batch_size, self.min_probability,
+                                          window_context=self.window_context)
       spanned = predictor.predict((note for note, _ in notes))
     records = ({"id": note.id, "text": result.text, "items": [item_record(i) for i in result.items]}
                for note, result in ((note, step.note_outputs(note, spans, anonymizer).deidentified)
@@ -428,7 +434,7 @@ class _Deidentify(object):
 def deidentify(df, model_dir=None, spans_col=None, operators="placeholder", secret=None,
                patient_col=None, id_col="id", text_col="text", random_seed=None, locale=None,
                mask_char="*", min_probability=None, batch_size=32,
-               model_flags=(None, None, None), num_threads=1, counters=None):
+               model_flags=(None, None, None), num_threads=1, counters=None, window_context=None):
   """De-identified notes: every PHI span (predicted by `model_dir`, or given) replaced.
 
   Each note goes through `inference.step.note_outputs` with an `anonymize.Anonymizer` made once
@@ -445,7 +451,8 @@ def deidentify(df, model_dir=None, spans_col=None, operators="placeholder", secr
     patient_col: the column of each note's patient (None: each note is its own patient).
     id_col, text_col: the columns of a note's id and text.
     random_seed, locale, mask_char: as deidentify.py's flags of those names.
-    min_probability, batch_size, model_flags, num_threads, counters: as in `annotate`.
+    min_probability, batch_size, model_flags, num_threads, counters, window_context: as in
+      `annotate`.
 
   Returns:
     A DataFrame `id, text, items`, items `array<struct<start, end, label, operator, input_start,
@@ -472,7 +479,7 @@ def deidentify(df, model_dir=None, spans_col=None, operators="placeholder", secr
     columns.append(df[spans_col].alias("spans"))
   counters = counters or Counters(df.sparkSession)
   fn = _Deidentify(uuid.uuid4().hex, anonymizer_args, model_args, batch_size, min_probability,
-                   counters.loads, counters.bad, fault_hook_dir())
+                   counters.loads, counters.bad, fault_hook_dir(), window_context)
   return df.select(*columns).mapInPandas(fn, DEIDENTIFY_SCHEMA)
 
 

@@ -161,7 +161,8 @@ class _JobStep(object):
           record = dict(base(pair), label=label, probabilities=probs, words=0)
           yield record
       else:
-        predictor = predictor_lib.Predictor(model, o.batch_size, o.min_probability)
+        predictor = predictor_lib.Predictor(model, o.batch_size, o.min_probability,
+                                            window_context=o.window_context)
         done = 0
         # deidentify.py: the model's spans merged with the pattern recognizers' (`deid.py`).
         found = (deid.note_spans(notes(), o, predictor) if o.deidentify

@@ -75,15 +75,23 @@ def word_pieces(words, tokenizer, max_pieces):
   return result, cut
 
 
-def plan_word_windows(piece_counts, max_pieces):
+def plan_word_windows(piece_counts, max_pieces, context=None):
   """Splits a sentence into windows of at most `max_pieces` word pieces.
 
   Each word is predicted in exactly one window (its "core"); a window also carries context words
   on both sides, as many as fit. When the whole sentence fits, there is one window.
 
+  The cores are what a window predicts, so they set the model's work: a sentence of N pieces costs
+  about N / core windows. By default (`context` None, as training makes its windows) a core holds
+  up to half a window, so every piece of a long sentence runs through the model about twice.
+  `context=c` makes cores of up to `max_pieces - 2c` pieces, leaving at least c pieces of context
+  on each side of a core wherever the sentence has them: far fewer windows for long lines (a
+  note written as one line), at the price of less context at core edges.
+
   Args:
     piece_counts: the number of pieces of each word (each <= max_pieces).
     max_pieces: pieces per window (max_seq_length - 2).
+    context: pieces of context wanted on each side of a core (None: cores of half a window).
 
   Returns:
     A list of (start, end, core_start, core_end) word ranges (end exclusive); the cores partition
@@ -92,7 +100,10 @@ def plan_word_windows(piece_counts, max_pieces):
   n = len(piece_counts)
   if sum(piece_counts) <= max_pieces:
     return [(0, n, 0, n)]
-  core_budget = max(1, max_pieces // 2)
+  if context is None:
+    core_budget = max(1, max_pieces // 2)
+  else:
+    core_budget = max(1, max_pieces - 2 * context)
   windows = []
   core_start = 0
   while core_start < n:
@@ -127,8 +138,11 @@ def _label_id(label_map, guid, label):
   return label_map[label]
 
 
-def convert_tagged_sentence(example_index, example, label_map, max_seq_length, tokenizer):
+def convert_tagged_sentence(example_index, example, label_map, max_seq_length, tokenizer,
+                            context=None):
   """Windows (TokenFeatures) for one TaggedSentence; labels on first pieces of core words.
+
+  `context`: see `plan_word_windows` (None: training's windows).
 
   Returns:
     (list of TokenFeatures, number of words whose pieces were cut to fit a window).
@@ -136,7 +150,8 @@ def convert_tagged_sentence(example_index, example, label_map, max_seq_length, t
   max_pieces = max_seq_length - 2
   pieces, cut = word_pieces(example.words, tokenizer, max_pieces)
   features = []
-  for start, end, core_start, core_end in plan_word_windows([len(p) for p in pieces], max_pieces):
+  for start, end, core_start, core_end in plan_word_windows(
+      [len(p) for p in pieces], max_pieces, context):
     tokens = ["[CLS]"]
     label_ids = [0]
     label_mask = [0]

@@ -141,7 +141,7 @@ class Head(object):
 
   # Examples -> features -> records.
 
-  def convert_examples(self, examples, max_seq_length, tokenizer, split=""):
+  def convert_examples(self, examples, max_seq_length, tokenizer, split="", window_context=None):
     """Features for all examples, in order (`_convert_example` each). Logs counts, never text.
 
     Args:
@@ -149,17 +149,20 @@ class Head(object):
       max_seq_length: word pieces per input, [CLS] and [SEP] included.
       tokenizer: a `tokenization.FullTokenizer`.
       split: a name for the log lines (`train`, `dev`, ...).
+      window_context: a word-labelling head's windows of a long sentence: pieces of context on
+        each side of a window's core (`data.plan_word_windows`; None: training's windows).
     """
     features = []
     cut = 0
     for i, example in enumerate(examples):
-      converted, n = self._convert_example(i, example, max_seq_length, tokenizer)
+      converted, n = self._convert_example(i, example, max_seq_length, tokenizer, window_context)
       features.extend(converted)
       cut += int(n)
     self._log_conversion(split, len(examples), len(features), cut, max_seq_length)
     return features
 
-  def _convert_example(self, example_index, example, max_seq_length, tokenizer):
+  def _convert_example(self, example_index, example, max_seq_length, tokenizer,
+                       window_context=None):
     """(features of one example, how many of its pieces were cut)."""
     raise NotImplementedError()
 
@@ -297,10 +300,11 @@ class TokenClassificationHead(Head):
       ids = np.where(entity, np.argmax(others, axis=-1), ids)
     return [label_list[i] for i in ids], ids
 
-  def _convert_example(self, example_index, example, max_seq_length, tokenizer):
+  def _convert_example(self, example_index, example, max_seq_length, tokenizer,
+                       window_context=None):
     """Windows (`data.TokenFeatures`) of a `tasks.TaggedSentence` (labels None: unlabelled)."""
     return data.convert_tagged_sentence(example_index, example, self.label_map, max_seq_length,
-                                        tokenizer)
+                                        tokenizer, window_context)
 
   def _log_conversion(self, split, num_examples, num_features, cut, max_seq_length):
     logging.info("%s: %d sentences -> %d windows of at most %d pieces (%d sentences split, %d "
@@ -470,7 +474,8 @@ class SequenceClassificationHead(Head):
     return self.label_list[int(np.argmax(probabilities))], {
         label: round(float(p), 6) for label, p in zip(self.label_list, probabilities)}
 
-  def _convert_example(self, example_index, example, max_seq_length, tokenizer):
+  def _convert_example(self, example_index, example, max_seq_length, tokenizer,
+                       window_context=None):  # pylint: disable=unused-argument
     """One `data.PairFeatures` for a `tasks.SentencePair` (label None: unlabelled)."""
     feature, truncated = data.convert_sentence_pair(example_index, example, self.label_map,
                                                     max_seq_length, tokenizer)

@@ -46,6 +46,7 @@ class JobOptions:
   batch_size: int = dataclasses.field(default=32, metadata={"flag": "predict_batch_size"})
   # predict.py's --min_probability; deidentify.py's --min_phi_probability (options_from_flags).
   min_probability: Optional[float] = None
+  window_context: Optional[int] = None  # long lines: context pieces beside each window's core
   replace: Optional[str] = None  # deidentify.py: the replacement operator(s)
   mask_char: str = "*"
   random_seed: int = surrogates_lib.DEFAULT_SEED  # --replace=surrogate: with each note's id
@@ -123,6 +124,9 @@ def check_options(options, pairs):
   if o.min_probability is not None and not 0.0 < o.min_probability <= 1.0:
     raise fileio.InputError("--min_phi_probability=%g: expected a probability in (0, 1]" %
                             o.min_probability)
+  if o.window_context is not None and o.window_context < 0:
+    raise fileio.InputError("--window_context=%d: expected pieces of context >= 0" %
+                            o.window_context)
   if o.max_bad_notes < 0 or o.batch_size < 1:
     raise fileio.InputError("--max_bad_notes must be >= 0 and --predict_batch_size >= 1")
 
@@ -211,7 +215,7 @@ def run_job(model, options):
       progress.maybe_log(counts["notes"], detail=rate())
     if model is not None:
       predictor = predictor_lib.Predictor(model, o.batch_size, o.min_probability,
-                                          after_batch=log_words)
+                                          after_batch=log_words, window_context=o.window_context)
     found = (deid.note_spans(stream, o, predictor, by_note) if o.deidentify
              else predictor.predict(stream))
     results = (step.note_outputs(note, spans, anonymizer, o.include_text)
@@ -271,6 +275,7 @@ def define_flags(deidentify=False):
   flags.DEFINE_string("init_checkpoint", None,
                       "Checkpoint prefix or directory (default: the latest in --model_dir).")
   flags.DEFINE_integer("predict_batch_size", 32, "Windows per batch.")
+  define_window_context_flag()
   flags.DEFINE_integer("num_threads", 0, "TensorFlow threads (0: TensorFlow's choice).")
   flags.DEFINE_bool("skip_existing", False,
                     "Leave outputs that exist alone (continue a run that was stopped).")
@@ -297,6 +302,18 @@ def define_flags(deidentify=False):
     flags.DEFINE_float("min_probability", None,
                        "A word gets an entity label when P(not O) reaches this; default: the most "
                        "probable label.")
+
+
+def define_window_context_flag():
+  """--window_context (predict.py, deidentify.py, serve.py)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_integer(
+      "window_context", None,
+      "A line longer than a window is cut into windows that each predict a core of words and see "
+      "context around it. Default: cores of half a window (as training makes windows), so each "
+      "word piece of a long line runs through the model about twice. N: cores of up to "
+      "max_seq_length - 2 - 2N pieces with at least N pieces of context on each side (16: about "
+      "1.5x faster on one-line notes; spans near core edges can differ, see README).")
 
 
 def options_from_flags(flag_values, deidentify=False):

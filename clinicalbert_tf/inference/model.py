@@ -104,11 +104,14 @@ class LoadedModel(object):
     tokenizer: the model's `tokenization.FullTokenizer`.
     max_seq_length: the window length the model was fine-tuned with.
     word_rules: the `word_rules.WordRules` raw text is split by.
+    window_context: pieces of context on each side of the cores of a long line's windows
+      (`data.plan_word_windows`); None: training's windows (cores of half a window).
   """
 
   def __init__(self, files, max_seq_length=None, do_lower_case=None, num_threads=0, graph=None,
-               finalize=True):
+               finalize=True, window_context=None):
     self.files = files
+    self.window_context = window_context
     self.record = files.record
     self.head = self.record.make_head()
     self.label_list = list(self.record.labels)
@@ -172,8 +175,8 @@ class LoadedModel(object):
 
 
 def load_model(model_dir, bert_config_file=None, vocab_file=None, init_checkpoint=None,
-               max_seq_length=None, do_lower_case=None, num_threads=0):
+               max_seq_length=None, do_lower_case=None, num_threads=0, window_context=None):
   """The `LoadedModel` of `model_dir` (fine-tuned directory or SavedModel); flags override."""
   files = locate_model(model_dir, bert_config_file, vocab_file, init_checkpoint)
   return LoadedModel(files, max_seq_length=max_seq_length, do_lower_case=do_lower_case,
-                     num_threads=num_threads)
+                     num_threads=num_threads, window_context=window_context)

@@ -41,7 +41,7 @@ class Predictor(object):
   """Runs a word-labelling `LoadedModel` over notes, batched across notes, streamed."""
 
   def __init__(self, model, batch_size=32, min_probability=None, buffer_words=None,
-               after_batch=None):
+               after_batch=None, window_context=None):
     """Args:
       model: a LoadedModel whose head outputs word labels.
       batch_size: windows per session run.
@@ -49,6 +49,8 @@ class Predictor(object):
       buffer_words: words of notes collected before they are predicted together.
       after_batch: called with no arguments after each buffer is predicted (progress lines
         within one long note).
+      window_context: pieces of context on each side of a long line's window cores
+        (`data.plan_word_windows`); None: the model's own (`LoadedModel.window_context`).
     """
     check_output(model, heads.WORD_LABELS, "spans (a sentence-pair model predicts pairs: see "
                  "predict_pairs)")
@@ -59,6 +61,13 @@ class Predictor(object):
     self.buffer_words = buffer_words or 64 * batch_size * max(8, model.max_seq_length // 4)
     self.words_done = 0
     self.after_batch = after_batch
+    self.window_context = (model.window_context if window_context is None else window_context)
+    if self.window_context is not None:
+      most = (model.max_seq_length - 3) // 2  # a core of at least one piece
+      if not 0 <= self.window_context <= most:
+        raise fileio.InputError(
+            "--window_context=%d: expected 0 to %d pieces of context for a model of "
+            "max_seq_length %d" % (self.window_context, most, model.max_seq_length))
 
   def _run(self, pending):
     """Predicts the buffered blocks [(state, sentences)] and adds their spans to their notes."""
@@ -67,7 +76,7 @@ class Predictor(object):
     head = model.head
     examples = head.prediction_examples(sentences)
     features = head.convert_examples(examples, model.max_seq_length, model.tokenizer,
-                                     split="predict")
+                                     split="predict", window_context=self.window_context)
     probabilities = model.probabilities(features, self.batch_size)
     per_word = head.word_probabilities(examples, features, probabilities)
     k = 0

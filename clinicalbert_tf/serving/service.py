@@ -44,6 +44,7 @@ class ServiceOptions:
   max_batch_wait_ms: float = 5.0
   max_queue_notes: int = 1024
   min_probability: Optional[float] = None  # default of /analyze and /deidentify
+  window_context: Optional[int] = None  # long lines' windows (predict.py's --window_context)
   # /deidentify, as deidentify.py's flags of the same names.
   replace: str = "placeholder"
   operators_file: Optional[str] = None
@@ -229,7 +230,8 @@ class Service(object):
     """One Predictor run over the notes of all `jobs`; [[spans per note] per job]."""
     items = [(j, i) for j, job in enumerate(jobs) for i in range(len(job.items))]
     results = [[None] * len(job.items) for job in jobs]
-    predictor = inference.Predictor(self.model, self.options.predict_batch_size, min_probability)
+    predictor = inference.Predictor(self.model, self.options.predict_batch_size, min_probability,
+                                    window_context=self.options.window_context)
     for (j, i), spans in predictor.predict(items, text_of=lambda it: jobs[it[0]].items[it[1]]):
       results[j][i] = spans
     return results
