@@ -18,7 +18,6 @@ run). Targets: 0 errors; notes/s with 16 clients >= 0.8x the batch throughput; p
 """
 
 import csv
-import gzip
 import http.client
 import json
 import os
@@ -59,16 +58,9 @@ LABELS = ["O", "B-problem", "I-problem", "B-test", "I-test", "B-treatment", "I-t
 def read_notes(path, num):
   """The first `num` non-empty transcriptions of MTSamples, or invented notes when absent."""
   if os.path.exists(path):
-    csv.field_size_limit(1 << 24)
-    notes = []
-    with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
-      for row in csv.DictReader(f):
-        text = (row.get("transcription") or "").strip()
-        if text:
-          notes.append(text)
-        if len(notes) >= num:
-          break
-    return notes, "MTSamples (%s)" % os.path.basename(path)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_notes  # pylint: disable=g-import-not-at-top  (benchmarks/)
+    return bench_notes.read_mtsamples(path, num), "MTSamples (%s)" % os.path.basename(path)
   from tests import testutil  # pylint: disable=g-import-not-at-top
   words = [t for t in testutil.vocab_tokens() if t.isalpha() and len(t) > 2]
   rng = np.random.RandomState(0)

@@ -19,8 +19,6 @@ efficiency from 1 to 2 cores, and, on paper, what 100 M notes take at the measur
   PYTHONSAFEPATH=1 PYTHONPATH=. .venv/bin/python benchmarks/spark_bench.py --num_notes=300
 """
 
-import csv
-import gzip
 import json
 import os
 import subprocess
@@ -31,20 +29,12 @@ import time
 from absl import app
 from absl import flags
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_notes  # pylint: disable=g-import-not-at-top,wrong-import-position  (benchmarks/)
 
 
-def _default_mtsamples():
-  """../shared/data/mtsamples/mtsamples.csv.gz beside the checkout (or beside its parent)."""
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  for up in ("..", os.path.join("..", "..")):
-    path = os.path.normpath(os.path.join(repo, up, "shared", "data", "mtsamples",
-                                         "mtsamples.csv.gz"))
-    if os.path.exists(path):
-      return path
-  return None
 
-
-flags.DEFINE_string("mtsamples", _default_mtsamples(),
+flags.DEFINE_string("mtsamples", bench_notes.default_mtsamples(),
                     "MTSamples CSV (gzip); invented notes when it is not there.")
 flags.DEFINE_integer("num_notes", 300, "Notes per run.")
 flags.DEFINE_integer("hidden_size", 128, "Hidden size of the model.")
@@ -77,12 +67,7 @@ def write_notes(path, num_notes):
   """JSON lines of `num_notes` notes; returns (source, words)."""
   texts = []
   if FLAGS.mtsamples and os.path.exists(FLAGS.mtsamples):
-    with gzip.open(FLAGS.mtsamples, "rt", encoding="utf-8") as f:
-      for row in csv.DictReader(f):
-        if (row.get("transcription") or "").strip():
-          texts.append(row["transcription"])
-        if len(texts) >= num_notes:
-          break
+    texts = bench_notes.read_mtsamples(FLAGS.mtsamples, num_notes)
     source = "MTSamples transcriptions"
   else:
     from tests import testutil  # pylint: disable=g-import-not-at-top
