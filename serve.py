@@ -48,7 +48,7 @@ flags.DEFINE_string("secret_file", None,
                     "A file holding the de-identification secret (never sent in a request).")
 flags.DEFINE_integer("num_threads", 0, "TensorFlow threads (0: TensorFlow's choice).")
 flags.DEFINE_integer("predict_batch_size", 32, "Windows per session run.")
-job.define_window_context_flag()
+job.define_speed_flags()
 flags.DEFINE_integer("max_batch_size", 64,
                      "Notes of concurrent requests run together in one model call, at most.")
 flags.DEFINE_float("max_batch_wait_ms", 5.0,
@@ -99,7 +99,7 @@ def main(argv):
   server.serve_model(FLAGS.model_dir, FLAGS.host, FLAGS.port, service_options, api_options,
                      num_threads=FLAGS.num_threads, bert_config_file=FLAGS.bert_config_file,
                      vocab_file=FLAGS.vocab_file, init_checkpoint=FLAGS.init_checkpoint,
-                     min_label_recall=FLAGS.min_label_recall)
+                     min_label_recall=FLAGS.min_label_recall, use_bf16=FLAGS.use_bf16)
 
 
 if __name__ == "__main__":

@@ -126,14 +126,44 @@ def load_tokenizer(vocab_file, do_lower_case, bert_config=None, flag_name="vocab
   return tokenizer
 
 
-def new_session(graph, num_threads=0, config=None):
+def cpu_has_bf16():
+  """True when the CPU multiplies bfloat16 natively (AMX or AVX512_BF16, as /proc/cpuinfo says)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("flags"):
+          cpu_flags = set(line.split(":", 1)[1].split())
+          return bool(cpu_flags & {"amx_bf16", "avx512_bf16"})
+  except OSError:
+    pass
+  return False
+
+
+def new_session(graph, num_threads=0, config=None, use_bf16=False):
   """A session on `graph` with `num_threads` intra- and inter-op threads (0: TensorFlow's choice).
 
   The one way a model is held for prediction (`features.py`'s encoder, `inference/`).
+
+  Args:
+    graph: the graph.
+    num_threads: intra- and inter-op threads (0: TensorFlow's choice).
+    config: a whole `ConfigProto` instead (num_threads and use_bf16 then unused).
+    use_bf16: bfloat16 mixed precision on the CPU: Grappler's oneDNN rewrite
+      (`auto_mixed_precision_onednn_bfloat16`) runs the matrix multiplications, and the ops its
+      lists allow around them, in bfloat16 (AMX / AVX512_BF16); variables stay float32.
+      Predictions differ slightly from float32's; on a CPU without native bfloat16 it is slower,
+      so that is warned about.
   """
   if config is None:
     config = tf.ConfigProto(intra_op_parallelism_threads=num_threads,
                             inter_op_parallelism_threads=num_threads)
+    if use_bf16:
+      from tensorflow.core.protobuf import rewriter_config_pb2  # pylint: disable=g-import-not-at-top
+      if not cpu_has_bf16():
+        logging.warning("--use_bf16: this CPU has no native bfloat16 (AMX or AVX512_BF16); "
+                        "expect it to be slower than float32")
+      config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = (
+          rewriter_config_pb2.RewriterConfig.ON)
   return tf.Session(graph=graph, config=config)
 
 

@@ -121,6 +121,28 @@ class InferenceTest(testutil.TestCase):
       with self.assertRaisesRegex(fileio.InputError, "--window_context=%d: expected 0 to 6" % bad):
         inference.Predictor(self.model, window_context=bad)
 
+  def test_bf16_session_is_close_to_float32(self):
+    # bfloat16 mixed precision (oneDNN's rewrite) keeps ~3 significant digits: probabilities stay
+    # close to float32's. (On a CPU without native bfloat16 the rewrite may be skipped.)
+    bf16 = inference.load_model(self.model_dir, use_bf16=True)
+    try:
+      sentences = [s for text in NOTES for block in text_lib.note_sentences(text, WHITESPACE)
+                   for s in block]
+      examples = self.model.head.prediction_examples(sentences)
+      features = self.model.head.convert_examples(examples, 16, self.model.tokenizer)
+      want = self.model.probabilities(features)
+      got = bf16.probabilities(features)
+      self.assertLen(got, len(want))
+      for g, w in zip(got, want):
+        self.assertAllClose(g, w, atol=0.05)
+      if checkpoints.cpu_has_bf16():  # the rewrite ran: not float32's numbers
+        self.assertGreater(max(float(np.max(np.abs(g - w))) for g, w in zip(got, want)), 1e-6)
+      spans = [(i, s.start, s.end) for i, sp in
+               [(n.id, sp) for n, sp in inference.Predictor(bf16).predict(notes())] for s in sp]
+      self.assertGreater(len(spans), 3)
+    finally:
+      bf16.close()
+
   def test_batching_and_blocks_do_not_change_predictions(self):
     def flat(results):
       return [(i, s.start, s.end, s.label, s.first, s.last) for i, spans in results for s in spans]

@@ -135,6 +135,8 @@ class PredictTest(testutil.TestCase):
     default = os.path.join(self.temp_dir(), "default.jsonl")
     self.predict("--input_file=" + self.notes, "--output_file=" + default)
     self.assertEqual([r["id"] for r in read_jsonl(out)], [r["id"] for r in read_jsonl(default)])
+    self.predict("--input_file=" + self.notes, "--output_file=" + out, "--use_bf16")
+    self.assertEqual([r["id"] for r in read_jsonl(out)], [r["id"] for r in read_jsonl(default)])
     proc = self.predict("--input_file=" + self.notes, "--output_file=" + out,
                         "--window_context=-1", check=False)
     self.assertEqual(proc.returncode, 1)

@@ -169,7 +169,7 @@ def get_session(master=DEFAULT_MASTER, app_name="clinicalbert_tf"):
 # ---------------------------------------------------------------------------------------------
 # On the executors: one model per Python worker, the fault hook.
 
-_MODELS = {}  # (model_dir, model_flags, num_threads) -> LoadedModel, per Python worker
+_MODELS = {}  # (model_dir, model_flags, num_threads, use_bf16) -> LoadedModel, per Python worker
 _ANONYMIZERS = {}  # id of the options -> Anonymizer, per Python worker
 _SPLITTERS = {}  # (spacy_model, phi) -> (SentenceSplitter, Surrogates), per Python worker
 
@@ -189,14 +189,15 @@ def resolve_model_dir(model_dir):
   return model_dir
 
 
-def worker_model(model_dir, model_flags=(None, None, None), num_threads=1, loads=None):
+def worker_model(model_dir, model_flags=(None, None, None), num_threads=1, use_bf16=False,
+                 loads=None):
   """The LoadedModel of `model_dir`, loaded once per Python worker (`loads`: an accumulator)."""
-  key = (model_dir, tuple(model_flags), num_threads)
+  key = (model_dir, tuple(model_flags), num_threads, use_bf16)
   model = _MODELS.get(key)
   if model is None:
     from clinicalbert_tf.inference import model as model_lib  # pylint: disable=g-import-not-at-top
     model = model_lib.load_model(resolve_model_dir(model_dir), *model_flags,
-                                 num_threads=num_threads)
+                                 num_threads=num_threads, use_bf16=use_bf16)
     _MODELS[key] = model
     if loads is not None:
       loads.add(1)
@@ -295,8 +296,8 @@ class _Annotate(object):
   """mapInPandas function of `annotate` (a module-level class: pickled by reference)."""
 
   def __init__(self, model_dir, model_flags, num_threads, batch_size, min_probability, pairs,
-               loads, bad, fault_dir, window_context=None):
-    self.args = (model_dir, model_flags, num_threads)
+               loads, bad, fault_dir, window_context=None, use_bf16=False):
+    self.args = (model_dir, model_flags, num_threads, use_bf16)
     self.batch_size, self.min_probability, self.pairs = batch_size, min_probability, pairs
     self.window_context = window_context
     self.loads, self.bad, self.fault_dir = loads, bad, fault_dir
@@ -332,7 +333,7 @@ class _Annotate(object):
 
 def annotate(df, model_dir, id_col="id", text_col="text", text_b_col=None, batch_size=32,
              min_probability=None, model_flags=(None, None, None), num_threads=1, counters=None,
-             window_context=None):
+             window_context=None, use_bf16=False):
   """Entity spans of every note of `df` with the fine-tuned model in `model_dir`.
 
   Args:
@@ -346,6 +347,7 @@ def annotate(df, model_dir, id_col="id", text_col="text", text_b_col=None, batch
     num_threads: TensorFlow threads per task.
     counters: a `Counters` whose accumulators count bad notes and model loads (optional).
     window_context: long lines' windows, as predict.py's --window_context (None: its default).
+    use_bf16: bfloat16 mixed precision, as predict.py's --use_bf16.
 
   Returns:
     A DataFrame `id, entities: array<struct<start:int, end:int, label:string, score:double>>`
@@ -359,7 +361,7 @@ def annotate(df, model_dir, id_col="id", text_col="text", text_b_col=None, batch
     columns.append(df[text_b_col or "text_b"].alias("text_b"))
   counters = counters or Counters(df.sparkSession)
   fn = _Annotate(model_dir, tuple(model_flags), num_threads, batch_size, min_probability, pairs,
-                 counters.loads, counters.bad, fault_hook_dir(), window_context)
+                 counters.loads, counters.bad, fault_hook_dir(), window_context, use_bf16)
   return df.select(*columns).mapInPandas(fn, PAIRS_SCHEMA if pairs else ANNOTATE_SCHEMA)
 
 
@@ -434,7 +436,8 @@ class _Deidentify(object):
 def deidentify(df, model_dir=None, spans_col=None, operators="placeholder", secret=None,
                patient_col=None, id_col="id", text_col="text", random_seed=None, locale=None,
                mask_char="*", min_probability=None, batch_size=32,
-               model_flags=(None, None, None), num_threads=1, counters=None, window_context=None):
+               model_flags=(None, None, None), num_threads=1, counters=None, window_context=None,
+               use_bf16=False):
   """De-identified notes: every PHI span (predicted by `model_dir`, or given) replaced.
 
   Each note goes through `inference.step.note_outputs` with an `anonymize.Anonymizer` made once
@@ -451,8 +454,8 @@ def deidentify(df, model_dir=None, spans_col=None, operators="placeholder", secr
     patient_col: the column of each note's patient (None: each note is its own patient).
     id_col, text_col: the columns of a note's id and text.
     random_seed, locale, mask_char: as deidentify.py's flags of those names.
-    min_probability, batch_size, model_flags, num_threads, counters, window_context: as in
-      `annotate`.
+    min_probability, batch_size, model_flags, num_threads, counters, window_context, use_bf16:
+      as in `annotate`.
 
   Returns:
     A DataFrame `id, text, items`, items `array<struct<start, end, label, operator, input_start,
@@ -471,7 +474,7 @@ def deidentify(df, model_dir=None, spans_col=None, operators="placeholder", secr
     if head.output != heads.WORD_LABELS:
       raise fileio.InputError("the model has a %s head: deidentify needs a PHI model whose head "
                               "outputs word labels" % head.name)
-    model_args = (model_dir, tuple(model_flags), num_threads)
+    model_args = (model_dir, tuple(model_flags), num_threads, use_bf16)
   columns = [df[id_col].alias("id"), df[text_col].alias("text")]
   if patient_col:
     columns.append(df[patient_col].cast("string").alias("patient"))

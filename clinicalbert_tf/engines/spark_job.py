@@ -200,7 +200,7 @@ def parquet_output(options):
 
 
 def run_job(options, model_dir, model_flags=(None, None, None), master=engine.DEFAULT_MASTER,
-            partitions=0, num_threads=1, make_anonymizer_fn=None):
+            partitions=0, num_threads=1, make_anonymizer_fn=None, use_bf16=False):
   """predict.py / deidentify.py with `--engine=spark`: the local job's outputs, made on Spark.
 
   Notes are read on executors by the local readers, spread over `partitions` tasks (0: Spark's
@@ -218,6 +218,7 @@ def run_job(options, model_dir, model_flags=(None, None, None), master=engine.DE
     num_threads: TensorFlow threads per task.
     make_anonymizer_fn: options -> Anonymizer (default: `deid.make_anonymizer` with the model's
       PHI types).
+    use_bf16: bfloat16 mixed precision (`checkpoints.new_session`).
 
   Returns:
     Counts, as `job.run_job`'s.
@@ -264,7 +265,7 @@ def run_job(options, model_dir, model_flags=(None, None, None), master=engine.DE
   notes, input_files = read_notes(spark, o.input_file, o.input_format, read_options, counters)
   notes = notes.repartition(partitions or spark.sparkContext.defaultParallelism)
   results = notes.mapInPandas(
-      _JobStep((model_dir, tuple(model_flags), num_threads), o, pairs, counters,
+      _JobStep((model_dir, tuple(model_flags), num_threads, use_bf16), o, pairs, counters,
                engine.fault_hook_dir(), make_anonymizer_fn), _JOB_SCHEMA)
   counts = collections.Counter(notes=0, words=0, entities=0, bad=0, skipped=0)
   if parquet:

@@ -106,12 +106,14 @@ class LoadedModel(object):
     word_rules: the `word_rules.WordRules` raw text is split by.
     window_context: pieces of context on each side of the cores of a long line's windows
       (`data.plan_word_windows`); None: training's windows (cores of half a window).
+    use_bf16: the session runs in bfloat16 mixed precision (`checkpoints.new_session`).
   """
 
   def __init__(self, files, max_seq_length=None, do_lower_case=None, num_threads=0, graph=None,
-               finalize=True, window_context=None):
+               finalize=True, window_context=None, use_bf16=False):
     self.files = files
     self.window_context = window_context
+    self.use_bf16 = use_bf16
     self.record = files.record
     self.head = self.record.make_head()
     self.label_list = list(self.record.labels)
@@ -124,7 +126,7 @@ class LoadedModel(object):
       bert_config = checkpoints.load_bert_config(files.bert_config_file, self.max_seq_length)
     self.tokenizer = checkpoints.load_tokenizer(files.vocab_file, do_lower_case, bert_config)
     self.graph = graph or tf.Graph()
-    self.session = checkpoints.new_session(self.graph, num_threads)
+    self.session = checkpoints.new_session(self.graph, num_threads, use_bf16=use_bf16)
     with self.graph.as_default():
       if files.saved_model_dir:
         self._load_saved_model(files.saved_model_dir)
@@ -175,8 +177,9 @@ class LoadedModel(object):
 
 
 def load_model(model_dir, bert_config_file=None, vocab_file=None, init_checkpoint=None,
-               max_seq_length=None, do_lower_case=None, num_threads=0, window_context=None):
+               max_seq_length=None, do_lower_case=None, num_threads=0, window_context=None,
+               use_bf16=False):
   """The `LoadedModel` of `model_dir` (fine-tuned directory or SavedModel); flags override."""
   files = locate_model(model_dir, bert_config_file, vocab_file, init_checkpoint)
   return LoadedModel(files, max_seq_length=max_seq_length, do_lower_case=do_lower_case,
-                     num_threads=num_threads, window_context=window_context)
+                     num_threads=num_threads, window_context=window_context, use_bf16=use_bf16)

@@ -131,7 +131,7 @@ class Background(object):
 
 def serve_model(model_dir, host, port, service_options, api_options, num_threads=0,
                 bert_config_file=None, vocab_file=None, init_checkpoint=None,
-                min_label_recall=None):
+                min_label_recall=None, use_bf16=False):
   """Binds first (a taken port costs no model load), loads the model once, serves until SIGTERM.
 
   With `min_label_recall`, a PHI model's recorded dev recall per type is logged first and weak
@@ -142,7 +142,7 @@ def serve_model(model_dir, host, port, service_options, api_options, num_threads
   from clinicalbert_tf.serving import service  # pylint: disable=g-import-not-at-top
   sock = bind(host, port)
   model = inference.load_model(model_dir, bert_config_file, vocab_file, init_checkpoint,
-                               num_threads=num_threads)
+                               num_threads=num_threads, use_bf16=use_bf16)
   svc = service.Service(model, service_options)
   if min_label_recall is not None and svc.spans:
     from clinicalbert_tf.inference import deid  # pylint: disable=g-import-not-at-top
