@@ -70,6 +70,8 @@ flags.DEFINE_list("pipelines", ["onnxruntime", "pytorch"],
 flags.DEFINE_list("window_contexts", ["16"],
                   "--notes=real: also run ours with these --window_context values.")
 flags.DEFINE_bool("int8", True, "--notes=real: also measure ONNX Runtime's dynamic int8.")
+flags.DEFINE_bool("bf16", True, "--notes=real: also run ours with --use_bf16 (alone and with each "
+                  "--window_contexts value).")
 flags.DEFINE_integer("num_notes", None, "Notes per round (default 200 invented, 300 real).")
 flags.DEFINE_integer("words_per_note", 60, "Words per note (one line).")
 flags.DEFINE_integer("max_seq_length", 128, "Window length (the model's fine-tuning length).")
@@ -226,16 +228,18 @@ def _ort_session(path, threads):
   return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def raw_model_call(model, windows, ort_sessions, rounds):
-  """{name: [sequences/s per round]}: `windows` (features) through our session and ORT's."""
+def raw_model_call(model, windows, ort_sessions, rounds, bf16=None):
+  """{name: [sequences/s per round]}: `windows` (features) through our session and ORT's
+  (and our --use_bf16 session `bf16`)."""
   from clinicalbert_tf.inference import model as model_lib  # pylint: disable=g-import-not-at-top
   batch = FLAGS.batch_size
   arrays = {k: np.array([getattr(f, k) for f in windows], dtype=np.int32)
             for k in model_lib.SERVING_INPUTS}
-  fetch = model.outputs["probabilities"]
 
-  def ours(begin):
-    model.session.run(fetch, {model.inputs[k]: v[begin:begin + batch] for k, v in arrays.items()})
+  def ours_of(m):
+    fetch = m.outputs["probabilities"]
+    return lambda begin: m.session.run(
+        fetch, {m.inputs[k]: v[begin:begin + batch] for k, v in arrays.items()})
 
   def ort(session):
     names = {"input_ids": "input_ids", "attention_mask": "input_mask",
@@ -244,8 +248,10 @@ def raw_model_call(model, windows, ort_sessions, rounds):
     as64 = {n: arrays[names[n]].astype(np.int64) for n in wanted}
     return lambda begin: session.run(None, {n: v[begin:begin + batch] for n, v in as64.items()})
 
-  runners = [("ours (TensorFlow session)", ours)] + [
+  runners = [("ours (TensorFlow session)", ours_of(model))] + [
       (name, ort(session)) for name, session in ort_sessions]
+  if bf16 is not None:
+    runners.append(("ours --use_bf16", ours_of(bf16)))
   rates = {name: [] for name, _ in runners}
   for _, run in runners:  # warm-up
     run(0)
@@ -286,6 +292,7 @@ def main_real():
       model_dir = os.path.join(root, "model")
       write_real_model(model_dir, notes)
     model = inference.load_model(model_dir, num_threads=threads)
+    bf16 = inference.load_model(model_dir, num_threads=threads, use_bf16=True) if FLAGS.bf16 else None
     length = model.max_seq_length
     hf_dir, onnx_dir = os.path.join(root, "hf"), os.path.join(root, "onnx")
     hf.export_checkpoint(model.files.bert_config_file, model.files.checkpoint,
@@ -303,8 +310,9 @@ def main_real():
     tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir, model_max_length=length)
     items = [inference.readers.Note(str(i), t, "bench", "bench") for i, t in enumerate(notes)]
 
-    def run_ours(context):
-      predictor = inference.Predictor(model, FLAGS.batch_size, window_context=context)
+    def run_ours(context, use_bf16=False):
+      predictor = inference.Predictor(bf16 if use_bf16 else model, FLAGS.batch_size,
+                                      window_context=context)
       start = time.perf_counter()
       out = [set((s.start, s.end, s.label) for s in spans)
              for _, spans in predictor.predict(items)]
@@ -334,6 +342,10 @@ def main_real():
     contestants = [("ours (predict.py)", lambda: run_ours(None))]
     contestants += [("ours --window_context=%s" % c, lambda c=c: run_ours(int(c)))
                     for c in FLAGS.window_contexts]
+    if FLAGS.bf16:
+      contestants.append(("ours --use_bf16", lambda: run_ours(None, True)))
+      contestants += [("ours --use_bf16 --window_context=%s" % c,
+                       lambda c=c: run_ours(int(c), True)) for c in FLAGS.window_contexts]
     for backend in FLAGS.pipelines:
       for stride in FLAGS.strides:
         contestants.append(("pipeline %s stride=%s" % (backend, stride),
@@ -358,7 +370,8 @@ def main_real():
               threads, FLAGS.rounds))
     ours_name = contestants[0][0]
     ours_median = statistics.median(times[ours_name])
-    print("%-40s %22s %9s  %s" % ("whole process", "wall s", "ours is", "entities found of ours"))
+    print("%-40s %22s %9s  %s" % ("whole process", "wall s", "ours/this", "of predict.py's entities, "
+                                  "this finds"))
     for name, _ in contestants:
       median = statistics.median(times[name])
       print("%-40s %22s %8.2fx  %s" % (name, _median(times[name]), median / ours_median,
@@ -373,14 +386,15 @@ def main_real():
     windows = model.head.convert_examples(examples, length, model.tokenizer)
     windows = sorted(windows, key=lambda f: -sum(f.input_mask))[:512]
     sessions = [(name, _ort_session(os.path.join(onnx_dir, f), threads)) for name, f in onnx_files]
-    rates = raw_model_call(model, windows, sessions, FLAGS.rounds)
+    rates = raw_model_call(model, windows, sessions, FLAGS.rounds, bf16)
     ours_rate = statistics.median(rates["ours (TensorFlow session)"])
-    print("model call: %d windows x %d, batch %d   sequences/s" % (len(windows), length,
-                                                                   FLAGS.batch_size))
+    print("model call: %d windows x %d, batch %d   sequences/s, and ours (float32) / this" % (
+        len(windows), length, FLAGS.batch_size))
     for name, values in rates.items():
-      print("  %-38s %22s  ours is %.2fx" % (name, _median(values),
-                                             ours_rate / statistics.median(values)))
+      print("  %-38s %22s  %.2fx" % (name, _median(values), ours_rate / statistics.median(values)))
     model.close()
+    if bf16 is not None:
+      bf16.close()
   finally:
     shutil.rmtree(root, ignore_errors=True)
 
@@ -388,6 +402,8 @@ def main_real():
 def main(argv):
   del argv
   if FLAGS.notes == "real":
+    if not FLAGS["batch_size"].present:
+      FLAGS.batch_size = 32  # predict.py's --predict_batch_size
     main_real()
   else:
     main_invented()
