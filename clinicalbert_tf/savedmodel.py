@@ -56,7 +56,7 @@ def export(model_dir, export_dir, version=None, bert_config_file=None, vocab_fil
   build = os.path.join(staging, "model")  # the builder wants a directory that does not exist
   try:
     with tf.Graph().as_default() as graph:
-      model = model_lib.LoadedModel(files, graph=graph, finalize=False)
+      model = model_lib.LoadedModel(files, graph=graph, finalize=False, position_outputs=False)
       with graph.as_default():
         assets = [tf.constant(path, name="asset_" + os.path.basename(path).replace(".", "_"))
                   for path in _asset_files(files, staging)]

@@ -121,6 +121,26 @@ class InferenceTest(testutil.TestCase):
       with self.assertRaisesRegex(fileio.InputError, "--window_context=%d: expected 0 to 6" % bad):
         inference.Predictor(self.model, window_context=bad)
 
+  def test_probabilities_at_label_positions_equal_the_full_graph(self):
+    # The predictor's graph computes the last layer only where a window is read (its label
+    # positions); there it equals the full graph (the served one) to float rounding.
+    self.assertIsNotNone(self.model.output_positions)
+    sentences = [s for text in NOTES for block in text_lib.note_sentences(text, WHITESPACE)
+                 for s in block]
+    examples = self.model.head.prediction_examples(sentences)
+    features = self.model.head.convert_examples(examples, 16, self.model.tokenizer)
+    got = self.model.probabilities(features, batch_size=4)
+    inputs = self.model.inputs
+    checked = 0
+    for f, g in zip(features, got):
+      feed = {inputs[k]: [getattr(f, k)] for k in model_lib.SERVING_INPUTS}
+      want = self.model.session.run(self.model.outputs["probabilities"], feed)[0]
+      at = np.flatnonzero(f.label_mask)
+      self.assertAllClose(g[at], want[at], atol=1e-5)
+      self.assertAllClose(np.sum(g[at], axis=-1), np.ones(len(at)), atol=1e-5)
+      checked += len(at)
+    self.assertGreater(checked, 20)
+
   def test_bf16_session_is_close_to_float32(self):
     # bfloat16 mixed precision (oneDNN's rewrite) keeps ~3 significant digits: probabilities stay
     # close to float32's. (On a CPU without native bfloat16 the rewrite may be skipped.)

@@ -78,11 +78,16 @@ def _output_layer(hidden_size, num_labels):
   return output_weights, output_bias
 
 
-def _bert(bert_config, is_training, input_ids, input_mask, segment_ids, use_one_hot_embeddings):
-  """The encoder under Google's variable names (`bert/...`)."""
+def _bert(bert_config, is_training, input_ids, input_mask, segment_ids, use_one_hot_embeddings,
+          output_positions=None):
+  """The encoder under Google's variable names (`bert/...`); see `modeling.BertModel` for
+  `output_positions` (the last layer computed only there)."""
   return modeling.BertModel(bert_config, is_training, input_ids, input_mask=input_mask,
                             token_type_ids=segment_ids,
-                            use_one_hot_embeddings=use_one_hot_embeddings)
+                            use_one_hot_embeddings=use_one_hot_embeddings,
+                            # A fixed name, not a default one: a second copy built with
+                            # reuse (`inference.model.build_position_outputs`) finds "bert/...".
+                            scope="bert", output_positions=output_positions)
 
 
 class Head(object):
@@ -329,11 +334,12 @@ class TokenClassificationHead(Head):
     return [("label_ids", list(feature.label_ids)), ("label_mask", list(feature.label_mask))]
 
   def _logits(self, bert_config, is_training, input_ids, input_mask, segment_ids,
-              use_one_hot_embeddings):
-    """[B, L, num_labels] logits, and the `loss` variable scope they were built in."""
+              use_one_hot_embeddings, output_positions=None):
+    """[B, L, num_labels] logits ([B, P, num_labels] at `output_positions` [B, P]), and the
+    `loss` variable scope they were built in."""
     model = _bert(bert_config, is_training, input_ids, input_mask, segment_ids,
-                  use_one_hot_embeddings)
-    output_layer = model.get_sequence_output()  # [B, L, H]
+                  use_one_hot_embeddings, output_positions)
+    output_layer = model.get_sequence_output()  # [B, L, H] (or [B, P, H])
     batch_size, seq_length, hidden_size = modeling.get_shape_list(output_layer, expected_rank=3)
     output_weights, output_bias = _output_layer(hidden_size, self.num_labels)
     with tf.variable_scope("loss") as scope:
@@ -364,9 +370,15 @@ class TokenClassificationHead(Head):
     return {"probabilities": tf.nn.softmax(logits, axis=-1),  # [B, L, C]
             "label_ids": tf.argmax(logits, axis=-1, output_type=tf.int32)}  # [B, L]
 
-  def serving_outputs(self, bert_config, input_ids, input_mask, segment_ids):
-    """{"probabilities": [B, L, C] float32, "label_ids": [B, L] int32}."""
-    logits, scope = self._logits(bert_config, False, input_ids, input_mask, segment_ids, False)
+  def serving_outputs(self, bert_config, input_ids, input_mask, segment_ids, output_positions=None):
+    """{"probabilities": [B, L, C] float32, "label_ids": [B, L] int32}.
+
+    With `output_positions` [B, P] (int32), the outputs are at those positions only ([B, P, C],
+    [B, P]) and the last encoder layer is computed only there (`modeling.BertModel`): prediction
+    reads a window only at the first pieces of the words it predicts.
+    """
+    logits, scope = self._logits(bert_config, False, input_ids, input_mask, segment_ids, False,
+                                 output_positions)
     with tf.name_scope(scope.original_name_scope):
       return self._prediction_tensors(logits)
 

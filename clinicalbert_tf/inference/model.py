@@ -20,6 +20,7 @@ import tensorflow.compat.v1 as tf
 from clinicalbert_tf import checkpoints
 from clinicalbert_tf import fileio
 from clinicalbert_tf.finetuning import head_record
+from clinicalbert_tf.finetuning import heads
 from clinicalbert_tf.finetuning import word_rules as word_rules_lib
 
 SERVING_INPUTS = ("input_ids", "input_mask", "segment_ids")
@@ -93,6 +94,26 @@ def build_serving_graph(head, bert_config):
   return inputs, outputs
 
 
+def build_position_outputs(head, bert_config, inputs):
+  """A word-labelling head's outputs at given positions only, on the same variables.
+
+  The predictor reads a window only at the first pieces of the words it predicts (about 40% of
+  a long line's positions), so this second copy of the graph, sharing every variable with the
+  first, computes the last encoder layer and the output layer only there
+  (`modeling.BertModel(output_positions=...)`). The other layers are the same ops on the same
+  inputs as the full graph's.
+
+  Returns:
+    (the int32 [batch, positions] placeholder, {name: output tensor [batch, positions, ...]}).
+  """
+  positions = tf.placeholder(tf.int32, [None, None], name="output_positions")
+  with tf.variable_scope(tf.get_variable_scope(), reuse=True):
+    with tf.name_scope("at_positions"):
+      outputs = head.serving_outputs(bert_config, inputs["input_ids"], inputs["input_mask"],
+                                     inputs["segment_ids"], output_positions=positions)
+  return positions, outputs
+
+
 class LoadedModel(object):
   """A fine-tuned model held in one TensorFlow session, with its tokenizer and head.
 
@@ -107,10 +128,12 @@ class LoadedModel(object):
     window_context: pieces of context on each side of the cores of a long line's windows
       (`data.plan_word_windows`); None: training's windows (cores of half a window).
     use_bf16: the session runs in bfloat16 mixed precision (`checkpoints.new_session`).
+    position_outputs: a word-labelling checkpoint also gets `build_position_outputs` (what the
+      predictor runs); False for a graph to export as it is.
   """
 
   def __init__(self, files, max_seq_length=None, do_lower_case=None, num_threads=0, graph=None,
-               finalize=True, window_context=None, use_bf16=False):
+               finalize=True, window_context=None, use_bf16=False, position_outputs=True):
     self.files = files
     self.window_context = window_context
     self.use_bf16 = use_bf16
@@ -126,6 +149,9 @@ class LoadedModel(object):
       bert_config = checkpoints.load_bert_config(files.bert_config_file, self.max_seq_length)
     self.tokenizer = checkpoints.load_tokenizer(files.vocab_file, do_lower_case, bert_config)
     self.graph = graph or tf.Graph()
+    # Set for a word-labelling checkpoint: the outputs at fed positions (`probabilities`).
+    self.output_positions, self.position_outputs = None, None
+    self.position_outputs_wanted = position_outputs
     self.session = checkpoints.new_session(self.graph, num_threads, use_bf16=use_bf16)
     with self.graph.as_default():
       if files.saved_model_dir:
@@ -137,6 +163,9 @@ class LoadedModel(object):
 
   def _load_checkpoint(self, files, bert_config):
     self.inputs, self.outputs = build_serving_graph(self.head, bert_config)
+    if self.position_outputs_wanted and self.head.output == heads.WORD_LABELS:
+      self.output_positions, self.position_outputs = build_position_outputs(
+          self.head, bert_config, self.inputs)
     variables = tf.global_variables()
     initialised = checkpoints.init_from_checkpoint(files.checkpoint, variables)
     if len(initialised) != len(variables):
@@ -157,19 +186,35 @@ class LoadedModel(object):
 
     Features are run in batches of similar length (sorted by real length), each padded only to
     its longest member. Token head: per feature [length, num_labels] (length at least the
-    feature's real length); sequence head: [num_labels].
+    feature's real length); from a checkpoint, only the rows at the feature's `label_mask` are
+    computed (the others are zero: `build_position_outputs`). Sequence head: [num_labels].
     """
     order = sorted(range(len(features)), key=lambda i: sum(features[i].input_mask))
     result = [None] * len(features)
-    fetch = self.outputs["probabilities"]
+    at_positions = (self.output_positions is not None and bool(features) and
+                    hasattr(features[0], "label_mask"))
+    fetch = (self.position_outputs if at_positions else self.outputs)["probabilities"]
     for begin in range(0, len(order), batch_size):
       batch = order[begin:begin + batch_size]
       length = max(sum(features[i].input_mask) for i in batch)
       feed = {self.inputs[name]: np.array([getattr(features[i], name)[:length] for i in batch],
                                           dtype=np.int32) for name in SERVING_INPUTS}
-      values = self.session.run(fetch, feed)
-      for i, value in zip(batch, values):
-        result[i] = value
+      if not at_positions:
+        for i, value in zip(batch, self.session.run(fetch, feed)):
+          result[i] = value
+        continue
+      # Only the positions a window is read at (the first pieces of its core words); a window
+      # with fewer repeats its last one (or [CLS]).
+      positions = [np.flatnonzero(features[i].label_mask[:length]) for i in batch]
+      width = max(1, max(len(p) for p in positions))
+      padded = np.array([np.pad(p, (0, width - len(p)), mode="edge") if len(p) else
+                         np.zeros(width, np.int64) for p in positions], dtype=np.int32)
+      feed[self.output_positions] = padded
+      values = self.session.run(fetch, feed)  # [batch, width, C]
+      for i, p, value in zip(batch, positions, values):
+        full = np.zeros((length, value.shape[-1]), np.float32)  # [length, C], read at p only
+        full[p] = value[:len(p)]
+        result[i] = full
     return result
 
   def close(self):
