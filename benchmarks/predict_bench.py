@@ -28,8 +28,9 @@ weights and a 30,522-entry WordPiece vocabulary trained on the notes themselves)
                 `--strides` value, on PyTorch and on ONNX Runtime (optimum's
                 ORTModelForTokenClassification, the model exported by optimum); ONNX Runtime gets
                 --threads intra-op threads and PyTorch one thread while it runs;
-  model call    sequences/s of 512 of ours windows x max_seq_length, batch --batch_size: our
-                TensorFlow session vs an ONNX Runtime session on the same ONNX file;
+  model call    sequences/s of 512 of our windows x max_seq_length, batch --batch_size: our
+                TensorFlow session (every position, as the SavedModel; and at the positions
+                predict.py reads) vs an ONNX Runtime session on the same ONNX file;
   --int8        ONNX Runtime's dynamic int8 quantization of that file: its model-call speed and
                 how many of float32's entities the int8 pipeline finds.
 
@@ -248,8 +249,13 @@ def raw_model_call(model, windows, ort_sessions, rounds, bf16=None):
     as64 = {n: arrays[names[n]].astype(np.int64) for n in wanted}
     return lambda begin: session.run(None, {n: v[begin:begin + batch] for n, v in as64.items()})
 
+  def at_positions(begin):  # predict.py's call: the rows it reads (`LoadedModel.probabilities`)
+    model.probabilities(windows[begin:begin + batch], batch)
+
   runners = [("ours (TensorFlow session)", ours_of(model))] + [
       (name, ort(session)) for name, session in ort_sessions]
+  if model.output_positions is not None:
+    runners.append(("ours at the positions read (predict.py)", at_positions))
   if bf16 is not None:
     runners.append(("ours --use_bf16", ours_of(bf16)))
   rates = {name: [] for name, _ in runners}
