@@ -20,6 +20,7 @@ import time
 from absl.testing import absltest
 import numpy as np
 
+from clinicalbert_tf import fileio
 from clinicalbert_tf import inference
 from clinicalbert_tf import savedmodel
 from clinicalbert_tf.inference import deid
@@ -179,6 +180,10 @@ class ServeTest(testutil.TestCase):
     self.assertEqual([strip(s) for s in got], [strip(s) for s in want])
     for g, w in zip(got, want):
       self.assertAllClose([s["score"] for s in g], [s["score"] for s in w], rtol=0, atol=2e-6)
+
+  def test_a_bad_window_context_stops_the_service_at_start(self):
+    with self.assertRaisesRegex(fileio.InputError, "--window_context=7: expected 0 to 6 pieces"):
+      service.Service(self.oracle, service.ServiceOptions(window_context=7))
 
   def test_analyze_gives_predict_spans(self):
     want = oracle_spans(self.oracle, NOTES)

@@ -125,18 +125,16 @@ class LoadedModel(object):
     tokenizer: the model's `tokenization.FullTokenizer`.
     max_seq_length: the window length the model was fine-tuned with.
     word_rules: the `word_rules.WordRules` raw text is split by.
-    window_context: pieces of context on each side of the cores of a long line's windows
-      (`data.plan_word_windows`); None: training's windows (cores of half a window).
-    use_bf16: the session runs in bfloat16 mixed precision (`checkpoints.new_session`).
-    position_outputs: a word-labelling checkpoint also gets `build_position_outputs` (what the
-      predictor runs); False for a graph to export as it is.
+    output_positions, position_outputs: a word-labelling checkpoint's `build_position_outputs`
+      (what `probabilities` runs), else None.
   """
 
   def __init__(self, files, max_seq_length=None, do_lower_case=None, num_threads=0, graph=None,
-               finalize=True, window_context=None, use_bf16=False, position_outputs=True):
+               finalize=True, use_bf16=False, position_outputs=True):
+    """Args (besides the attributes'): `use_bf16`: the session runs in bfloat16 mixed precision
+    (`checkpoints.new_session`); `position_outputs`: False leaves out `build_position_outputs`
+    (a graph to export as it is)."""
     self.files = files
-    self.window_context = window_context
-    self.use_bf16 = use_bf16
     self.record = files.record
     self.head = self.record.make_head()
     self.label_list = list(self.record.labels)
@@ -149,21 +147,19 @@ class LoadedModel(object):
       bert_config = checkpoints.load_bert_config(files.bert_config_file, self.max_seq_length)
     self.tokenizer = checkpoints.load_tokenizer(files.vocab_file, do_lower_case, bert_config)
     self.graph = graph or tf.Graph()
-    # Set for a word-labelling checkpoint: the outputs at fed positions (`probabilities`).
     self.output_positions, self.position_outputs = None, None
-    self.position_outputs_wanted = position_outputs
     self.session = checkpoints.new_session(self.graph, num_threads, use_bf16=use_bf16)
     with self.graph.as_default():
       if files.saved_model_dir:
         self._load_saved_model(files.saved_model_dir)
       else:
-        self._load_checkpoint(files, bert_config)
+        self._load_checkpoint(files, bert_config, position_outputs)
     if finalize:
       self.graph.finalize()
 
-  def _load_checkpoint(self, files, bert_config):
+  def _load_checkpoint(self, files, bert_config, position_outputs):
     self.inputs, self.outputs = build_serving_graph(self.head, bert_config)
-    if self.position_outputs_wanted and self.head.output == heads.WORD_LABELS:
+    if position_outputs and self.head.output == heads.WORD_LABELS:
       self.output_positions, self.position_outputs = build_position_outputs(
           self.head, bert_config, self.inputs)
     variables = tf.global_variables()
@@ -222,9 +218,8 @@ class LoadedModel(object):
 
 
 def load_model(model_dir, bert_config_file=None, vocab_file=None, init_checkpoint=None,
-               max_seq_length=None, do_lower_case=None, num_threads=0, window_context=None,
-               use_bf16=False):
+               max_seq_length=None, do_lower_case=None, num_threads=0, use_bf16=False):
   """The `LoadedModel` of `model_dir` (fine-tuned directory or SavedModel); flags override."""
   files = locate_model(model_dir, bert_config_file, vocab_file, init_checkpoint)
   return LoadedModel(files, max_seq_length=max_seq_length, do_lower_case=do_lower_case,
-                     num_threads=num_threads, window_context=window_context, use_bf16=use_bf16)
+                     num_threads=num_threads, use_bf16=use_bf16)

@@ -26,6 +26,15 @@ def check_output(model, output, what):
                             "head outputs %s" % (model.head.name, model.head.output, what, output))
 
 
+def check_window_context(window_context, max_seq_length):
+  """InputError unless `window_context` (None, or pieces of context) leaves a core of a piece."""
+  most = (max_seq_length - 3) // 2  # [CLS], [SEP] and a core of at least one piece
+  if window_context is not None and not 0 <= window_context <= most:
+    raise fileio.InputError(
+        "--window_context=%d: expected 0 to %d pieces of context for a model of "
+        "max_seq_length %d" % (window_context, most, max_seq_length))
+
+
 class _Pending(object):
   """A note in flight: its spans so far and how many of its blocks are still unpredicted."""
 
@@ -50,7 +59,7 @@ class Predictor(object):
       after_batch: called with no arguments after each buffer is predicted (progress lines
         within one long note).
       window_context: pieces of context on each side of a long line's window cores
-        (`data.plan_word_windows`); None: the model's own (`LoadedModel.window_context`).
+        (`data.plan_word_windows`); None: training's windows (cores of half a window).
     """
     check_output(model, heads.WORD_LABELS, "spans (a sentence-pair model predicts pairs: see "
                  "predict_pairs)")
@@ -61,13 +70,8 @@ class Predictor(object):
     self.buffer_words = buffer_words or 64 * batch_size * max(8, model.max_seq_length // 4)
     self.words_done = 0
     self.after_batch = after_batch
-    self.window_context = (model.window_context if window_context is None else window_context)
-    if self.window_context is not None:
-      most = (model.max_seq_length - 3) // 2  # a core of at least one piece
-      if not 0 <= self.window_context <= most:
-        raise fileio.InputError(
-            "--window_context=%d: expected 0 to %d pieces of context for a model of "
-            "max_seq_length %d" % (self.window_context, most, model.max_seq_length))
+    check_window_context(window_context, model.max_seq_length)
+    self.window_context = window_context
 
   def _run(self, pending):
     """Predicts the buffered blocks [(state, sentences)] and adds their spans to their notes."""

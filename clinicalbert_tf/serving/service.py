@@ -31,6 +31,7 @@ from clinicalbert_tf import inference
 from clinicalbert_tf import surrogates as surrogates_lib
 from clinicalbert_tf.finetuning import heads
 from clinicalbert_tf.inference import deid
+from clinicalbert_tf.inference import predictor as predictor_lib
 from clinicalbert_tf.serving import batching
 
 SPANS, PAIRS, TENSORS = "spans", "pairs", "tensors"
@@ -166,6 +167,8 @@ class Service(object):
     self.model = model
     self.options = options or ServiceOptions()
     self.spans = is_span_model(model)
+    if self.spans:  # a bad --window_context stops serve.py at start, not each request
+      predictor_lib.check_window_context(self.options.window_context, model.max_seq_length)
     self.entity_types = deid.model_types(model.label_list) if self.spans else []
     self.anonymizers = Anonymizers(self.options, self.entity_types) if self.spans else None
     self.uses_model = "model" in deid.parse_recognizers(self.options.recognizers)
