@@ -221,12 +221,19 @@ def _agreement(reference, other):
       same, total, 100.0 * same / max(1, total), identical, len(reference))
 
 
-def _ort_session(path, threads):
+def _ort_options(threads):
+  """ONNX Runtime session options: `threads` intra-op threads, one inter-op."""
   import onnxruntime  # pylint: disable=g-import-not-at-top  (test-only)
   options = onnxruntime.SessionOptions()
   options.intra_op_num_threads = threads
   options.inter_op_num_threads = 1
-  return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+  return options
+
+
+def _ort_session(path, threads):
+  import onnxruntime  # pylint: disable=g-import-not-at-top  (test-only)
+  return onnxruntime.InferenceSession(path, _ort_options(threads),
+                                      providers=["CPUExecutionProvider"])
 
 
 def raw_model_call(model, windows, ort_sessions, rounds, bf16=None):
@@ -328,12 +335,8 @@ def main_real():
       if backend == "pytorch":
         hf_model = transformers.AutoModelForTokenClassification.from_pretrained(hf_dir)
       else:
-        import onnxruntime  # pylint: disable=g-import-not-at-top
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
         hf_model = ORTModelForTokenClassification.from_pretrained(
-            onnx_dir, file_name=file_name, session_options=options)
+            onnx_dir, file_name=file_name, session_options=_ort_options(threads))
       pipe = transformers.pipeline("token-classification", model=hf_model, tokenizer=tokenizer,
                                    aggregation_strategy="first", stride=stride)
 

@@ -34,10 +34,12 @@ from absl import app
 from absl import flags
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_notes  # pylint: disable=g-import-not-at-top,wrong-import-position  (benchmarks/)
 
-flags.DEFINE_string("notes_file",
-                    os.path.join(REPO, "..", "shared", "data", "mtsamples", "mtsamples.csv.gz"),
+REPO = bench_notes.REPO
+
+flags.DEFINE_string("notes_file", bench_notes.default_mtsamples() or "",
                     "MTSamples CSV (.gz) with a `transcription` column; invented notes if absent.")
 flags.DEFINE_integer("num_notes", 64, "Distinct notes sent (the first ones with text).")
 flags.DEFINE_integer("hidden_size", 128, "Hidden size of the benchmark model.")
@@ -57,9 +59,7 @@ LABELS = ["O", "B-problem", "I-problem", "B-test", "I-test", "B-treatment", "I-t
 
 def read_notes(path, num):
   """The first `num` non-empty transcriptions of MTSamples, or invented notes when absent."""
-  if os.path.exists(path):
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import bench_notes  # pylint: disable=g-import-not-at-top  (benchmarks/)
+  if path and os.path.exists(path):
     return bench_notes.read_mtsamples(path, num), "MTSamples (%s)" % os.path.basename(path)
   from tests import testutil  # pylint: disable=g-import-not-at-top
   words = [t for t in testutil.vocab_tokens() if t.isalpha() and len(t) > 2]

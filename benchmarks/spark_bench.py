@@ -33,7 +33,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_notes  # pylint: disable=g-import-not-at-top,wrong-import-position  (benchmarks/)
 
 
-
 flags.DEFINE_string("mtsamples", bench_notes.default_mtsamples(),
                     "MTSamples CSV (gzip); invented notes when it is not there.")
 flags.DEFINE_integer("num_notes", 300, "Notes per run.")
